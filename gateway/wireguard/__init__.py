@@ -1,0 +1,1 @@
+"""WireGuard data plane: backends, reconciler, session tracking and collection."""

@@ -1,0 +1,102 @@
+"""The aiohttp application factory: one create_app for `vpngw serve` and every test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+import structlog
+from aiohttp import web
+
+from gateway.api import ops, public, tenant
+from gateway.clock import Clock, SystemClock
+from gateway.commands import Commands
+from gateway.db import Database
+from gateway.http import appkeys
+from gateway.http.middlewares import request_context
+from gateway.http.openapi import build_openapi
+from gateway.http.routes import Route, mount
+from gateway.keyfiles import load_keys
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+log = structlog.get_logger("vpngw.app")
+
+
+def all_routes() -> list[Route]:
+    return [*public.ROUTES, *ops.ROUTES, *tenant.ROUTES]
+
+
+def _version() -> str:
+    try:
+        return version("vpngw")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    database: Database | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[request_context],
+                          client_max_size=settings.server.max_body_bytes)
+    clock = clock or SystemClock()
+    db = database or Database(settings.database_url, pool_size=settings.database.pool_size)
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.CLOCK] = clock
+    app[appkeys.DATABASE] = db
+    app[appkeys.METRICS] = Metrics()
+    app[appkeys.RUNTIME] = Runtime()
+    app[appkeys.KEYS] = load_keys(settings.data_dir)
+    app[appkeys.COMMANDS] = Commands(db=db, clock=clock, settings=settings)
+    routes = all_routes()
+    mount(app, routes)
+    app[public.OPENAPI] = build_openapi(routes, version=_version())
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
+    return app
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = app[appkeys.DATABASE]
+    runtime = app[appkeys.RUNTIME]
+    clock = app[appkeys.CLOCK]
+    await db.migrate()
+    await app[appkeys.COMMANDS].ensure_pools()
+    runtime.set("database", ok=True, detail="migrated", now=clock.now())
+    yield
+    await db.dispose()
+
+
+async def _expire_peers(app: web.Application) -> None:
+    await app[appkeys.COMMANDS].expire_due_peers()
+
+
+def _periodic_ctx(
+    name: str, job: Callable[[web.Application], Awaitable[None]], *, interval: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A background loop that survives its own failures and stops with the app."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await job(app)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background job failed", job=name)
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx

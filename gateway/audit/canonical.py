@@ -1,0 +1,180 @@
+"""Canonical JSON encoding of audit-log leaves and their RFC 3339 UTC timestamps."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "CanonicalError",
+    "canonical_json",
+    "format_time",
+    "parse_canonical",
+    "parse_time",
+]
+
+# Integers outside the IEEE 754 double-exact range silently change value in
+# JavaScript and many JSON decoders (RFC 7493 I-JSON section 2.2); an auditor must
+# read back exactly the number that was hashed.
+MAX_SAFE_INTEGER = 2**53 - 1
+# Leaves are shallow records; a depth bound keeps hostile input from exhausting
+# the recursion limit.
+MAX_DEPTH = 32
+
+_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False,
+    allow_nan=False,
+    sort_keys=True,
+    separators=(",", ":"),
+    check_circular=False,  # _validate already bounds depth, so cycles cannot get here
+)
+
+
+class CanonicalError(Exception):
+    """A value or byte string is not canonical audit-log JSON."""
+
+
+def _validate(value: object, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    # Exact type checks: bool is an int subclass, and str/int/dict/list
+    # subclasses could override how they serialise.
+    kind = type(value)
+    if type(value) is str:
+        _validate_str(value, path)
+    elif type(value) is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise CanonicalError(
+                f"{path}: integer {value} is outside ±(2**53 - 1); encode it as a string"
+            )
+    elif type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CanonicalError(
+                    f"{path}: object key {key!r} is a {type(key).__name__}; keys must be str"
+                )
+            _validate_str(key, f"{path} key {key!r}")
+            _validate(item, f"{path}.{key}", depth + 1)
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            _validate(item, f"{path}[{i}]", depth + 1)
+    elif kind is float:
+        raise CanonicalError(f"{path}: floats are not allowed; use an integer or a string")
+    elif value is None or kind is bool:
+        raise CanonicalError(
+            f"{path}: {value!r} is not allowed; only objects, arrays, strings and integers"
+        )
+    else:
+        raise CanonicalError(
+            f"{path}: {kind.__name__} is not allowed; only dict, list, str and int"
+        )
+
+
+def _validate_str(value: str, path: str) -> None:
+    # Lone surrogates cannot be encoded as UTF-8, so they could never round-trip.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalError(f"{path}: string contains a lone surrogate") from None
+
+
+def canonical_json(obj: object) -> bytes:
+    """Encode a leaf as canonical JSON bytes.
+
+    UTF-8, keys sorted by code point, no whitespace, non-ASCII kept as UTF-8.
+    Only dict (str keys), list, str and int (within ±(2**53 - 1)) are allowed;
+    floats, bools, None and anything else raise CanonicalError.
+    """
+    _validate(obj, "$", 0)
+    return _encoder.encode(obj).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalError(f"{name} is not allowed in canonical JSON")
+
+
+def _reject_float(text: str) -> Any:
+    raise CanonicalError(f"number {text} is not an integer; floats are not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise CanonicalError(f"duplicate object key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_canonical(data: bytes) -> dict[str, Any]:
+    """Decode canonical JSON bytes into a dict, checking they are exactly canonical.
+
+    Raises CanonicalError unless ``canonical_json(result) == data``, so a leaf has
+    exactly one accepted byte representation.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CanonicalError(f"expected bytes, got {type(data).__name__}")
+    raw = bytes(data)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CanonicalError(f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+        )
+    except CanonicalError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and over-long integer literals.
+        raise CanonicalError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CanonicalError(f"top level must be a JSON object, got {type(value).__name__}")
+    if canonical_json(value) != raw:
+        raise CanonicalError(
+            "JSON is valid but not canonical (key order, whitespace, escaping or "
+            "number format differ); re-encode it with canonical_json"
+        )
+    return value
+
+
+def format_time(when: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with seconds precision, e.g. 2024-01-02T03:04:05Z.
+
+    Sub-second parts are truncated (not rounded) so a time never moves forward.
+    """
+    if not isinstance(when, datetime):
+        raise CanonicalError(f"expected a datetime, got {type(when).__name__}")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise CanonicalError(
+            "naive datetime has no time zone; pass an aware one, e.g. datetime.now(UTC)"
+        )
+    u = when.astimezone(UTC)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Parse the exact format_time() form back into an aware UTC datetime.
+
+    Only ``YYYY-MM-DDTHH:MM:SSZ`` is accepted: no offsets, fractions or lowercase,
+    so every instant has one string form.
+    """
+    if not isinstance(text, str):
+        raise CanonicalError(f"expected a str timestamp, got {type(text).__name__}")
+    m = _TIME_RE.fullmatch(text)
+    if m is None:
+        raise CanonicalError(f"timestamp {text!r} is not of the form YYYY-MM-DDTHH:MM:SSZ")
+    year, month, day, hour, minute, second = (int(part) for part in m.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as exc:
+        raise CanonicalError(f"timestamp {text!r} is not a valid UTC time: {exc}") from None

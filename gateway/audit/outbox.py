@@ -1,0 +1,40 @@
+"""Turns use-case events into canonical leaf bytes in the outbox, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.canonical import canonical_json, format_time
+from gateway.audit.schema import outbox
+from provisioning.events import Event
+
+SALT_BYTES = 16
+
+
+def event_document(event: Event, *, ts: datetime, salt: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in event.attrs.items()
+    }
+    doc.update(v=1, type=event.type, ts=format_time(ts),
+               salt=base64.b64encode(salt).decode("ascii"))
+    return doc
+
+
+def leaf_bytes(event: Event, *, ts: datetime) -> bytes:
+    """The exact bytes that become the Merkle leaf; nothing re-serialises them later."""
+    return canonical_json(event_document(event, ts=ts, salt=secrets.token_bytes(SALT_BYTES)))
+
+
+async def append_events(conn: AsyncConnection, events: Iterable[Event], *, now: datetime) -> int:
+    rows = [{"leaf": leaf_bytes(e, ts=now), "created_at": now} for e in events]
+    if rows:
+        await conn.execute(insert(outbox), rows)
+    return len(rows)

@@ -1,0 +1,323 @@
+"""`vpngw` command line: init, serve, and the ops commands (tables for people, --json for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import CONFIG_FILE, Settings, SettingsError, load_settings
+
+
+class CliError(Exception):
+    """A failure to report in one line and exit 1."""
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _emit(args: argparse.Namespace, doc: Any, columns: Sequence[str] | None = None) -> None:
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    elif columns is not None:
+        _print_table(doc if isinstance(doc, list) else [doc], columns)
+    else:
+        for key, value in doc.items():
+            print(f"{key:>22}: {value}")
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+# --- init ---------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
+    lines = ["# vpngw settings; every setting is documented in configs/gateway.toml", ""]
+    for section, values in sections.items():
+        if values:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+async def _init(args: argparse.Namespace) -> int:
+    from gateway.commands import Commands
+    from gateway.db import Database
+    from gateway.clock import SystemClock
+    from gateway.keyfiles import create_keys
+    from provisioning.tokens import Role, list_tokens
+
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config_path = data_dir / CONFIG_FILE
+    if not config_path.exists():
+        network: dict[str, Any] = {}
+        if args.endpoint:
+            network["endpoint"] = args.endpoint
+        if args.pool:
+            network["pools"] = args.pool
+        wireguard: dict[str, Any] = {}
+        if args.wireguard:
+            wireguard["backend"] = args.wireguard
+        if args.interface:
+            wireguard["interface"] = args.interface
+        server = {"listen": args.listen} if args.listen else {}
+        database = {"url": args.database_url} if args.database_url else {}
+        write_config(config_path, {"server": server, "database": database, "network": network,
+                                   "wireguard": wireguard})
+    elif args.endpoint or args.pool or args.wireguard or args.interface:
+        raise CliError(f"{config_path} already exists; edit it instead of passing init options")
+    settings = load_settings(data_dir)
+    create_keys(data_dir)
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        commands = Commands(db=db, clock=SystemClock(), settings=settings)
+        await commands.ensure_pools()
+        async with db.read() as conn:
+            has_ops = any(t.role is Role.OPS and t.revoked_at is None for t in await list_tokens(conn))
+        token = None
+        if not has_ops:
+            token = (await commands.issue_ops_token(label="initial ops token", actor=_actor())).secret
+    finally:
+        await db.dispose()
+    doc = {"data_dir": str(data_dir), "config": str(config_path),
+           "database": settings.database_url.split("@")[-1], "ops_token": token}
+    if args.json:
+        print(json.dumps(doc))
+    elif token:
+        print(f"vpngw initialised in {data_dir}")
+        print(f"First ops token (shown once, keep it safe):\n{token}")
+    else:
+        print(f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
+              "(`vpngw token issue-ops` mints another)")
+    return 0
+
+
+# --- serve ----------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logging import configure_logging
+
+    settings = _settings(args)
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides["server"] = {"listen": args.listen}
+    if args.wireguard:
+        overrides["wireguard"] = {"backend": args.wireguard}
+    if overrides:
+        settings = settings.replace(**overrides)
+    configure_logging(level=settings.server.log_level, fmt=settings.server.log_format)
+    app = create_app(settings)
+    web.run_app(app, host=settings.listen_host, port=settings.listen_port, print=None,
+                access_log=None, shutdown_timeout=5.0)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = Path(args.data_dir)
+    if not (data_dir / CONFIG_FILE).exists():
+        raise CliError(f"{data_dir} is not initialised; run `vpngw init --data-dir {data_dir}`")
+    return load_settings(data_dir)
+
+
+# --- ops commands ----------------------------------------------------------------------
+
+
+async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
+    from gateway.clock import SystemClock
+    from gateway.commands import Commands
+    from gateway.db import Database
+
+    settings = _settings(args)
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        await db.migrate()
+        return await action(Commands(db=db, clock=SystemClock(), settings=settings))
+    finally:
+        await db.dispose()
+
+
+TENANT_COLUMNS = ("id", "status", "legal_name", "country", "registration_number", "max_peers")
+
+
+async def _tenant(args: argparse.Namespace) -> int:
+    from gateway.api.views import tenant_view, transition_view
+    from provisioning import tenants
+    from provisioning.tenants import NewTenant, TenantStatus
+
+    async def run(c: Any) -> Any:
+        if args.tenant_cmd == "create":
+            body = {"legal_name": args.legal_name, "registration_number": args.registration_number,
+                    "tax_id": args.tax_id, "country": args.country,
+                    "contact_email": args.contact_email}
+            if args.max_peers is not None:
+                body["max_peers"] = args.max_peers
+            new = NewTenant.parse(body, default_max_peers=c.settings.tenants.default_max_peers)
+            return tenant_view(await c.create_tenant(new, actor=_actor()))
+        if args.tenant_cmd == "list":
+            async with c.db.read() as conn:
+                found = await tenants.list_tenants(
+                    conn, limit=args.limit, after=None,
+                    status=TenantStatus(args.status) if args.status else None)
+            return [tenant_view(t) for t in found]
+        if args.tenant_cmd == "show":
+            async with c.db.read() as conn:
+                tenant = await tenants.get_tenant(conn, args.tenant_id)
+                history = await tenants.list_transitions(conn, args.tenant_id)
+            return {**tenant_view(tenant), "history": [transition_view(h) for h in history]}
+        if args.tenant_cmd == "verify":
+            return tenant_view(await c.verify_tenant(
+                args.tenant_id, evidence_reference=args.evidence, note=args.note, actor=_actor()))
+        method = {"suspend": c.suspend_tenant, "reinstate": c.reinstate_tenant,
+                  "terminate": c.terminate_tenant}[args.tenant_cmd]
+        return tenant_view(await method(args.tenant_id, reason=args.reason, actor=_actor()))
+
+    doc = await _with_commands(args, run)
+    if args.tenant_cmd == "show" and not args.json:
+        history = doc.pop("history")
+        _emit(args, doc)
+        print()
+        _print_table(history, ("at", "from", "to", "actor", "evidence_reference", "reason"))
+    else:
+        _emit(args, doc, TENANT_COLUMNS)
+    return 0
+
+
+async def _token(args: argparse.Namespace) -> int:
+    from gateway.api.views import token_view
+    from provisioning import tokens
+
+    async def run(c: Any) -> Any:
+        if args.token_cmd == "issue":
+            issued = await c.issue_tenant_token(args.tenant_id, label=args.label, actor=_actor())
+            return {"id": issued.token_id, "tenant_id": issued.tenant_id, "token": issued.secret}
+        if args.token_cmd == "issue-ops":
+            issued = await c.issue_ops_token(label=args.label, actor=_actor())
+            return {"id": issued.token_id, "token": issued.secret}
+        if args.token_cmd == "revoke":
+            return token_view(await c.revoke_token(args.token_id, actor=_actor()))
+        async with c.db.read() as conn:
+            return [token_view(t) for t in await tokens.list_tokens(conn, tenant_id=args.tenant)]
+
+    doc = await _with_commands(args, run)
+    columns = ("id", "role", "tenant_id", "label", "created_at", "revoked_at")
+    _emit(args, doc, columns if args.token_cmd in {"list", "revoke"} else None)
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vpngw", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--data-dir", default="./data", help="data directory (default ./data)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    init = add("init", "create config, keys and database; print the first ops token")
+    init.add_argument("--endpoint", help="public HOST:PORT clients connect to")
+    init.add_argument("--pool", action="append", help="tunnel address pool CIDR (repeatable)")
+    init.add_argument("--wireguard", choices=["kernel", "userspace", "off"])
+    init.add_argument("--interface", help="WireGuard interface name")
+    init.add_argument("--listen", help="API HOST:PORT")
+    init.add_argument("--database-url", help="postgresql+asyncpg://... (default: SQLite file)")
+
+    serve = add("serve", "run the API, sequencer, reconciler and collector")
+    serve.add_argument("--listen", help="API HOST:PORT (overrides server.listen)")
+    serve.add_argument("--wireguard", choices=["kernel", "userspace", "off"],
+                       help="WireGuard backend (overrides wireguard.backend)")
+
+    tenant = add("tenant", "onboard and manage tenants")
+    tsub = tenant.add_subparsers(dest="tenant_cmd", required=True)
+    create = tsub.add_parser("create")
+    for flag in ("--legal-name", "--registration-number", "--tax-id", "--country",
+                 "--contact-email"):
+        create.add_argument(flag, required=True)
+    create.add_argument("--max-peers", type=int)
+    lst = tsub.add_parser("list")
+    lst.add_argument("--status", choices=["pending", "verified", "suspended", "terminated"])
+    lst.add_argument("--limit", type=int, default=100)
+    tsub.add_parser("show").add_argument("tenant_id")
+    verify = tsub.add_parser("verify")
+    verify.add_argument("tenant_id")
+    verify.add_argument("--evidence", required=True, help="reference of the documents checked")
+    verify.add_argument("--note")
+    for name in ("suspend", "reinstate", "terminate"):
+        p = tsub.add_parser(name)
+        p.add_argument("tenant_id")
+        p.add_argument("--reason", required=True)
+
+    token = add("token", "issue, list and revoke API tokens")
+    ksub = token.add_subparsers(dest="token_cmd", required=True)
+    issue = ksub.add_parser("issue", help="issue a tenant token")
+    issue.add_argument("tenant_id")
+    issue.add_argument("--label", default="tenant api")
+    ksub.add_parser("issue-ops", help="issue an ops token").add_argument(
+        "--label", default="ops")
+    ksub.add_parser("revoke").add_argument("token_id")
+    ksub.add_parser("list").add_argument("--tenant")
+    return parser
+
+
+def _share_globals(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from provisioning.errors import DomainError
+
+    parser = build_parser()
+    args = _share_globals(parser, sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "init":
+            return asyncio.run(_init(args))
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "tenant":
+            return asyncio.run(_tenant(args))
+        if args.command == "token":
+            return asyncio.run(_token(args))
+        from gateway.audit.cli import run_audit_command
+
+        return run_audit_command(args)
+    except (CliError, SettingsError, DomainError) as exc:
+        detail = getattr(exc, "detail", None) or str(exc)
+        print(f"vpngw: {detail}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

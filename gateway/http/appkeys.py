@@ -1,0 +1,24 @@
+"""Typed application state keys, all in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock
+    from gateway.commands import Commands
+    from gateway.db import Database
+    from gateway.keyfiles import GatewayKeys
+    from gateway.metrics import Metrics
+    from gateway.runtime import Runtime
+    from gateway.settings import Settings
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+KEYS: web.AppKey[GatewayKeys] = web.AppKey("keys")
+COMMANDS: web.AppKey[Commands] = web.AppKey("commands")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")

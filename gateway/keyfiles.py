@@ -1,0 +1,97 @@
+"""Private keys in the data dir: created once with mode 0600, refused if readable by others."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+WIREGUARD_KEY = "wireguard.key"
+LOG_KEY = "log-signing.key"
+RESPONSE_KEY = "response-signing.key"
+
+
+class KeyFileError(Exception):
+    """A key file is missing, malformed or too widely readable."""
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"{path} is missing; run `vpngw init --data-dir {path.parent}`") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path} must not be accessible by group or others (chmod 600 {path})")
+    return path.read_bytes()
+
+
+def _raw32(path: Path) -> bytes:
+    try:
+        raw = base64.b64decode(_read_secret(path).strip(), validate=True)
+    except ValueError as exc:
+        raise KeyFileError(f"{path}: not base64") from exc
+    if len(raw) != 32:
+        raise KeyFileError(f"{path}: must hold 32 bytes of base64")
+    return raw
+
+
+@dataclass(frozen=True)
+class GatewayKeys:
+    wireguard: X25519PrivateKey
+    log: Ed25519PrivateKey
+    response: Ed25519PrivateKey
+
+    @property
+    def wireguard_public(self) -> str:
+        raw = self.wireguard.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+
+    @property
+    def wireguard_private_raw(self) -> bytes:
+        return self.wireguard.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+    def __repr__(self) -> str:
+        return "GatewayKeys(<private>)"
+
+
+def create_keys(data_dir: Path) -> list[Path]:
+    """Create each missing key file; existing keys are never replaced."""
+    created = []
+    for name, make in (
+        (WIREGUARD_KEY, lambda: X25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
+        (LOG_KEY, lambda: Ed25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
+        (RESPONSE_KEY, lambda: Ed25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
+    ):
+        path = data_dir / name
+        if not path.exists():
+            _write_secret(path, base64.b64encode(make()) + b"\n")
+            created.append(path)
+    return created
+
+
+def load_keys(data_dir: Path) -> GatewayKeys:
+    return GatewayKeys(
+        wireguard=X25519PrivateKey.from_private_bytes(_raw32(data_dir / WIREGUARD_KEY)),
+        log=Ed25519PrivateKey.from_private_bytes(_raw32(data_dir / LOG_KEY)),
+        response=Ed25519PrivateKey.from_private_bytes(_raw32(data_dir / RESPONSE_KEY)),
+    )

@@ -1,0 +1,72 @@
+"""structlog pipeline: request context, secret scrubbing, JSON off a terminal, console on one."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = frozenset({
+    "token", "bearer", "authorization", "private_key", "preshared_key", "secret", "password",
+    "signature", "link_token",
+})
+# Bearer tokens and link URLs can hide inside free text (URLs, exception messages).
+_SECRET_PATTERNS = (
+    re.compile(r"vgw_[ot]_[0-9a-f]{12}_[A-Za-z0-9_-]{43}"),
+    re.compile(r"(/links/)[A-Za-z0-9_-]{16,}"),
+    re.compile(r"(?i)(bearer\s+)\S+"),
+)
+REDACTED = "[redacted]"
+
+
+def _scrub_text(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
+    return text
+
+
+def scrub_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask secret-named fields and anything shaped like a token, in every log line."""
+    for key in list(event_dict):
+        value = event_dict[key]
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):
+            event_dict[key] = _scrub_text(value)
+    return event_dict
+
+
+def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
+    renderer: Any
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        scrub_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's own access log would duplicate our one summary line per request.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

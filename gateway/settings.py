@@ -1,0 +1,304 @@
+"""Typed, frozen settings loaded from the data dir's TOML with VPNGW_* overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+CONFIG_FILE = "gateway.toml"
+ENV_PREFIX = "VPNGW_"
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: str = "127.0.0.1:8080"
+    # Base URL clients use to reach the API; one-time links are built on it.
+    public_url: str = ""
+    max_body_bytes: int = 65536
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    # Empty means the embedded SQLite file <data_dir>/vpngw.db.
+    url: str = ""
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    gateway_id: str = "gw1"
+    endpoint: str = "vpn.example.net:51820"
+    pools: tuple[str, ...] = ("10.100.0.0/16", "fd00:100::/64")
+    dns: tuple[str, ...] = ("10.100.0.1",)
+    client_allowed_ips: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    persistent_keepalive: int = 25
+    address_quarantine_days: int = 30
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    default_max_peers: int = 100
+    link_ttl_seconds: int = 900
+    link_max_ttl_seconds: int = 86400
+
+
+@dataclass(frozen=True)
+class WireGuardSettings:
+    backend: Literal["off", "userspace", "kernel"] = "off"
+    interface: str = "vpngw0"
+    listen_port: int = 51820
+    mtu: int = 1420
+    fwmark: int = 0
+    wireguard_go: str = "wireguard-go"
+    socket_dir: str = "/var/run/wireguard"
+    reconcile_interval_seconds: float = 30.0
+    collect_interval_seconds: float = 10.0
+    session_grace_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    origin: str = "vpngw.example/log"
+    retention_days: int = 365
+    sequencer_interval_seconds: float = 0.2
+    sequencer_batch: int = 5000
+    retention_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RegulatorSettings:
+    max_hits_limit: int = 1000
+    default_max_hits: int = 100
+    clock_skew_seconds: int = 60
+    max_signature_lifetime_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    tenants: TenantSettings = field(default_factory=TenantSettings)
+    wireguard: WireGuardSettings = field(default_factory=WireGuardSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    regulator: RegulatorSettings = field(default_factory=RegulatorSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'vpngw.db'}"
+
+    @property
+    def listen_host(self) -> str:
+        return self.server.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.server.listen.rsplit(":", 1)[1])
+
+    @property
+    def public_url(self) -> str:
+        return (self.server.public_url or f"http://{self.server.listen}").rstrip("/")
+
+    @property
+    def pool_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p) for p in self.network.pools)
+
+    def replace(self, **sections: Any) -> Settings:
+        """Copy with whole sections or single settings changed: replace(wireguard={"backend": "off"})."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            if isinstance(value, Mapping):
+                changes[name] = dataclasses.replace(getattr(self, name), **value)
+            else:
+                changes[name] = value
+        new = dataclasses.replace(self, **changes)
+        validate(new)
+        return new
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings)
+    if f.name != "data_dir"
+}
+
+
+def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read <data_dir>/gateway.toml (optional) and apply VPNGW_<SECTION>_<NAME> overrides."""
+    data_dir = Path(data_dir).resolve()
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = data_dir / CONFIG_FILE
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise SettingsError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise SettingsError(f"[{name}] must be a table")
+        sections[name] = _build_section(name, cls, table, environ)
+    settings = Settings(data_dir=data_dir, **sections)
+    validate(settings)
+    return settings
+
+
+def _build_section(
+    section: str, cls: type[Any], table: Mapping[str, Any], environ: Mapping[str, str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - names
+    if unknown:
+        raise SettingsError(f"[{section}]: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+    values: dict[str, Any] = {}
+    for name in names:
+        key = f"{section}.{name}"
+        env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+        if env_name in environ:
+            values[name] = _coerce(key, hints[name], _parse_env(hints[name], environ[env_name]))
+        elif name in table:
+            values[name] = _coerce(key, hints[name], table[name])
+    return cls(**values)
+
+
+def _parse_env(hint: Any, text: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if hint is bool:
+        return text.strip().lower() in {"1", "true", "yes", "on"}
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise SettingsError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{key} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no optional settings yet
+        return value
+    raise SettingsError(f"{key}: unsupported type {hint!r}")
+
+
+def validate(s: Settings) -> None:
+    """Cross-field and range checks; each message names the setting and what to fix."""
+    _check_hostport("server.listen", s.server.listen)
+    _check_hostport("network.endpoint", s.network.endpoint)
+    if not 1024 <= s.server.max_body_bytes <= 16 * 1024 * 1024:
+        raise SettingsError("server.max_body_bytes must be between 1024 and 16777216")
+    if s.database.url and not s.database.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise SettingsError(
+            "database.url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    families: set[int] = set()
+    for pool in s.network.pools:
+        try:
+            net = ipaddress.ip_network(pool)
+        except ValueError as exc:
+            raise SettingsError(f"network.pools: {pool!r} is not a CIDR network ({exc})") from exc
+        if net.version in families:
+            raise SettingsError("network.pools: give at most one IPv4 and one IPv6 pool")
+        families.add(net.version)
+        if net.num_addresses < 4:
+            raise SettingsError(f"network.pools: {pool} is too small (needs at least 4 addresses)")
+    if not s.network.pools:
+        raise SettingsError("network.pools must name at least one CIDR pool")
+    for label, items in (("network.dns", s.network.dns),):
+        for item in items:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError as exc:
+                raise SettingsError(f"{label}: {item!r} is not an IP address") from exc
+    for item in s.network.client_allowed_ips:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise SettingsError(f"network.client_allowed_ips: {item!r} is not a CIDR") from exc
+    if not s.network.gateway_id or len(s.network.gateway_id) > 64:
+        raise SettingsError("network.gateway_id must be 1-64 characters")
+    if not 0 <= s.network.persistent_keepalive <= 65535:
+        raise SettingsError("network.persistent_keepalive must be 0-65535")
+    if s.network.address_quarantine_days < 0:
+        raise SettingsError("network.address_quarantine_days must be >= 0")
+    if not 1 <= s.tenants.default_max_peers <= 1_000_000:
+        raise SettingsError("tenants.default_max_peers must be 1-1000000")
+    if not 60 <= s.tenants.link_ttl_seconds <= s.tenants.link_max_ttl_seconds:
+        raise SettingsError("tenants.link_ttl_seconds must be >= 60 and <= tenants.link_max_ttl_seconds")
+    if not _valid_ifname(s.wireguard.interface):
+        raise SettingsError(
+            "wireguard.interface must be 1-15 characters of letters, digits, '-', '_' or '.'"
+        )
+    if not 1 <= s.wireguard.listen_port <= 65535:
+        raise SettingsError("wireguard.listen_port must be 1-65535")
+    if not 1280 <= s.wireguard.mtu <= 9000:
+        raise SettingsError("wireguard.mtu must be 1280-9000")
+    if not 0 <= s.wireguard.fwmark <= 0xFFFFFFFF:
+        raise SettingsError("wireguard.fwmark must be a 32-bit unsigned integer")
+    for name in ("reconcile_interval_seconds", "collect_interval_seconds"):
+        if getattr(s.wireguard, name) <= 0:
+            raise SettingsError(f"wireguard.{name} must be > 0")
+    if not s.audit.origin or "\n" in s.audit.origin:
+        raise SettingsError("audit.origin must be a non-empty single line")
+    if s.audit.retention_days < 1:
+        raise SettingsError("audit.retention_days must be >= 1")
+    if not 1 <= s.regulator.default_max_hits <= s.regulator.max_hits_limit:
+        raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
+
+
+def _valid_ifname(name: str) -> bool:
+    return 0 < len(name) <= 15 and all(c.isalnum() or c in "-_." for c in name) and name.isascii()
+
+
+def _check_hostport(key: str, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{key} must be HOST:PORT (IPv6 as [addr]:port), got {value!r}")

@@ -1,0 +1,286 @@
+"""WireGuard cross-platform UAPI: text protocol parse/serialise and a unix-socket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.wireguard.backend import (
+    BackendError,
+    BackendUnavailable,
+    Endpoint,
+    PeerChanges,
+    PeerSpec,
+    PeerState,
+)
+from gateway.wireguard.keys import ZERO_KEY, from_hex, preshared_key_digest, to_hex
+
+DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
+GET_REQUEST = "get=1\n\n"
+
+
+class UapiProtocolError(BackendError):
+    """The daemon's answer does not follow the UAPI grammar."""
+
+
+class UapiError(BackendError):
+    """The daemon answered with a nonzero errno."""
+
+    def __init__(self, errno: int) -> None:
+        # wireguard-go reports negative errnos (-22); the spec says positive. Accept both.
+        self.errno = abs(errno)
+        super().__init__(f"UAPI errno={self.errno} ({os.strerror(self.errno)})")
+
+
+@dataclass(frozen=True)
+class UapiDevice:
+    """A parsed `get=1` answer."""
+
+    private_key: bytes | None = field(repr=False)
+    listen_port: int | None
+    fwmark: int | None
+    peers: tuple[PeerState, ...]
+
+
+_DEVICE_KEYS = frozenset({"private_key", "listen_port", "fwmark"})
+
+
+def _int(key: str, value: str) -> int:
+    if not value.isdigit():
+        raise UapiProtocolError(f"{key}={value!r} is not a non-negative integer")
+    return int(value)
+
+
+def _key(key: str, value: str) -> bytes:
+    try:
+        return from_hex(value)
+    except ValueError as exc:
+        raise UapiProtocolError(f"{key} is not a 64-digit hex key") from exc
+
+
+class _PeerBuilder:
+    """Collects one peer's lines; only lives inside `parse_get_response`."""
+
+    def __init__(self, public_key: bytes) -> None:
+        self.public_key = public_key
+        self.psk_digest: bytes | None = None
+        self.endpoint: Endpoint | None = None
+        self.handshake_sec = 0
+        self.handshake_nsec = 0
+        self.rx = 0
+        self.tx = 0
+        self.keepalive: int | None = None
+        self.allowed_ips: list[str] = []
+
+    def take(self, key: str, value: str) -> None:
+        match key:
+            case "preshared_key":
+                psk = _key(key, value)
+                self.psk_digest = None if psk == ZERO_KEY else preshared_key_digest(psk)
+            case "endpoint":
+                try:
+                    self.endpoint = Endpoint.parse(value)
+                except ValueError as exc:
+                    raise UapiProtocolError(str(exc)) from exc
+            case "last_handshake_time_sec":
+                self.handshake_sec = _int(key, value)
+            case "last_handshake_time_nsec":
+                self.handshake_nsec = _int(key, value)
+            case "rx_bytes":
+                self.rx = _int(key, value)
+            case "tx_bytes":
+                self.tx = _int(key, value)
+            case "persistent_keepalive_interval":
+                self.keepalive = _int(key, value) or None
+            case "allowed_ip":
+                self.allowed_ips.append(value)
+            case _:
+                # protocol_version and keys newer than this client: nothing to keep.
+                pass
+
+    def build(self) -> PeerState:
+        handshake = None
+        if self.handshake_sec or self.handshake_nsec:
+            handshake = datetime.fromtimestamp(self.handshake_sec, UTC) + timedelta(
+                microseconds=self.handshake_nsec // 1000
+            )
+        try:
+            return PeerState(
+                public_key=self.public_key,
+                allowed_ips=tuple(self.allowed_ips),
+                preshared_key_digest=self.psk_digest,
+                endpoint=self.endpoint,
+                latest_handshake=handshake,
+                rx_bytes=self.rx,
+                tx_bytes=self.tx,
+                persistent_keepalive=self.keepalive,
+            )
+        except ValueError as exc:
+            raise UapiProtocolError(f"bad peer in UAPI answer: {exc}") from exc
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """Split an answer into key/value pairs, checking the errno trailer."""
+    if not text.endswith("\n\n"):
+        raise UapiProtocolError("answer is not terminated by an empty line")
+    pairs: list[tuple[str, str]] = []
+    for line in text[:-2].split("\n"):
+        key, sep, value = line.partition("=")
+        if not sep or not key:
+            raise UapiProtocolError(f"malformed UAPI line {line!r}")
+        pairs.append((key, value))
+    if not pairs or pairs[-1][0] != "errno":
+        raise UapiProtocolError("answer does not end with errno=")
+    errno_text = pairs[-1][1]
+    try:
+        errno = int(errno_text)
+    except ValueError as exc:
+        raise UapiProtocolError(f"errno={errno_text!r} is not an integer") from exc
+    if errno != 0:
+        raise UapiError(errno)
+    return pairs[:-1]
+
+
+def parse_get_response(text: str) -> UapiDevice:
+    """Parse the answer to `get=1`; raise `UapiError` for errno != 0."""
+    private_key: bytes | None = None
+    listen_port: int | None = None
+    fwmark: int | None = None
+    peers: list[PeerState] = []
+    current: _PeerBuilder | None = None
+    for key, value in _pairs(text):
+        if key == "public_key":
+            if current is not None:
+                peers.append(current.build())
+            current = _PeerBuilder(_key(key, value))
+        elif current is not None:
+            if key in _DEVICE_KEYS:
+                raise UapiProtocolError(f"device key {key!r} after the first peer")
+            current.take(key, value)
+        elif key == "private_key":
+            private_key = _key(key, value)
+        elif key == "listen_port":
+            listen_port = _int(key, value) or None
+        elif key == "fwmark":
+            fwmark = _int(key, value) or None
+        else:
+            raise UapiProtocolError(f"peer key {key!r} before any public_key")
+    if current is not None:
+        peers.append(current.build())
+    return UapiDevice(private_key, listen_port, fwmark, tuple(peers))
+
+
+def parse_set_response(text: str) -> None:
+    """Check the answer to `set=1`; raise `UapiError` for errno != 0."""
+    if rest := _pairs(text):
+        raise UapiProtocolError(f"unexpected {rest[0][0]!r} in a set answer")
+
+
+def _request(lines: Iterable[str]) -> str:
+    return "set=1\n" + "".join(f"{line}\n" for line in lines) + "\n"
+
+
+def render_device_set(
+    *, private_key: bytes | None = None, listen_port: int | None = None, fwmark: int | None = None
+) -> str:
+    """A `set=1` request for interface-level settings; None leaves a setting alone."""
+    lines = []
+    if private_key is not None:
+        lines.append(f"private_key={to_hex(private_key)}")
+    if listen_port is not None:
+        lines.append(f"listen_port={listen_port}")
+    if fwmark is not None:
+        lines.append(f"fwmark={fwmark}")
+    return _request(lines)
+
+
+def _peer_config_lines(spec: PeerSpec) -> list[str]:
+    # Zero key and zero interval clear a PSK / keepalive that should not be there.
+    return [
+        f"preshared_key={to_hex(spec.preshared_key or ZERO_KEY)}",
+        f"persistent_keepalive_interval={spec.persistent_keepalive or 0}",
+        "replace_allowed_ips=true",
+        *(f"allowed_ip={net}" for net in spec.allowed_ips),
+    ]
+
+
+def render_peer_changes(changes: PeerChanges) -> str:
+    """One `set=1` request carrying every removal, update and add."""
+    lines: list[str] = []
+    for key in changes.removals:
+        lines += [f"public_key={to_hex(key)}", "remove=true"]
+    for spec in changes.updates:
+        # update_only: if the peer vanished meanwhile, do not resurrect a half-configured one.
+        lines += [f"public_key={to_hex(spec.public_key)}", "update_only=true"]
+        lines += _peer_config_lines(spec)
+    for spec in changes.adds:
+        lines.append(f"public_key={to_hex(spec.public_key)}")
+        lines += _peer_config_lines(spec)
+    return _request(lines)
+
+
+class UapiClient:
+    """Talks UAPI to one interface's daemon, one connection per request."""
+
+    def __init__(
+        self, *, interface: str, socket_dir: Path = DEFAULT_SOCKET_DIR, timeout: float = 10.0
+    ) -> None:
+        self._path = socket_dir / f"{interface}.sock"
+        self._timeout = timeout
+
+    @property
+    def socket_path(self) -> Path:
+        return self._path
+
+    async def get(self) -> UapiDevice:
+        return parse_get_response(await self._exchange(GET_REQUEST))
+
+    async def set(self, request: str) -> None:
+        parse_set_response(await self._exchange(request))
+
+    async def alive(self) -> bool:
+        """Whether something accepts connections on the socket."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                _, writer = await asyncio.open_unix_connection(self._path)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def _exchange(self, request: str) -> str:
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await asyncio.open_unix_connection(self._path)
+                try:
+                    writer.write(request.encode("ascii"))
+                    await writer.drain()
+                    lines = []
+                    while True:
+                        line = await reader.readline()
+                        if not line:
+                            raise UapiProtocolError(
+                                "daemon closed the connection before the end of its answer"
+                            )
+                        lines.append(line)
+                        if line == b"\n":
+                            break
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise BackendUnavailable(f"no WireGuard daemon listening on {self._path}") from exc
+        except TimeoutError as exc:
+            raise BackendError(f"UAPI request to {self._path} timed out") from exc
+        except (ConnectionError, ValueError) as exc:
+            # ValueError: asyncio's line-length limit; the daemon never sends such lines.
+            raise BackendUnavailable(f"UAPI connection to {self._path} failed: {exc}") from exc
+        return b"".join(lines).decode("ascii", errors="replace")

@@ -1,0 +1,308 @@
+"""Peers of verified tenants: provisioning, rotation, revocation, expiry and the desired set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from provisioning import addresses, ids, keys, validation
+from provisioning.errors import (
+    DuplicatePublicKey,
+    InvalidInput,
+    NotFound,
+    PeerNotActive,
+    QuotaExceeded,
+    TenantNotVerified,
+)
+from provisioning.events import Event, Outcome
+from provisioning.schema import peers, public_keys, tenants
+from provisioning.tenants import TenantStatus, count_active_peers, get_tenant
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    """Where tunnel addresses come from and how long a released one rests."""
+
+    networks: tuple[addresses.Network, ...]
+    quarantine: timedelta
+    gateway_id: str
+
+
+@dataclass(frozen=True)
+class NewPeer:
+    name: str
+    public_key: str | None
+    preshared_key: bool
+    expires_at: datetime | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], *, now: datetime) -> NewPeer:
+        public_key = body.get("public_key")
+        expires_at = body.get("expires_at")
+        parsed_expiry = None
+        if expires_at is not None:
+            parsed_expiry = validation.timestamp("expires_at", expires_at)
+            if parsed_expiry <= now:
+                raise InvalidInput("expires_at", "must be in the future")
+        return cls(
+            name=validation.text("name", body.get("name")),
+            public_key=None if public_key is None else keys.normalise_public_key(public_key),
+            preshared_key=validation.boolean("preshared_key", body.get("preshared_key", False)),
+            expires_at=parsed_expiry,
+        )
+
+
+@dataclass(frozen=True)
+class Peer:
+    id: str
+    tenant_id: str
+    name: str
+    public_key: str
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    key_rotated_at: datetime | None
+    tunnel_ips: tuple[str, ...]
+    has_preshared_key: bool
+    # Only set in the response that created it: never stored, never logged.
+    private_key: str | None = None
+    preshared_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Peer(id={self.id!r}, public_key={self.public_key!r}, status={self.status!r})"
+
+
+@dataclass(frozen=True)
+class DesiredPeer:
+    """What the interface should carry for one active peer."""
+
+    peer_id: str
+    tenant_id: str
+    public_key: str
+    preshared_key: str | None
+    tunnel_ips: tuple[str, ...]
+
+
+def _peer(row: Any, tunnel_ips: Sequence[str]) -> Peer:
+    return Peer(
+        id=row.id, tenant_id=row.tenant_id, name=row.name, public_key=row.public_key,
+        status=row.status, created_at=row.created_at, expires_at=row.expires_at,
+        revoked_at=row.revoked_at, key_rotated_at=row.key_rotated_at,
+        tunnel_ips=tuple(tunnel_ips), has_preshared_key=row.preshared_key is not None,
+    )
+
+
+async def _claim_public_key(
+    conn: AsyncConnection, public_key: str, peer_id: str, now: datetime
+) -> None:
+    if await conn.scalar(select(public_keys.c.peer_id).where(public_keys.c.public_key == public_key)):
+        raise DuplicatePublicKey(
+            "this public key is already registered on this gateway; generate a new key pair "
+            "on the device (`wg genkey | tee private.key | wg pubkey`)"
+        )
+    try:
+        await conn.execute(insert(public_keys).values(
+            public_key=public_key, peer_id=peer_id, added_at=now
+        ))
+    except IntegrityError as exc:
+        raise DuplicatePublicKey("this public key is already registered on this gateway") from exc
+
+
+async def provision_peer(
+    conn: AsyncConnection, tenant_id: str, new: NewPeer, *, policy: PoolPolicy, now: datetime,
+    actor: str,
+) -> Outcome[Peer]:
+    # Locking the tenant row serialises provisioning per tenant (quota) and against
+    # a concurrent suspension on PostgreSQL; SQLite has a single writer anyway.
+    tenant = await get_tenant(conn, tenant_id, lock=True)
+    if tenant.status is not TenantStatus.VERIFIED:
+        raise TenantNotVerified(
+            f"tenant is {tenant.status.value}; only verified tenants can provision peers — "
+            "contact the provider's operations team",
+            status=tenant.status.value,
+        )
+    active = await count_active_peers(conn, tenant_id)
+    if active >= tenant.max_peers:
+        raise QuotaExceeded(
+            f"tenant has {active} of {tenant.max_peers} allowed peers; revoke unused peers "
+            "or ask the provider to raise the quota",
+            max_peers=tenant.max_peers,
+        )
+    peer_id = ids.new_id()
+    pair = None
+    if new.public_key is None:
+        pair = keys.generate_key_pair()
+    public_key = new.public_key or (pair.public_key if pair else "")
+    psk = keys.generate_preshared_key() if new.preshared_key else None
+    await conn.execute(insert(peers).values(
+        id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key,
+        preshared_key=psk, status="active", created_at=now, expires_at=new.expires_at,
+    ))
+    await _claim_public_key(conn, public_key, peer_id, now)
+    tunnel_ips = [
+        await addresses.allocate_address(conn, net, peer_id, now=now, quarantine=policy.quarantine)
+        for net in policy.networks
+    ]
+    peer = Peer(
+        id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key, status="active",
+        created_at=now, expires_at=new.expires_at, revoked_at=None, key_rotated_at=None,
+        tunnel_ips=tuple(tunnel_ips), has_preshared_key=psk is not None,
+        private_key=pair.private_key if pair else None, preshared_key=psk,
+    )
+    attrs: dict[str, str | int | tuple[str, ...]] = {
+        "peer_id": peer_id, "tenant_id": tenant_id, "public_key": public_key,
+        "tunnel_ips": tuple(tunnel_ips), "gateway_id": policy.gateway_id, "actor": actor,
+        "key_origin": "server" if pair else "client",
+    }
+    if new.expires_at is not None:
+        attrs["expires_at"] = validation.rfc3339(new.expires_at)
+    return Outcome(peer, (Event("peer.provisioned", attrs),))
+
+
+async def _get_row(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Any:
+    if not ids.is_id(peer_id):
+        raise NotFound(f"no peer with id {peer_id}")
+    query = select(peers).where(peers.c.id == peer_id)
+    if tenant_id is not None:
+        query = query.where(peers.c.tenant_id == tenant_id)
+    row = (await conn.execute(query)).first()
+    if row is None:  # another tenant's peer looks exactly like a missing one
+        raise NotFound(f"no peer with id {peer_id}")
+    return row
+
+
+async def get_peer(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Peer:
+    row = await _get_row(conn, tenant_id, peer_id)
+    return _peer(row, (await addresses.addresses_of(conn, [peer_id]))[peer_id])
+
+
+async def get_preshared_key(conn: AsyncConnection, tenant_id: str, peer_id: str) -> str | None:
+    row = await _get_row(conn, tenant_id, peer_id)
+    return row.preshared_key  # type: ignore[no-any-return]
+
+
+async def list_peers(
+    conn: AsyncConnection, tenant_id: str, *, limit: int, after: str | None,
+    status: str | None = None,
+) -> list[Peer]:
+    query = select(peers).where(peers.c.tenant_id == tenant_id).order_by(peers.c.id).limit(limit)
+    if after:
+        query = query.where(peers.c.id > after)
+    if status:
+        query = query.where(peers.c.status == status)
+    rows = (await conn.execute(query)).all()
+    ips = await addresses.addresses_of(conn, [r.id for r in rows])
+    return [_peer(r, ips[r.id]) for r in rows]
+
+
+async def _end_peer(
+    conn: AsyncConnection, row: Any, *, status: str, event_type: str, now: datetime,
+    attrs: dict[str, str | int | tuple[str, ...]],
+) -> tuple[Event, ...]:
+    await conn.execute(update(peers).where(peers.c.id == row.id)
+                       .values(status=status, revoked_at=now))
+    await conn.execute(update(public_keys).where(public_keys.c.peer_id == row.id,
+                                                 public_keys.c.retired_at.is_(None))
+                       .values(retired_at=now))
+    ended = Event(event_type, {"peer_id": row.id, "tenant_id": row.tenant_id,
+                               "public_key": row.public_key, **attrs})
+    released = await addresses.release_addresses(conn, row.id, tenant_id=row.tenant_id, now=now)
+    return (ended, *released)
+
+
+async def revoke_peer(
+    conn: AsyncConnection, tenant_id: str | None, peer_id: str, *, now: datetime, actor: str,
+    reason: str = "revoked by tenant",
+) -> Outcome[Peer]:
+    row = await _get_row(conn, tenant_id, peer_id)
+    if row.status != "active":
+        raise PeerNotActive(f"peer {peer_id} is already {row.status}", status=row.status)
+    events = await _end_peer(conn, row, status="revoked", event_type="peer.revoked", now=now,
+                             attrs={"actor": actor, "reason": reason})
+    peer = replace(_peer(row, ()), status="revoked", revoked_at=now)
+    return Outcome(peer, events)
+
+
+async def revoke_tenant_peers(
+    conn: AsyncConnection, tenant_id: str, *, now: datetime, actor: str, reason: str
+) -> tuple[Event, ...]:
+    rows = (await conn.execute(select(peers).where(
+        peers.c.tenant_id == tenant_id, peers.c.status == "active"
+    ))).all()
+    events: list[Event] = []
+    for row in rows:
+        events.extend(await _end_peer(conn, row, status="revoked", event_type="peer.revoked",
+                                      now=now, attrs={"actor": actor, "reason": reason}))
+    return tuple(events)
+
+
+async def expire_due_peers(conn: AsyncConnection, *, now: datetime, limit: int = 500) -> tuple[Event, ...]:
+    rows = (await conn.execute(select(peers).where(
+        peers.c.status == "active", peers.c.expires_at.is_not(None), peers.c.expires_at <= now
+    ).limit(limit))).all()
+    events: list[Event] = []
+    for row in rows:
+        events.extend(await _end_peer(
+            conn, row, status="expired", event_type="peer.expired", now=now,
+            attrs={"expires_at": validation.rfc3339(row.expires_at)},
+        ))
+    return tuple(events)
+
+
+async def rotate_peer_key(
+    conn: AsyncConnection, tenant_id: str, peer_id: str, *, public_key: str | None,
+    now: datetime, actor: str,
+) -> Outcome[Peer]:
+    row = await _get_row(conn, tenant_id, peer_id)
+    if row.status != "active":
+        raise PeerNotActive(f"peer {peer_id} is {row.status}; only active peers can rotate keys",
+                            status=row.status)
+    tenant = await get_tenant(conn, tenant_id)
+    if tenant.status is not TenantStatus.VERIFIED:
+        raise TenantNotVerified(f"tenant is {tenant.status.value}; keys cannot be rotated now")
+    pair = None if public_key else keys.generate_key_pair()
+    new_key = public_key or (pair.public_key if pair else "")
+    await _claim_public_key(conn, new_key, peer_id, now)
+    await conn.execute(update(public_keys).where(public_keys.c.public_key == row.public_key)
+                       .values(retired_at=now))
+    await conn.execute(update(peers).where(peers.c.id == peer_id)
+                       .values(public_key=new_key, key_rotated_at=now))
+    ips = (await addresses.addresses_of(conn, [peer_id]))[peer_id]
+    peer = replace(_peer(row, ips), public_key=new_key, key_rotated_at=now,
+                   private_key=pair.private_key if pair else None)
+    event = Event("peer.key_rotated", {
+        "peer_id": peer_id, "tenant_id": tenant_id, "old_public_key": row.public_key,
+        "public_key": new_key, "actor": actor, "key_origin": "server" if pair else "client",
+    })
+    return Outcome(peer, (event,))
+
+
+async def desired_peers(conn: AsyncConnection, *, now: datetime) -> list[DesiredPeer]:
+    """Active, unexpired peers of verified tenants: exactly what the interface should carry."""
+    rows = (await conn.execute(
+        select(peers.c.id, peers.c.tenant_id, peers.c.public_key, peers.c.preshared_key)
+        .join(tenants, tenants.c.id == peers.c.tenant_id)
+        .where(tenants.c.status == TenantStatus.VERIFIED.value, peers.c.status == "active",
+               (peers.c.expires_at.is_(None)) | (peers.c.expires_at > now))
+    )).all()
+    ips = await _all_addresses(conn)
+    return [DesiredPeer(r.id, r.tenant_id, r.public_key, r.preshared_key,
+                        tuple(ips.get(r.id, ()))) for r in rows]
+
+
+async def _all_addresses(conn: AsyncConnection) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    rows = await conn.execute(
+        select(addresses.addresses.c.peer_id, addresses.addresses.c.address)
+        .where(addresses.addresses.c.peer_id.is_not(None))
+    )
+    for row in rows:
+        found.setdefault(row.peer_id, []).append(row.address)
+    return found

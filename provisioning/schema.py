@@ -1,0 +1,171 @@
+"""SQL tables of the provisioning domain (SQLAlchemy Core), shared metadata for migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both engines (SQLite drops the zone; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - aiosqlite already parses
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("legal_name", String(200), nullable=False),
+    Column("registration_number", String(64), nullable=False),
+    Column("tax_id", String(64), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("contact_email", String(254), nullable=False),
+    Column("max_peers", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("country", "registration_number"),
+)
+
+tenant_transitions = Table(
+    "tenant_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("evidence_reference", String(200), nullable=True),
+    Column("reason", String(500), nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=True, index=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+)
+
+peers = Table(
+    "peers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("public_key", String(44), nullable=False, unique=True),
+    # Needed to configure the interface; never logged, never returned after creation.
+    Column("preshared_key", String(44), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("key_rotated_at", UTCDateTime, nullable=True),
+    Index("ix_peers_tenant_status", "tenant_id", "status"),
+    Index("ix_peers_status_expires", "status", "expires_at"),
+)
+
+# Every public key ever used on this gateway; the primary key makes reuse impossible,
+# so a key in the audit log always names exactly one peer.
+public_keys = Table(
+    "public_keys",
+    metadata,
+    Column("public_key", String(44), primary_key=True),
+    Column("peer_id", String(36), ForeignKey("peers.id"), nullable=False, index=True),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+address_pools = Table(
+    "address_pools",
+    metadata,
+    Column("cidr", String(64), primary_key=True),
+    # Next never-used offset; only after it reaches the end are released
+    # addresses recycled (oldest release first, after the quarantine).
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("pool", String(64), ForeignKey("address_pools.cidr"), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("address", String(64), nullable=False, unique=True),
+    Column("peer_id", String(36), ForeignKey("peers.id"), nullable=True, index=True),
+    Column("released_at", UTCDateTime, nullable=True),
+    Index("ix_addresses_free", "pool", "released_at", sqlite_where=text("peer_id IS NULL"),
+          postgresql_where=text("peer_id IS NULL")),
+)
+
+config_links = Table(
+    "config_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("peer_id", String(36), ForeignKey("peers.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+# Latest observed WireGuard state per peer, written by the collector for the API.
+peer_status = Table(
+    "peer_status",
+    metadata,
+    Column("peer_id", String(36), ForeignKey("peers.id"), primary_key=True),
+    Column("latest_handshake", UTCDateTime, nullable=True),
+    Column("endpoint", String(64), nullable=True),
+    Column("rx_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("tx_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("connected", Integer, nullable=False, server_default="0"),
+    Column("observed_at", UTCDateTime, nullable=False),
+)
