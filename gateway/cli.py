@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import json
 import sys
@@ -238,14 +239,14 @@ async def _token(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default="./data", help="data directory (default ./data)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="vpngw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--data-dir", default="./data", help="data directory (default ./data)")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        return p
+    def add(name: str, help_text: str, *, leaf: bool = True) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common] if leaf else [])
 
     init = add("init", "create config, keys and database; print the first ops token")
     init.add_argument("--endpoint", help="public HOST:PORT clients connect to")
@@ -260,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--wireguard", choices=["kernel", "userspace", "off"],
                        help="WireGuard backend (overrides wireguard.backend)")
 
-    tenant = add("tenant", "onboard and manage tenants")
+    tenant = add("tenant", "onboard and manage tenants", leaf=False)
     tsub = tenant.add_subparsers(dest="tenant_cmd", required=True)
+    tsub.add_parser = functools.partial(tsub.add_parser, parents=[common])  # type: ignore[method-assign]
     create = tsub.add_parser("create")
     for flag in ("--legal-name", "--registration-number", "--tax-id", "--country",
                  "--contact-email"):
@@ -280,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("tenant_id")
         p.add_argument("--reason", required=True)
 
-    token = add("token", "issue, list and revoke API tokens")
+    token = add("token", "issue, list and revoke API tokens", leaf=False)
     ksub = token.add_subparsers(dest="token_cmd", required=True)
+    ksub.add_parser = functools.partial(ksub.add_parser, parents=[common])  # type: ignore[method-assign]
     issue = ksub.add_parser("issue", help="issue a tenant token")
     issue.add_argument("tenant_id")
     issue.add_argument("--label", default="tenant api")

@@ -104,7 +104,7 @@ class Commands:
             tenant = await tenants.get_tenant(conn, tenant_id)
             if tenant.status is tenants.TenantStatus.TERMINATED:
                 raise tenants.IllegalTransition(
-                    "a terminated tenant cannot be given tokens", status=tenant.status.value)
+                    "a terminated tenant cannot be given tokens", tenant_status=tenant.status.value)
             return await tokens.issue_token(conn, Role.TENANT, tenant_id=tenant_id, label=label,
                                             actor=actor, now=self.clock.now())
         return await self._run(step)

@@ -99,20 +99,26 @@ def _peer(row: Any, tunnel_ips: Sequence[str]) -> Peer:
     )
 
 
+_KEY_IN_USE = (
+    "this public key is already registered on this gateway; generate a new key pair "
+    "on the device (`wg genkey | tee private.key | wg pubkey`)"
+)
+
+
+async def _ensure_key_unused(conn: AsyncConnection, public_key: str) -> None:
+    if await conn.scalar(select(public_keys.c.peer_id).where(public_keys.c.public_key == public_key)):
+        raise DuplicatePublicKey(_KEY_IN_USE)
+
+
 async def _claim_public_key(
     conn: AsyncConnection, public_key: str, peer_id: str, now: datetime
 ) -> None:
-    if await conn.scalar(select(public_keys.c.peer_id).where(public_keys.c.public_key == public_key)):
-        raise DuplicatePublicKey(
-            "this public key is already registered on this gateway; generate a new key pair "
-            "on the device (`wg genkey | tee private.key | wg pubkey`)"
-        )
     try:
         await conn.execute(insert(public_keys).values(
             public_key=public_key, peer_id=peer_id, added_at=now
         ))
-    except IntegrityError as exc:
-        raise DuplicatePublicKey("this public key is already registered on this gateway") from exc
+    except IntegrityError as exc:  # a concurrent request won the race for this key
+        raise DuplicatePublicKey(_KEY_IN_USE) from exc
 
 
 async def provision_peer(
@@ -126,7 +132,7 @@ async def provision_peer(
         raise TenantNotVerified(
             f"tenant is {tenant.status.value}; only verified tenants can provision peers — "
             "contact the provider's operations team",
-            status=tenant.status.value,
+            tenant_status=tenant.status.value,
         )
     active = await count_active_peers(conn, tenant_id)
     if active >= tenant.max_peers:
@@ -141,10 +147,14 @@ async def provision_peer(
         pair = keys.generate_key_pair()
     public_key = new.public_key or (pair.public_key if pair else "")
     psk = keys.generate_preshared_key() if new.preshared_key else None
-    await conn.execute(insert(peers).values(
-        id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key,
-        preshared_key=psk, status="active", created_at=now, expires_at=new.expires_at,
-    ))
+    await _ensure_key_unused(conn, public_key)
+    try:
+        await conn.execute(insert(peers).values(
+            id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key,
+            preshared_key=psk, status="active", created_at=now, expires_at=new.expires_at,
+        ))
+    except IntegrityError as exc:
+        raise DuplicatePublicKey(_KEY_IN_USE) from exc
     await _claim_public_key(conn, public_key, peer_id, now)
     tunnel_ips = [
         await addresses.allocate_address(conn, net, peer_id, now=now, quarantine=policy.quarantine)
@@ -223,7 +233,7 @@ async def revoke_peer(
 ) -> Outcome[Peer]:
     row = await _get_row(conn, tenant_id, peer_id)
     if row.status != "active":
-        raise PeerNotActive(f"peer {peer_id} is already {row.status}", status=row.status)
+        raise PeerNotActive(f"peer {peer_id} is already {row.status}", peer_status=row.status)
     events = await _end_peer(conn, row, status="revoked", event_type="peer.revoked", now=now,
                              attrs={"actor": actor, "reason": reason})
     peer = replace(_peer(row, ()), status="revoked", revoked_at=now)
@@ -263,12 +273,13 @@ async def rotate_peer_key(
     row = await _get_row(conn, tenant_id, peer_id)
     if row.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {row.status}; only active peers can rotate keys",
-                            status=row.status)
+                            peer_status=row.status)
     tenant = await get_tenant(conn, tenant_id)
     if tenant.status is not TenantStatus.VERIFIED:
         raise TenantNotVerified(f"tenant is {tenant.status.value}; keys cannot be rotated now")
     pair = None if public_key else keys.generate_key_pair()
     new_key = public_key or (pair.public_key if pair else "")
+    await _ensure_key_unused(conn, new_key)
     await _claim_public_key(conn, new_key, peer_id, now)
     await conn.execute(update(public_keys).where(public_keys.c.public_key == row.public_key)
                        .values(retired_at=now))

@@ -58,7 +58,7 @@ def next_status(current: TenantStatus, action: Action) -> TenantStatus:
         hint = f"allowed from {current.value}: {', '.join(allowed)}" if allowed else "it is final"
         raise IllegalTransition(
             f"cannot {action.value} a tenant that is {current.value} ({hint})",
-            status=current.value,
+            tenant_status=current.value,
         ) from None
 
 

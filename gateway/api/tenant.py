@@ -15,7 +15,7 @@ from gateway.http.body import query_int, read_json
 from gateway.http.problems import bad_request
 from gateway.http.routes import BOOL, INT, STR, TIME, Route, obj
 from provisioning import keys, peers, validation
-from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render
+from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
 from provisioning.tokens import Role
@@ -40,7 +40,7 @@ async def create_peer(request: web.Request) -> web.Response:
     commands = request.app[appkeys.COMMANDS]
     new = NewPeer.parse(body, now=commands.clock.now())
     peer = await commands.provision_peer(who, new)
-    return web.json_response(peer_view(peer), status=201, headers={"Location": f"/v1/peers/{peer.id}",
+    return web.json_response(_with_config(request, peer), status=201, headers={"Location": f"/v1/peers/{peer.id}",
                                                        "Cache-Control": "no-store"})
 
 
@@ -78,7 +78,17 @@ async def rotate_peer(request: web.Request) -> web.Response:
         public_key = keys.normalise_public_key(public_key)
     peer = await request.app[appkeys.COMMANDS].rotate_peer(who, request.match_info["peer_id"],
                                                            public_key)
-    return web.json_response(peer_view(peer), headers={"Cache-Control": "no-store"})
+    async with request.app[appkeys.DATABASE].read() as conn:
+        psk = await peers.get_preshared_key(conn, who.tenant_id or "", peer.id)
+    return web.json_response(_with_config(request, peer, psk), headers={"Cache-Control": "no-store"})
+
+
+def _with_config(request: web.Request, peer: Peer, psk: str | None = None) -> dict[str, Any]:
+    """A server-generated key exists only in this response, so hand over the full config now."""
+    doc = peer_view(peer)
+    if peer.private_key:
+        doc["config"] = render_conf(client_config(request, peer, psk or peer.preshared_key))
+    return doc
 
 
 def client_config(request: web.Request, peer: Peer, preshared_key: str | None) -> ClientConfig:

@@ -78,10 +78,11 @@ async def _render_errors(
         return problem_response(problem, request_id=request_id)
     except DomainError as error:
         return problem_response(problem_from_domain(error), request_id=request_id)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[appkeys.SETTINGS].server.max_body_bytes
         return problem_response(Problem(
             413, "body-too-large", "Request body too large",
-            f"request bodies are limited to {exc.max_size} bytes",
+            f"request bodies are limited to {limit} bytes; send a smaller JSON object",
         ), request_id=request_id)
     except web.HTTPMethodNotAllowed as exc:
         problem = Problem(405, "method-not-allowed", "Method not allowed",

@@ -128,7 +128,11 @@ class InterfaceSpec:
             raise ValueError("listen port must be 1..65535")
         if not 576 <= self.mtu <= 65535:
             raise ValueError("mtu must be 576..65535")
+        if self.fwmark is not None and not 0 <= self.fwmark <= 0xFFFFFFFF:
+            raise ValueError("fwmark must be a 32-bit unsigned integer")
         object.__setattr__(self, "addresses", _canonical_interfaces(tuple(self.addresses)))
+        # 0 is how WireGuard spells "no fwmark"; one spelling keeps comparisons simple.
+        object.__setattr__(self, "fwmark", self.fwmark or None)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,11 @@ class PeerChanges:
 
     def __len__(self) -> int:
         return len(self.adds) + len(self.updates) + len(self.removals)
+
+    @property
+    def public_keys(self) -> tuple[bytes, ...]:
+        """Every peer these changes touch."""
+        return self.removals + tuple(spec.public_key for spec in self.updates + self.adds)
 
     def singles(self) -> Iterator[PeerChanges]:
         """Each edit on its own, to find which one a backend rejects."""

@@ -108,8 +108,10 @@ class WireGuardGoProcess:
         log.warning("wireguard_go.adopted", interface=self._interface)
         self._became_ready()
         try:
-            while await self._probe.alive():
+            alive = True
+            while alive:
                 await asyncio.sleep(_ADOPTED_POLL_SECONDS)
+                alive = await self._probe.alive()
         finally:
             self._ready.clear()
 
@@ -140,7 +142,10 @@ class WireGuardGoProcess:
             log.info("wireguard_go.started", interface=self._interface, pid=proc.pid)
             returncode = await proc.wait()
             log.warning(
-                "wireguard_go.exited", interface=self._interface, pid=proc.pid, returncode=returncode
+                "wireguard_go.exited",
+                interface=self._interface,
+                pid=proc.pid,
+                returncode=returncode,
             )
         finally:
             self._ready.clear()

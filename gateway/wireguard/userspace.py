@@ -83,15 +83,17 @@ class UserspaceBackend:
         same_key = device.private_key is not None and public_key_of(
             device.private_key
         ) == public_key_of(spec.private_key)
-        request = render_device_set(
-            private_key=None if same_key else spec.private_key,
-            listen_port=None if device.listen_port == spec.listen_port else spec.listen_port,
-            fwmark=None if device.fwmark == spec.fwmark else spec.fwmark or 0,
-        )
-        try:
-            await self._uapi.set(request)
-        except UapiError as exc:
-            raise BackendError(f"{self._interface}: interface settings refused: {exc}") from exc
+        private_key = None if same_key else spec.private_key
+        listen_port = None if device.listen_port == spec.listen_port else spec.listen_port
+        fwmark = None if device.fwmark == spec.fwmark else spec.fwmark or 0
+        if (private_key, listen_port, fwmark) != (None, None, None):
+            request = render_device_set(
+                private_key=private_key, listen_port=listen_port, fwmark=fwmark
+            )
+            try:
+                await self._uapi.set(request)
+            except UapiError as exc:
+                raise BackendError(f"{self._interface}: settings refused: {exc}") from exc
         await asyncio.to_thread(configure_link, spec.name, addresses=spec.addresses, mtu=spec.mtu)
 
     async def dump(self) -> InterfaceDump:

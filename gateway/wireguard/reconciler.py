@@ -1,0 +1,219 @@
+"""Keeps the interface's peers equal to the desired set: on demand, periodically, after resets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from gateway.wireguard.backend import (
+    BackendError,
+    BackendUnavailable,
+    InterfaceDump,
+    InterfaceSpec,
+    PeerChanges,
+    PeerRejected,
+    PeerSpec,
+    WireGuardBackend,
+)
+from gateway.wireguard.keys import public_key_of, to_base64
+from gateway.wireguard.plan import plan_changes
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+LoadDesired = Callable[[], Awaitable[Sequence[PeerSpec]]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ReconcilerStatus:
+    """For /readyz: `ok` once the last pass succeeded, else why not."""
+
+    ok: bool
+    reason: str | None = None
+    last_success: datetime | None = None
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    applied: PeerChanges
+    rejected: tuple[bytes, ...] = ()
+
+
+class Reconciler:
+    """Desired peers (from `load_desired`) versus the backend's dump, healed by minimal changes."""
+
+    def __init__(
+        self,
+        *,
+        backend: WireGuardBackend,
+        interface: InterfaceSpec,
+        load_desired: LoadDesired,
+        interval: float = 30.0,
+        initial_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        clock: Clock = utc_now,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._backend = backend
+        self._interface = interface
+        self._public_key = public_key_of(interface.private_key)
+        self._load_desired = load_desired
+        self._interval = interval
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._clock = clock
+        self._sleep = sleep
+        self._wake = asyncio.Event()
+        self._interface_ready = False
+        self._status = ReconcilerStatus(ok=False, reason="not reconciled yet")
+
+    @property
+    def status(self) -> ReconcilerStatus:
+        return self._status
+
+    def wake(self) -> None:
+        """Ask for a pass soon (after a provisioning commit, or a daemon restart)."""
+        self._wake.set()
+
+    async def reconcile(self) -> ReconcileResult:
+        """One pass; raises `BackendError` when the interface cannot be brought in line."""
+        try:
+            result = await self._reconcile()
+        except BackendError:
+            # Whatever broke, re-assert the interface itself on the next pass.
+            self._interface_ready = False
+            raise
+        if result.rejected:
+            self._status = ReconcilerStatus(
+                ok=False,
+                reason=f"{len(result.rejected)} peer(s) rejected by the backend",
+                last_success=self._status.last_success,
+            )
+        else:
+            self._status = ReconcilerStatus(ok=True, last_success=self._clock())
+        return result
+
+    async def run(self) -> None:
+        """Reconcile forever: on `wake()`, every `interval`, with backoff while failing."""
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile()
+                failures = 0
+            except BackendError as exc:
+                failures += 1
+                self._failed(exc, failures)
+            except Exception as exc:
+                # A bug or the desired-state store failing must not stop healing for good.
+                failures += 1
+                self._failed(exc, failures)
+                log.exception("wireguard.reconcile.crashed")
+            if failures:
+                await self._sleep(self._backoff(failures))
+            else:
+                await self._wait(self._interval)
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self._initial_backoff * 2 ** (failures - 1), self._max_backoff))
+
+    def _failed(self, exc: Exception, failures: int) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self._status = ReconcilerStatus(
+            ok=False,
+            reason=reason,
+            last_success=self._status.last_success,
+            consecutive_failures=failures,
+        )
+        log.warning(
+            "wireguard.reconcile.failed",
+            interface=self._interface.name,
+            error=type(exc).__name__,
+            reason=str(exc),
+            failures=failures,
+            retry_in=self._backoff(failures),
+        )
+
+    async def _wait(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _ensure_interface(self, why: str) -> None:
+        log.info("wireguard.interface.ensure", interface=self._interface.name, why=why)
+        await self._backend.ensure_interface(self._interface)
+        self._interface_ready = True
+
+    async def _current(self) -> InterfaceDump:
+        if not self._interface_ready:
+            await self._ensure_interface("first pass or after a failure")
+        try:
+            dump = await self._backend.dump()
+        except BackendUnavailable:
+            await self._ensure_interface("interface unreachable")
+            return await self._backend.dump()
+        if dump.public_key != self._public_key or dump.listen_port != self._interface.listen_port:
+            # A restarted daemon or a recreated link comes back without key and port.
+            await self._ensure_interface("interface lost its key or port")
+            dump = await self._backend.dump()
+        return dump
+
+    async def _reconcile(self) -> ReconcileResult:
+        dump = await self._current()
+        desired = {spec.public_key: spec for spec in await self._load_desired()}
+        changes = plan_changes(desired, dump.peers)
+        if changes.empty:
+            return ReconcileResult(applied=changes)
+        try:
+            await self._backend.apply(changes)
+        except PeerRejected:
+            return await self._apply_one_by_one(changes)
+        self._log_applied(changes)
+        return ReconcileResult(applied=changes)
+
+    async def _apply_one_by_one(self, changes: PeerChanges) -> ReconcileResult:
+        # One bad peer must not keep every other tenant's change off the interface.
+        applied: list[PeerChanges] = []
+        rejected: list[bytes] = []
+        for single in changes.singles():
+            try:
+                await self._backend.apply(single)
+            except PeerRejected as exc:
+                (key,) = single.public_keys
+                rejected.append(key)
+                log.warning("wireguard.peer.rejected", public_key=to_base64(key), reason=str(exc))
+            else:
+                applied.append(single)
+        merged = PeerChanges(
+            adds=tuple(s for c in applied for s in c.adds),
+            updates=tuple(s for c in applied for s in c.updates),
+            removals=tuple(k for c in applied for k in c.removals),
+        )
+        self._log_applied(merged)
+        return ReconcileResult(applied=merged, rejected=tuple(rejected))
+
+    def _log_applied(self, changes: PeerChanges) -> None:
+        log.info(
+            "wireguard.reconcile.applied",
+            interface=self._interface.name,
+            adds=len(changes.adds),
+            updates=len(changes.updates),
+            removals=len(changes.removals),
+        )
