@@ -150,6 +150,10 @@ def subtree_refs(start: int, end: int) -> list[NodeRef]:
     if n == 0:
         return []
     capacity = 1 << (n - 1).bit_length()
+    if n == capacity and not start % n:
+        # Fast path: one complete subtree (most proof elements are).
+        level = n.bit_length() - 1
+        return [NodeRef(level, start >> level)]
     if start % capacity:
         raise MerkleError(
             f"range [{start}, {end}) is not a subtree of an RFC 9162 tree: its start must be "
@@ -177,7 +181,8 @@ def _fetch(nodes: Mapping[NodeRef, bytes], ref: NodeRef) -> bytes:
             f"node level={ref.level} index={ref.index} (leaves [{ref.start}, {ref.end})) "
             "was not supplied; fetch every ref in plan.refs()"
         ) from None
-    _check_hash(value, f"node level={ref.level} index={ref.index}", MerkleError)
+    if type(value) is not bytes or len(value) != HASH_SIZE:
+        _check_hash(value, f"node level={ref.level} index={ref.index}", MerkleError)
     return value
 
 
@@ -191,12 +196,17 @@ def hash_range(refs: Sequence[NodeRef], nodes: Mapping[NodeRef, bytes]) -> bytes
     """
     if not refs:
         return EMPTY_ROOT
-    start, end = refs[0].start, refs[-1].end
-    try:
-        expected = subtree_refs(start, end)
-    except MerkleError:
-        expected = []
-    if not expected or expected != list(refs):
+    # Shape check equivalent to refs == subtree_refs(start, end): contiguous,
+    # strictly decreasing levels, and a start aligned to twice the first subtree
+    # (the smallest power of two >= the range length when there are >= 2 refs).
+    prev = refs[0]
+    well_formed = prev.level >= 0 and prev.index >= 0 and (len(refs) == 1 or not prev.index & 1)
+    for ref in refs[1:]:
+        if not 0 <= ref.level < prev.level or ref.start != prev.end:
+            well_formed = False
+            break
+        prev = ref
+    if not well_formed:
         raise MerkleError(
             "refs must be exactly subtree_refs(start, end) of one RFC 9162 range, "
             f"got {list(refs)!r}"

@@ -272,6 +272,8 @@ class SignatureParams:
 
 def serialize_signature_params(components: Sequence[Component], params: SignatureParams) -> str:
     """The ``@signature-params`` value: the inner list that also goes in Signature-Input."""
+    for component in components:
+        component.serialize()  # a bad identifier is a ComponentsError, not a parameter one
     inner = InnerList(tuple(c.to_item() for c in components), params.to_parameters())
     try:
         return serialize_inner_list(inner)
@@ -723,7 +725,7 @@ def _check_params(
     params: SignatureParams,
     allowed: Sequence[str],
     tag: str,
-    now: float,
+    now: float | None,
     max_skew: int,
     max_validity: int,
 ) -> None:
@@ -742,6 +744,16 @@ def _check_params(
     if params.alg != ALG:
         raise AlgError(f'alg is {params.alg!r}; sign with Ed25519 and alg="{ALG}"')
     assert params.created is not None  # guaranteed by the loop above
+    if params.expires is not None:
+        if params.expires <= params.created:
+            raise ExpiresError(f"expires={params.expires} is not after created={params.created}")
+        if params.expires - params.created > max_validity:
+            raise ExpiresError(
+                f"expires is {params.expires - params.created} s after created "
+                f"(limit {max_validity} s); set expires <= created + {max_validity}"
+            )
+    if now is None:
+        return  # offline verification of an archived response: no clock to compare with
     skew = params.created - now
     if abs(skew) > max_skew:
         direction = "ahead of" if skew > 0 else "behind"
@@ -750,19 +762,11 @@ def _check_params(
             f"(limit {max_skew} s); synchronise the signer's clock (NTP) and set created "
             "to the current time when signing"
         )
-    if params.expires is not None:
-        if params.expires <= now:
-            raise ExpiresError(
-                f"expires={params.expires} has passed; sign a fresh request "
-                f"(expires within {max_validity} s after created)"
-            )
-        if params.expires <= params.created:
-            raise ExpiresError(f"expires={params.expires} is not after created={params.created}")
-        if params.expires - params.created > max_validity:
-            raise ExpiresError(
-                f"expires is {params.expires - params.created} s after created "
-                f"(limit {max_validity} s); set expires <= created + {max_validity}"
-            )
+    if params.expires is not None and params.expires <= now:
+        raise ExpiresError(
+            f"expires={params.expires} has passed; sign a fresh request "
+            f"(expires within {max_validity} s after created)"
+        )
 
 
 def _resolve(resolve_key: Callable[[str], Ed25519PublicKey | None], keyid: str) -> Ed25519PublicKey:
@@ -853,7 +857,7 @@ def verify_response(
     headers: Headers,
     status: int,
     body: bytes,
-    now: float,
+    now: float | None,
     resolve_key: Callable[[str], Ed25519PublicKey | None],
     request_signature: bytes,
     max_skew: int = MAX_CLOCK_SKEW,
@@ -861,7 +865,8 @@ def verify_response(
     """Check a gateway response against the profile (client side).
 
     ``request_signature`` is ``SignedMessage.signature_bytes`` of the request sent; the
-    response must cover it, so a response to another request is refused.
+    response must cover it, so a response to another request is refused.  ``now`` is the
+    client clock; pass ``None`` to verify an archived answer offline (no freshness check).
     """
     message = MessageView.for_response(
         status=status, headers=headers, request=_request_signature_view(request_signature)

@@ -26,7 +26,7 @@ from gateway.audit.merkle import (
 MAX_INCLUSION_SIZE = 300
 MAX_CONSISTENCY_SIZE = 150
 MAX_REFERENCE_SIZE = 64  # sizes whose proofs are also compared with the O(n) reference
-MAX_MUTATION_SIZE = 24  # sizes whose proofs get every byte flipped
+MAX_MUTATION_SIZE = 16  # sizes whose proofs get every byte flipped
 MAX_WRONG_ARGS_SIZE = 16  # sizes whose proofs are tried with every other index/size
 
 LEAVES = [i.to_bytes(4, "big") + b"leaf" for i in range(MAX_INCLUSION_SIZE)]
@@ -221,7 +221,7 @@ def test_inclusion_wrong_index_or_size_fails(tree: MemoryTree, roots: list[bytes
             assert accepted < MAX_WRONG_ARGS_SIZE
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_inclusion_random_mutation(
     data: st.DataObject,
@@ -320,7 +320,7 @@ def test_consistency_wrong_sizes_fail(tree: MemoryTree, roots: list[bytes]) -> N
             )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_consistency_random_mutation(data: st.DataObject) -> None:
     new = data.draw(st.integers(2, MAX_INCLUSION_SIZE), label="new")

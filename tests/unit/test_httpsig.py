@@ -906,3 +906,16 @@ def test_response_components_constant() -> None:
         '"content-digest"',
         '"signature";req;key="reg"',
     ]
+
+
+def test_archived_response_verifies_offline_without_a_clock() -> None:
+    verify_response(
+        headers=_signed_response(),
+        status=200,
+        body=RESPONSE_BODY,
+        now=None,
+        resolve_key=_resolver,
+        request_signature=_request_signature(),
+    )
+    with pytest.raises(BadSignatureError):
+        _verify_response(_signed_response(), status=201, now=NOW)
