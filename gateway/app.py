@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 from aiohttp import web
 
 from gateway.api import ops, public, tenant
+from gateway.audit.log import AuditLog, Indexer
+from gateway.audit.note import Ed25519NoteSigner
+from gateway.audit.sequencer import Sequencer
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
 from gateway.db import Database
@@ -42,6 +45,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     database: Database | None = None,
+    indexers: Sequence[Indexer] = (),
 ) -> web.Application:
     app = web.Application(middlewares=[request_context],
                           client_max_size=settings.server.max_body_bytes)
@@ -53,11 +57,20 @@ def create_app(
     app[appkeys.METRICS] = Metrics()
     app[appkeys.RUNTIME] = Runtime()
     app[appkeys.KEYS] = load_keys(settings.data_dir)
-    app[appkeys.COMMANDS] = Commands(db=db, clock=clock, settings=settings)
+    keys = app[appkeys.KEYS]
+    audit_log = AuditLog(db=db, signer=Ed25519NoteSigner(settings.audit.origin, keys.log),
+                         origin=settings.audit.origin, clock=clock, indexers=list(indexers))
+    app[appkeys.AUDIT_LOG] = audit_log
+    sequencer = Sequencer(log=audit_log, batch=settings.audit.sequencer_batch,
+                          interval=settings.audit.sequencer_interval_seconds)
+    app[appkeys.SEQUENCER] = sequencer
+    app[appkeys.COMMANDS] = Commands(db=db, clock=clock, settings=settings,
+                                     on_commit=sequencer.wake)
     routes = all_routes()
     mount(app, routes)
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_sequencer_ctx)
     app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
     return app
 
@@ -73,6 +86,21 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.dispose()
 
 
+async def _sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
+    sequencer = app[appkeys.SEQUENCER]
+    runtime, clock = app[appkeys.RUNTIME], app[appkeys.CLOCK]
+    sequencer.on_status = lambda ok, detail: runtime.set("sequencer", ok=ok, detail=detail,
+                                                         now=clock.now())
+    await sequencer.drain()
+    runtime.set("sequencer", ok=True, detail="log up to date", now=clock.now())
+    task = asyncio.create_task(sequencer.run(), name="sequencer")
+    yield
+    sequencer.stop()
+    await task
+    # Whatever committed before shutdown still goes into the log now.
+    await sequencer.drain()
+
+
 async def _expire_peers(app: web.Application) -> None:
     await app[appkeys.COMMANDS].expire_due_peers()
 
@@ -83,20 +111,21 @@ def _periodic_ctx(
     """A background loop that survives its own failures and stops with the app."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+
         async def loop() -> None:
-            while True:
+            while not stop.is_set():
                 try:
                     await job(app)
-                except asyncio.CancelledError:
-                    raise
                 except Exception:
                     log.exception("background job failed", job=name)
-                await asyncio.sleep(interval)
+                # Stop only between runs so no transaction is cut in half.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
 
         task = asyncio.create_task(loop(), name=name)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await task
 
     return ctx

@@ -64,15 +64,28 @@ def pg_available() -> bool:
     return _pg_available()
 
 
+@pytest.fixture(scope="session")
+def _pg_databases() -> Iterator[list[str]]:
+    """Names of the per-test databases, dropped once the session ends.
+
+    Dropping at session end (not per test) means no app teardown can ever find its
+    database gone, whatever order pytest finalises async and sync fixtures in.
+    """
+    created: list[str] = []
+    yield created
+    for name in created:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
-def postgres_url(pg_available: bool) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def postgres_url(pg_available: bool, _pg_databases: list[str]) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
     require_or_skip(pg_available, f"PostgreSQL not reachable at {PG_ADMIN_URL}")
     name = f"vpngw_t_{secrets.token_hex(5)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    _pg_databases.append(name)
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return f"{base}/{name}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

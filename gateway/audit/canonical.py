@@ -112,7 +112,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_canonical(data: bytes) -> dict[str, Any]:
+def parse_canonical(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Decode canonical JSON bytes into a dict, checking they are exactly canonical.
 
     Raises CanonicalError unless ``canonical_json(result) == data``, so a leaf has

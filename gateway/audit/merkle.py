@@ -201,11 +201,12 @@ def hash_range(refs: Sequence[NodeRef], nodes: Mapping[NodeRef, bytes]) -> bytes
     # (the smallest power of two >= the range length when there are >= 2 refs).
     prev = refs[0]
     well_formed = prev.level >= 0 and prev.index >= 0 and (len(refs) == 1 or not prev.index & 1)
-    for ref in refs[1:]:
-        if not 0 <= ref.level < prev.level or ref.start != prev.end:
-            well_formed = False
-            break
-        prev = ref
+    if well_formed:
+        for ref in refs[1:]:
+            if not 0 <= ref.level < prev.level or ref.start != prev.end:
+                well_formed = False
+                break
+            prev = ref
     if not well_formed:
         raise MerkleError(
             "refs must be exactly subtree_refs(start, end) of one RFC 9162 range, "
@@ -518,7 +519,7 @@ class _LevelNodes(Mapping[NodeRef, bytes]):
         self._levels = levels
 
     def __getitem__(self, ref: NodeRef) -> bytes:
-        if ref.level < len(self._levels) and 0 <= ref.index < len(self._levels[ref.level]):
+        if 0 <= ref.level < len(self._levels) and 0 <= ref.index < len(self._levels[ref.level]):
             return self._levels[ref.level][ref.index]
         raise KeyError(ref)
 

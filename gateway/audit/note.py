@@ -58,6 +58,7 @@ _HASH_SIZE = 32
 _MAX_TREE_SIZE = 2**64 - 1
 _HEX8_RE = re.compile(r"[0-9a-fA-F]{8}")
 _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 class NoteError(Exception):
@@ -322,9 +323,9 @@ class Ed25519NoteSigner:
 
 def _check_text(text: str, what: str) -> None:
     # Signed notes must be UTF-8 with no ASCII control characters except newline.
-    for ch in text:
-        if ch < " " and ch != "\n":
-            raise MalformedNoteError(f"{what} contains control character {ch!r}")
+    bad = _CONTROL_RE.search(text)
+    if bad is not None:
+        raise MalformedNoteError(f"{what} contains control character {bad.group()!r}")
 
 
 def _check_body(body: bytes) -> str:

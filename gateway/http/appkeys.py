@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from gateway.audit.log import AuditLog
+    from gateway.audit.sequencer import Sequencer
     from gateway.clock import Clock
     from gateway.commands import Commands
     from gateway.db import Database
@@ -22,3 +24,5 @@ KEYS: web.AppKey[GatewayKeys] = web.AppKey("keys")
 COMMANDS: web.AppKey[Commands] = web.AppKey("commands")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
+SEQUENCER: web.AppKey[Sequencer] = web.AppKey("sequencer")

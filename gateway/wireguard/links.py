@@ -21,11 +21,6 @@ def _index(ipr: IPRoute, ifname: str) -> int:
     return indices[0]
 
 
-def link_exists(ifname: str) -> bool:
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
-
-
 def create_wireguard_link(ifname: str) -> None:
     """Create a kernel WireGuard link unless one of that name exists."""
     with IPRoute() as ipr:

@@ -299,6 +299,9 @@ class KernelBackend:
             for chunk in chunk_entries(entries, budget=self._budget):
                 msg = set_peers_message(self._interface, chunk)
                 try:
-                    wg.nlm_request(msg, msg_type=wg.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
+                    # tuple(): consume the answer even if pyroute2 hands back a generator.
+                    tuple(
+                        wg.nlm_request(msg, msg_type=wg.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
+                    )
                 except NetlinkError as exc:
                     raise _netlink_error(self._interface, exc) from exc

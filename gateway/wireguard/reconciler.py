@@ -36,12 +36,17 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class ReconcilerStatus:
-    """For /readyz: `ok` once the last pass succeeded, else why not."""
+    """For /readyz: `ok` once the last pass reached the interface, else why not.
+
+    Peers the backend refused are reported in `reason` and `rejected_peers` but do not
+    make the gateway unready: every other peer is being served.
+    """
 
     ok: bool
     reason: str | None = None
     last_success: datetime | None = None
     consecutive_failures: int = 0
+    rejected_peers: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Reconciler:
         self._clock = clock
         self._sleep = sleep
         self._wake = asyncio.Event()
+        # Serialises passes when a caller reconciles directly while run() is active.
+        self._lock = asyncio.Lock()
         self._interface_ready = False
         self._status = ReconcilerStatus(ok=False, reason="not reconciled yet")
 
@@ -88,20 +95,20 @@ class Reconciler:
 
     async def reconcile(self) -> ReconcileResult:
         """One pass; raises `BackendError` when the interface cannot be brought in line."""
-        try:
-            result = await self._reconcile()
-        except BackendError:
-            # Whatever broke, re-assert the interface itself on the next pass.
-            self._interface_ready = False
-            raise
-        if result.rejected:
-            self._status = ReconcilerStatus(
-                ok=False,
-                reason=f"{len(result.rejected)} peer(s) rejected by the backend",
-                last_success=self._status.last_success,
-            )
-        else:
-            self._status = ReconcilerStatus(ok=True, last_success=self._clock())
+        async with self._lock:
+            try:
+                result = await self._reconcile()
+            except BackendError:
+                # Whatever broke, re-assert the interface itself on the next pass.
+                self._interface_ready = False
+                raise
+        rejected = len(result.rejected)
+        self._status = ReconcilerStatus(
+            ok=True,
+            reason=f"{rejected} peer(s) rejected by the backend" if rejected else None,
+            last_success=self._clock(),
+            rejected_peers=rejected,
+        )
         return result
 
     async def run(self) -> None:

@@ -167,11 +167,11 @@ class SessionTracker:
             peers[state.public_key] = track
             events += new
         for key, track in self.peers.items():
+            # An idle peer gone from the interface is simply forgotten. One gone
+            # mid-session (removed, or its daemon restarted) may come back with fresh
+            # counters, so its session ends only once its handshake is stale.
             if key in peers or track.session is None:
-                # Idle and gone from the interface: nothing left to follow.
                 continue
-            # Gone mid-session (removed, or its interface restarted): it may come back
-            # with fresh counters, so the session ends only once its handshake is stale.
             if self._stale(track.last_handshake, at):
                 events.append(_ended(key, track, track.session, at))
             else:

@@ -80,6 +80,7 @@ class UserspaceBackend:
             await self._process.start()
         device = await self._uapi.get()
         # Send only what differs: a listen_port write makes the daemon rebind its socket.
+        # The daemon answers with the key clamped, so compare the public keys.
         same_key = device.private_key is not None and public_key_of(
             device.private_key
         ) == public_key_of(spec.private_key)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from gateway.audit.schema import outbox
+from gateway.audit.schema import log_entries, outbox
 from gateway.http import appkeys
 from provisioning.keys import generate_key_pair
 from tests.helpers import (
@@ -24,8 +24,11 @@ from tests.helpers import (
 
 
 async def outbox_events(client: Any) -> list[dict[str, Any]]:
+    """Every event recorded so far, in order: whatever is still in the outbox is drained first."""
+    await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(select(outbox.c.leaf).order_by(outbox.c.id))).all()
+        assert await conn.scalar(select(func.count()).select_from(outbox)) == 0
+        rows = (await conn.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))).all()
     return [json.loads(r.leaf) for r in rows]
 
 
@@ -230,9 +233,7 @@ async def test_count_of_stored_rows_unchanged_by_refusals(client: Any) -> None:
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops, max_peers=1)
     await create_peer(client, token)
-    async with client.app[appkeys.DATABASE].read() as conn:
-        before = await conn.scalar(select(func.count()).select_from(outbox))
+    before = await outbox_events(client)
     resp = await client.post("/v1/peers", json={"name": "second"}, headers=bearer(token))
     await assert_problem(resp, 409, "quota-exceeded", detail_has="1 of 1")
-    async with client.app[appkeys.DATABASE].read() as conn:
-        assert await conn.scalar(select(func.count()).select_from(outbox)) == before
+    assert await outbox_events(client) == before

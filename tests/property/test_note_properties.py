@@ -43,7 +43,7 @@ key_names = st.text(
 
 # One body line: any text without control characters (U+2014 and non-ASCII included).
 line_text = st.text(
-    alphabet=st.characters(min_codepoint=0x20, exclude_categories=("Cs",)),
+    alphabet=st.characters(min_codepoint=0x20, exclude_categories=["Cs"]),
     max_size=40,
 )
 bodies = st.lists(line_text, min_size=1, max_size=6).map(

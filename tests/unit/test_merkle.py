@@ -380,6 +380,9 @@ def test_hash_range_rejects_misshapen_refs(tree: MemoryTree) -> None:
         [NodeRef(1, 0), NodeRef(0, 3)],  # gap
         [NodeRef(1, 1), NodeRef(0, 4)],  # [2, 5) is not aligned
         [NodeRef(0, 1), NodeRef(0, 2)],  # equal levels
+        [NodeRef(-1, 0), NodeRef(0, 1)],  # negative level
+        [NodeRef(2, 0), NodeRef(-1, 8)],
+        [NodeRef(0, -1)],
     ]
     for refs in bad:
         with pytest.raises(MerkleError, match="subtree_refs"):
@@ -489,5 +492,6 @@ def test_memory_tree_size_arguments(tree: MemoryTree) -> None:
     assert tree.consistency_proof(6) == CONSISTENCY_VECTORS[2][2]
     assert len(tree.nodes) == 8 + 4 + 2 + 1
     assert set(tree.nodes) == {NodeRef(lv, i) for lv in range(4) for i in range(8 >> lv)}
-    with pytest.raises(KeyError):
-        tree.nodes[NodeRef(4, 0)]
+    for missing in (NodeRef(4, 0), NodeRef(-1, 0), NodeRef(0, -1), NodeRef(0, 8)):
+        with pytest.raises(KeyError):
+            tree.nodes[missing]

@@ -210,7 +210,9 @@ async def test_a_rejected_peer_does_not_block_the_others() -> None:
         result = await rec.reconcile()
     assert result.rejected == (K2,)
     assert set(result.applied.adds) == {PEERS[0], PEERS[2]}
-    assert not rec.status.ok and "1 peer(s) rejected" in (rec.status.reason or "")
+    # One tenant's bad peer must not make the whole gateway unready.
+    assert rec.status.ok and rec.status.rejected_peers == 1
+    assert rec.status.reason == "1 peer(s) rejected by the backend"
     rejected = [e for e in logs if e["event"] == "wireguard.peer.rejected"]
     assert rejected and rejected[0]["public_key"].startswith("srKy")
 
