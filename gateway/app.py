@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import structlog
 from aiohttp import web
 
-from gateway.api import ops, public, tenant
+from gateway.api import ops, public, regulator, tenant
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.sequencer import Sequencer
@@ -24,13 +24,14 @@ from gateway.http.routes import Route, mount
 from gateway.keyfiles import load_keys
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
+from gateway.regulator.index import index_entries
 from gateway.settings import Settings
 
 log = structlog.get_logger("vpngw.app")
 
 
 def all_routes() -> list[Route]:
-    return [*public.ROUTES, *ops.ROUTES, *tenant.ROUTES]
+    return [*public.ROUTES, *ops.ROUTES, *tenant.ROUTES, *regulator.ROUTES]
 
 
 def _version() -> str:
@@ -59,7 +60,7 @@ def create_app(
     app[appkeys.KEYS] = load_keys(settings.data_dir)
     keys = app[appkeys.KEYS]
     audit_log = AuditLog(db=db, signer=Ed25519NoteSigner(settings.audit.origin, keys.log),
-                         origin=settings.audit.origin, clock=clock, indexers=list(indexers))
+                         origin=settings.audit.origin, clock=clock, indexers=[index_entries, *indexers])
     app[appkeys.AUDIT_LOG] = audit_log
     sequencer = Sequencer(log=audit_log, batch=settings.audit.sequencer_batch,
                           interval=settings.audit.sequencer_interval_seconds)

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.outbox import append_events
 from gateway.clock import Clock
 from gateway.db import Database
+from gateway.regulator import registry
+from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
 from provisioning import addresses, links, peers, tenants, tokens
 from provisioning.events import Event, Outcome
@@ -144,6 +146,15 @@ class Commands:
     async def redeem_link(self, token: str) -> tuple[str, str]:
         async with self.db.write() as conn:
             return await links.redeem_link(conn, token, now=self.clock.now())
+
+    async def add_regulator_key(self, *, keyid: str, public_key: str, label: str,
+                                actor: str) -> RegulatorKey:
+        return await self._run(lambda c: registry.add_key(
+            c, keyid=keyid, public_key=public_key, label=label, actor=actor, now=self.clock.now()))
+
+    async def revoke_regulator_key(self, keyid: str, *, actor: str) -> RegulatorKey:
+        return await self._run(lambda c: registry.revoke_key(
+            c, keyid, actor=actor, now=self.clock.now()))
 
     async def record(self, events: list[Event]) -> None:
         """Append events that come with no state change of their own (e.g. sessions)."""

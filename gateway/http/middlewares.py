@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
+from gateway.regulator.registry import DuplicateKeyId
 from provisioning.errors import (
     DomainError,
     DuplicatePublicKey,
@@ -38,6 +39,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     PoolExhausted: 507,
     PeerNotActive: 409,
     LinkUnavailable: 410,
+    DuplicateKeyId: 409,
 }
 
 

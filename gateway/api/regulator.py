@@ -1,0 +1,228 @@
+"""Regulator API (/regulator/v1): signed, scoped, logged queries; public log endpoints."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit.log import AuditLogError
+from gateway.audit.note import Ed25519NoteSigner
+from gateway.http import appkeys
+from gateway.http.auth import require
+from gateway.http.body import parse_json_object, read_json
+from gateway.http.problems import Problem, bad_request
+from gateway.http.routes import INT, STR, Route, obj
+from gateway.keyfiles import GatewayKeys
+from gateway.regulator import httpsig, registry
+from gateway.regulator.queries import find_entries
+from gateway.regulator.request import ScopeError, check_scope, parse_request
+from provisioning import validation
+from provisioning.events import Event
+from provisioning.tokens import Role
+
+log = structlog.get_logger("vpngw.regulator")
+
+
+def response_keyid(keys: GatewayKeys, gateway_id: str) -> str:
+    raw = keys.response.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return f"{gateway_id}-response-{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unauthorised(error: httpsig.SignatureError) -> Problem:
+    problem = Problem(401, f"signature-{error.check}", "Request signature refused", str(error),
+                      check=error.check)
+    problem.headers["WWW-Authenticate"] = 'Signature realm="vpngw-regulator", label="reg"'
+    return problem
+
+
+async def _verify_signature(request: web.Request, body: bytes) -> httpsig.VerifiedRequest:
+    settings = request.app[appkeys.SETTINGS]
+    db = request.app[appkeys.DATABASE]
+    now = request.app[appkeys.CLOCK].now()
+    try:
+        keyid = httpsig.read_keyid(request.headers)
+        async with db.read() as conn:
+            key = await registry.active_key(conn, keyid)
+        verified = httpsig.verify_request(
+            headers=request.headers, method=request.method, authority=request.host,
+            path=request.rel_url.raw_path, query=request.rel_url.raw_query_string, body=body,
+            now=now.timestamp(),
+            resolve_key=lambda k: key.ed25519() if key is not None and k == key.keyid else None,
+            scheme=request.scheme,
+            max_skew=settings.regulator.clock_skew_seconds,
+            max_validity=settings.regulator.max_signature_lifetime_seconds,
+        )
+        async with db.write() as conn:
+            fresh = await registry.remember_nonce(
+                conn, keyid=verified.keyid, nonce=verified.nonce,
+                expires_at=datetime.fromtimestamp(verified.expires, UTC), is_postgres=not db.is_sqlite)
+        if not fresh:
+            raise httpsig.NonceError(
+                f"nonce {verified.nonce!r} was already used with key {verified.keyid!r}; "
+                "sign every request with a fresh random nonce")
+    except httpsig.SignatureError as error:
+        log.warning("regulator request refused", check=error.check)
+        raise _unauthorised(error) from error
+    structlog.contextvars.bind_contextvars(regulator_keyid=verified.keyid)
+    return verified
+
+
+async def query(request: web.Request) -> web.Response:
+    settings = request.app[appkeys.SETTINGS]
+    if request.content_type != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send Content-Type: application/json")
+    body = await request.read()
+    verified = await _verify_signature(request, body)
+    doc = parse_json_object(body, allowed={"request_id", "authorisation", "query", "max_hits"})
+    req = parse_request(doc, default_max_hits=settings.regulator.default_max_hits,
+                        max_hits_limit=settings.regulator.max_hits_limit)
+    clock = request.app[appkeys.CLOCK]
+    try:
+        check_scope(req, now=clock.now())
+    except ScopeError as error:
+        raise Problem(403, "out-of-scope", "Query outside its authorisation", error.detail,
+                      field=error.field) from error
+
+    db = request.app[appkeys.DATABASE]
+    async with db.read() as conn:
+        indexes = await find_entries(conn, req.query, limit=req.max_hits + 1)
+    truncated = len(indexes) > req.max_hits
+    indexes = indexes[: req.max_hits]
+
+    # Accountability first: a query that cannot be logged is not answered.
+    event = Event("regulator.query", {
+        "request_country": req.request_id["country"],
+        "request_authority": req.request_id["authority"],
+        "request_number": req.request_id["number"],
+        "key_id": verified.keyid,
+        "authorisation_reference": req.authorisation.reference,
+        "query_kind": req.query.kind,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "result_count": len(indexes),
+    })
+    audit_log = request.app[appkeys.AUDIT_LOG]
+    try:
+        await request.app[appkeys.COMMANDS].record([event])
+        await request.app[appkeys.SEQUENCER].drain()
+        size, checkpoint = await audit_log.latest_checkpoint()
+        proofs = await audit_log.inclusion_proofs(indexes, size)
+        entries = await audit_log.entries(indexes)
+    except (AuditLogError, OSError, RuntimeError) as exc:
+        log.exception("regulator query could not be logged")
+        raise Problem(503, "not-logged", "Query not answered",
+                      "the query could not be recorded in the audit log, so it is not "
+                      "answered; retry later") from exc
+
+    records = [{
+        "index": e.index, "leaf": _b64(e.leaf or b""), "event": e.event(),
+        "inclusion_proof": [_b64(h) for h in proofs[e.index]],
+    } for e in entries if e.leaf is not None]
+    answer = {"request_id": doc["request_id"], "query": doc["query"], "truncated": truncated,
+              "checkpoint": checkpoint, "records": records}
+    payload = json.dumps(answer, separators=(",", ":")).encode()
+    keys = request.app[appkeys.KEYS]
+    signed = httpsig.sign_response(
+        private_key=keys.response, keyid=response_keyid(keys, settings.network.gateway_id),
+        status=200, body=payload, created=int(clock.now().timestamp()),
+        request_signature=verified.signature)
+    log.info("regulator query answered", kind=req.query.kind, records=len(records),
+             truncated=truncated)
+    return web.Response(status=200, body=payload, headers=signed.headers())
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    _, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint()
+    return web.Response(text=note, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def consistency(request: web.Request) -> web.Response:
+    values = {}
+    for name in ("from", "to"):
+        text = request.query.get(name, "")
+        if not text.isdigit():
+            raise bad_request(f"query parameter {name} must be a tree size (a whole number)",
+                              field=name)
+        values[name] = int(text)
+    try:
+        proof = await request.app[appkeys.AUDIT_LOG].consistency_proof(values["from"], values["to"])
+    except AuditLogError as error:
+        raise bad_request(str(error), field="from") from error
+    return web.json_response([_b64(h) for h in proof])
+
+
+async def keys(request: web.Request) -> web.Response:
+    settings = request.app[appkeys.SETTINGS]
+    gw_keys = request.app[appkeys.KEYS]
+    signer = Ed25519NoteSigner(settings.audit.origin, gw_keys.log)
+    raw = gw_keys.response.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return web.json_response({
+        "log": {"origin": settings.audit.origin, "vkey": signer.vkey()},
+        "response": {"keyid": response_keyid(gw_keys, settings.network.gateway_id),
+                     "public_key": _b64(raw)},
+    })
+
+
+def _key_view(key: registry.RegulatorKey) -> dict[str, Any]:
+    return {"keyid": key.keyid, "public_key": key.public_key, "label": key.label,
+            "created_at": validation.rfc3339(key.created_at), "created_by": key.created_by,
+            "revoked_at": validation.rfc3339(key.revoked_at) if key.revoked_at else None}
+
+
+async def add_regulator_key(request: web.Request) -> web.Response:
+    who = await require(request, Role.OPS)
+    body = await read_json(request, allowed={"keyid", "public_key", "label"})
+    keyid = registry.parse_keyid(body.get("keyid"))
+    public_key = registry.parse_public_key(body.get("public_key"))
+    label = validation.text("label", body.get("label"), max_len=200)
+    key = await request.app[appkeys.COMMANDS].add_regulator_key(
+        keyid=keyid, public_key=public_key, label=label, actor=who.actor)
+    return web.json_response(_key_view(key), status=201)
+
+
+async def list_regulator_keys(request: web.Request) -> web.Response:
+    await require(request, Role.OPS)
+    async with request.app[appkeys.DATABASE].read() as conn:
+        found = await registry.list_keys(conn)
+    return web.json_response({"items": [_key_view(k) for k in found]})
+
+
+async def revoke_regulator_key(request: web.Request) -> web.Response:
+    who = await require(request, Role.OPS)
+    key = await request.app[appkeys.COMMANDS].revoke_regulator_key(
+        request.match_info["keyid"], actor=who.actor)
+    return web.json_response(_key_view(key))
+
+
+ROUTES = [
+    Route("POST", "/regulator/v1/queries", query,
+          "Signed, authorisation-scoped query; signed answer with inclusion proofs", "regulator",
+          body=obj({"request_id": {"type": "object"}, "authorisation": {"type": "object"},
+                    "query": {"type": "object"}, "max_hits": INT}),
+          required=("request_id", "authorisation", "query"),
+          responses={200: "Signed answer (RFC 9421 label gw)"}),
+    Route("GET", "/regulator/v1/checkpoint", checkpoint, "Latest signed checkpoint (C2SP note)",
+          "public", produces=("text/plain",)),
+    Route("GET", "/regulator/v1/proofs/consistency", consistency,
+          "Consistency proof between two tree sizes", "public", query={"from": INT, "to": INT}),
+    Route("GET", "/regulator/v1/keys", keys, "The log's vkey and the response-signing key",
+          "public"),
+    Route("POST", "/ops/v1/regulator-keys", add_regulator_key, "Register a regulator key", "ops",
+          body=obj({"keyid": STR, "public_key": STR, "label": STR}),
+          required=("keyid", "public_key", "label"), responses={201: "Registered"}),
+    Route("GET", "/ops/v1/regulator-keys", list_regulator_keys, "List regulator keys", "ops"),
+    Route("DELETE", "/ops/v1/regulator-keys/{keyid}", revoke_regulator_key,
+          "Revoke a regulator key", "ops"),
+]

@@ -1,0 +1,58 @@
+"""Derived tables built from sequenced log entries, so regulator queries never scan the log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.log import SequencedEntry
+from gateway.audit.schema import address_intervals, endpoint_intervals
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """'203.0.113.9:51820' or '[2001:db8::1]:51820' → (ip, port)."""
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _close(conn: AsyncConnection, table: object, where: object, entry: SequencedEntry) -> None:
+    await conn.execute(
+        update(table).where(and_(where, table.c.end_idx.is_(None)))  # type: ignore[attr-defined]
+        .values(end_ts=entry.ts, end_idx=entry.index)
+    )
+
+
+async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]) -> None:
+    for entry in entries:
+        event = entry.event
+        kind = event["type"]
+        if kind == "peer.provisioned":
+            rows = [{"address": ip, "peer_id": event["peer_id"], "tenant_id": event["tenant_id"],
+                     "start_ts": entry.ts, "start_idx": entry.index} for ip in event["tunnel_ips"]]
+            await conn.execute(insert(address_intervals), rows)
+        elif kind == "address.released":
+            t = address_intervals
+            await _close(conn, t, and_(t.c.address == event["address"],
+                                       t.c.peer_id == event["peer_id"]), entry)
+        elif kind in ("session.started", "session.roamed"):
+            t = endpoint_intervals
+            await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
+            ip, port = split_endpoint(event["endpoint"])
+            await conn.execute(insert(t).values(
+                endpoint_ip=ip, endpoint_port=port, peer_id=event["peer_id"],
+                tenant_id=event.get("tenant_id"), start_ts=_session_start(event, entry),
+                start_idx=entry.index))
+        elif kind == "session.ended":
+            t = endpoint_intervals
+            await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
+
+
+def _session_start(event: dict[str, object], entry: SequencedEntry) -> datetime:
+    """A session starts at its first handshake, which precedes the event's own time."""
+    from gateway.audit.canonical import parse_time
+
+    first = event.get("first_handshake")
+    return parse_time(first) if isinstance(first, str) else entry.ts
