@@ -23,8 +23,8 @@ from gateway.http.openapi import build_openapi
 from gateway.http.routes import Route, mount
 from gateway.keyfiles import load_keys
 from gateway.metrics import Metrics
-from gateway.runtime import Runtime
 from gateway.regulator.index import index_entries
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 log = structlog.get_logger("vpngw.app")
@@ -48,8 +48,9 @@ def create_app(
     database: Database | None = None,
     indexers: Sequence[Indexer] = (),
 ) -> web.Application:
-    app = web.Application(middlewares=[request_context],
-                          client_max_size=settings.server.max_body_bytes)
+    app = web.Application(
+        middlewares=[request_context], client_max_size=settings.server.max_body_bytes
+    )
     clock = clock or SystemClock()
     db = database or Database(settings.database_url, pool_size=settings.database.pool_size)
     app[appkeys.SETTINGS] = settings
@@ -59,14 +60,23 @@ def create_app(
     app[appkeys.RUNTIME] = Runtime()
     app[appkeys.KEYS] = load_keys(settings.data_dir)
     keys = app[appkeys.KEYS]
-    audit_log = AuditLog(db=db, signer=Ed25519NoteSigner(settings.audit.origin, keys.log),
-                         origin=settings.audit.origin, clock=clock, indexers=[index_entries, *indexers])
+    audit_log = AuditLog(
+        db=db,
+        signer=Ed25519NoteSigner(settings.audit.origin, keys.log),
+        origin=settings.audit.origin,
+        clock=clock,
+        indexers=[index_entries, *indexers],
+    )
     app[appkeys.AUDIT_LOG] = audit_log
-    sequencer = Sequencer(log=audit_log, batch=settings.audit.sequencer_batch,
-                          interval=settings.audit.sequencer_interval_seconds)
+    sequencer = Sequencer(
+        log=audit_log,
+        batch=settings.audit.sequencer_batch,
+        interval=settings.audit.sequencer_interval_seconds,
+    )
     app[appkeys.SEQUENCER] = sequencer
-    app[appkeys.COMMANDS] = Commands(db=db, clock=clock, settings=settings,
-                                     on_commit=sequencer.wake)
+    app[appkeys.COMMANDS] = Commands(
+        db=db, clock=clock, settings=settings, on_commit=sequencer.wake
+    )
     routes = all_routes()
     mount(app, routes)
     app[public.OPENAPI] = build_openapi(routes, version=_version())
@@ -90,8 +100,9 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
     sequencer = app[appkeys.SEQUENCER]
     runtime, clock = app[appkeys.RUNTIME], app[appkeys.CLOCK]
-    sequencer.on_status = lambda ok, detail: runtime.set("sequencer", ok=ok, detail=detail,
-                                                         now=clock.now())
+    sequencer.on_status = lambda ok, detail: runtime.set(
+        "sequencer", ok=ok, detail=detail, now=clock.now()
+    )
     await sequencer.drain()
     runtime.set("sequencer", ok=True, detail="log up to date", now=clock.now())
     task = asyncio.create_task(sequencer.run(), name="sequencer")

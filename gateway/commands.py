@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import AsyncIterator, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,7 +28,11 @@ class Commands:
     """Use-cases with their transaction, outbox write and post-commit notifications."""
 
     def __init__(
-        self, *, db: Database, clock: Clock, settings: Settings,
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
@@ -67,71 +71,123 @@ class Commands:
 
     async def create_tenant(self, new: NewTenant, *, actor: str) -> Tenant:
         return await self._run(
-            lambda c: tenants.create_tenant(c, new, actor=actor, now=self.clock.now()))
+            lambda c: tenants.create_tenant(c, new, actor=actor, now=self.clock.now())
+        )
 
-    async def verify_tenant(self, tenant_id: str, *, evidence_reference: str, actor: str,
-                            note: str | None = None) -> Tenant:
-        return await self._run(lambda c: tenants.transition_tenant(
-            c, tenant_id, Action.VERIFY, actor=actor, now=self.clock.now(),
-            evidence_reference=evidence_reference, reason=note))
+    async def verify_tenant(
+        self, tenant_id: str, *, evidence_reference: str, actor: str, note: str | None = None
+    ) -> Tenant:
+        return await self._run(
+            lambda c: tenants.transition_tenant(
+                c,
+                tenant_id,
+                Action.VERIFY,
+                actor=actor,
+                now=self.clock.now(),
+                evidence_reference=evidence_reference,
+                reason=note,
+            )
+        )
 
     async def suspend_tenant(self, tenant_id: str, *, reason: str, actor: str) -> Tenant:
-        return await self._run(lambda c: tenants.transition_tenant(
-            c, tenant_id, Action.SUSPEND, actor=actor, now=self.clock.now(), reason=reason))
+        return await self._run(
+            lambda c: tenants.transition_tenant(
+                c, tenant_id, Action.SUSPEND, actor=actor, now=self.clock.now(), reason=reason
+            )
+        )
 
     async def reinstate_tenant(self, tenant_id: str, *, reason: str, actor: str) -> Tenant:
-        return await self._run(lambda c: tenants.transition_tenant(
-            c, tenant_id, Action.REINSTATE, actor=actor, now=self.clock.now(), reason=reason))
+        return await self._run(
+            lambda c: tenants.transition_tenant(
+                c, tenant_id, Action.REINSTATE, actor=actor, now=self.clock.now(), reason=reason
+            )
+        )
 
     async def terminate_tenant(self, tenant_id: str, *, reason: str, actor: str) -> Tenant:
         """Final: the tenant's peers are revoked, their addresses released, tokens revoked."""
         async with self._transaction() as (conn, events):
             now = self.clock.now()
             outcome = await tenants.transition_tenant(
-                conn, tenant_id, Action.TERMINATE, actor=actor, now=now, reason=reason)
+                conn, tenant_id, Action.TERMINATE, actor=actor, now=now, reason=reason
+            )
             events.extend(outcome.events)
-            events.extend(await peers.revoke_tenant_peers(
-                conn, tenant_id, now=now, actor=actor, reason="tenant terminated"))
+            events.extend(
+                await peers.revoke_tenant_peers(
+                    conn, tenant_id, now=now, actor=actor, reason="tenant terminated"
+                )
+            )
             events.extend(await tokens.revoke_tenant_tokens(conn, tenant_id, actor=actor, now=now))
         return outcome.value
 
     # --- tokens (ops) ----------------------------------------------------------
 
     async def issue_ops_token(self, *, label: str, actor: str) -> IssuedToken:
-        return await self._run(lambda c: tokens.issue_token(
-            c, Role.OPS, tenant_id=None, label=label, actor=actor, now=self.clock.now()))
+        return await self._run(
+            lambda c: tokens.issue_token(
+                c, Role.OPS, tenant_id=None, label=label, actor=actor, now=self.clock.now()
+            )
+        )
 
     async def issue_tenant_token(self, tenant_id: str, *, label: str, actor: str) -> IssuedToken:
         async def step(conn: AsyncConnection) -> Outcome[IssuedToken]:
             tenant = await tenants.get_tenant(conn, tenant_id)
             if tenant.status is tenants.TenantStatus.TERMINATED:
                 raise tenants.IllegalTransition(
-                    "a terminated tenant cannot be given tokens", tenant_status=tenant.status.value)
-            return await tokens.issue_token(conn, Role.TENANT, tenant_id=tenant_id, label=label,
-                                            actor=actor, now=self.clock.now())
+                    "a terminated tenant cannot be given tokens", tenant_status=tenant.status.value
+                )
+            return await tokens.issue_token(
+                conn,
+                Role.TENANT,
+                tenant_id=tenant_id,
+                label=label,
+                actor=actor,
+                now=self.clock.now(),
+            )
+
         return await self._run(step)
 
-    async def revoke_token(self, token_id: str, *, actor: str,
-                           tenant_id: str | None = None) -> TokenInfo:
-        return await self._run(lambda c: tokens.revoke_token(
-            c, token_id, actor=actor, now=self.clock.now(), tenant_id=tenant_id))
+    async def revoke_token(
+        self, token_id: str, *, actor: str, tenant_id: str | None = None
+    ) -> TokenInfo:
+        return await self._run(
+            lambda c: tokens.revoke_token(
+                c, token_id, actor=actor, now=self.clock.now(), tenant_id=tenant_id
+            )
+        )
 
     # --- peers (tenant) --------------------------------------------------------
 
     async def provision_peer(self, who: Principal, new: NewPeer) -> Peer:
         assert who.tenant_id is not None
-        return await self._run(lambda c: peers.provision_peer(
-            c, who.tenant_id or "", new, policy=self.policy, now=self.clock.now(),
-            actor=who.actor))
+        return await self._run(
+            lambda c: peers.provision_peer(
+                c,
+                who.tenant_id or "",
+                new,
+                policy=self.policy,
+                now=self.clock.now(),
+                actor=who.actor,
+            )
+        )
 
     async def revoke_peer(self, who: Principal, peer_id: str) -> Peer:
-        return await self._run(lambda c: peers.revoke_peer(
-            c, who.tenant_id, peer_id, now=self.clock.now(), actor=who.actor))
+        return await self._run(
+            lambda c: peers.revoke_peer(
+                c, who.tenant_id, peer_id, now=self.clock.now(), actor=who.actor
+            )
+        )
 
     async def rotate_peer(self, who: Principal, peer_id: str, public_key: str | None) -> Peer:
-        return await self._run(lambda c: peers.rotate_peer_key(
-            c, who.tenant_id or "", peer_id, public_key=public_key, now=self.clock.now(),
-            actor=who.actor))
+        return await self._run(
+            lambda c: peers.rotate_peer_key(
+                c,
+                who.tenant_id or "",
+                peer_id,
+                public_key=public_key,
+                now=self.clock.now(),
+                actor=who.actor,
+            )
+        )
 
     async def expire_due_peers(self) -> int:
         async with self._transaction() as (conn, events):
@@ -140,21 +196,32 @@ class Commands:
 
     async def create_link(self, who: Principal, peer_id: str, ttl: timedelta) -> links.ConfigLink:
         async with self.db.write() as conn:
-            return await links.create_link(conn, who.tenant_id or "", peer_id, ttl=ttl,
-                                           now=self.clock.now())
+            return await links.create_link(
+                conn, who.tenant_id or "", peer_id, ttl=ttl, now=self.clock.now()
+            )
 
     async def redeem_link(self, token: str) -> tuple[str, str]:
         async with self.db.write() as conn:
             return await links.redeem_link(conn, token, now=self.clock.now())
 
-    async def add_regulator_key(self, *, keyid: str, public_key: str, label: str,
-                                actor: str) -> RegulatorKey:
-        return await self._run(lambda c: registry.add_key(
-            c, keyid=keyid, public_key=public_key, label=label, actor=actor, now=self.clock.now()))
+    async def add_regulator_key(
+        self, *, keyid: str, public_key: str, label: str, actor: str
+    ) -> RegulatorKey:
+        return await self._run(
+            lambda c: registry.add_key(
+                c,
+                keyid=keyid,
+                public_key=public_key,
+                label=label,
+                actor=actor,
+                now=self.clock.now(),
+            )
+        )
 
     async def revoke_regulator_key(self, keyid: str, *, actor: str) -> RegulatorKey:
-        return await self._run(lambda c: registry.revoke_key(
-            c, keyid, actor=actor, now=self.clock.now()))
+        return await self._run(
+            lambda c: registry.revoke_key(c, keyid, actor=actor, now=self.clock.now())
+        )
 
     async def record(self, events: list[Event]) -> None:
         """Append events that come with no state change of their own (e.g. sessions)."""

@@ -75,12 +75,24 @@ def create_keys(data_dir: Path) -> list[Path]:
     """Create each missing key file; existing keys are never replaced."""
     created = []
     for name, make in (
-        (WIREGUARD_KEY, lambda: X25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
-        (LOG_KEY, lambda: Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
-        (RESPONSE_KEY, lambda: Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
+        (
+            WIREGUARD_KEY,
+            lambda: X25519PrivateKey.generate().private_bytes(
+                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+            ),
+        ),
+        (
+            LOG_KEY,
+            lambda: Ed25519PrivateKey.generate().private_bytes(
+                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+            ),
+        ),
+        (
+            RESPONSE_KEY,
+            lambda: Ed25519PrivateKey.generate().private_bytes(
+                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+            ),
+        ),
     ):
         path = data_dir / name
         if not path.exists():

@@ -10,10 +10,19 @@ from typing import Any
 
 import structlog
 
-SECRET_KEYS = frozenset({
-    "token", "bearer", "authorization", "private_key", "preshared_key", "secret", "password",
-    "signature", "link_token",
-})
+SECRET_KEYS = frozenset(
+    {
+        "token",
+        "bearer",
+        "authorization",
+        "private_key",
+        "preshared_key",
+        "secret",
+        "password",
+        "signature",
+        "link_token",
+    }
+)
 # Bearer tokens and link URLs can hide inside free text (URLs, exception messages).
 _SECRET_PATTERNS = (
     re.compile(r"vgw_[ot]_[0-9a-f]{12}_[A-Za-z0-9_-]{43}"),
@@ -45,7 +54,9 @@ def scrub_secrets(
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     renderer: Any
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    renderer = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    renderer = (
+        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -61,10 +72,12 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

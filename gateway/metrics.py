@@ -46,10 +46,16 @@ class Metrics:
                 cumulative += count
                 le = "+Inf" if bound == float("inf") else repr(bound)
                 out.append(
-                    f'vpngw_http_request_duration_seconds_bucket{{route="{_esc(route)}",le="{le}"}} {cumulative}'
+                    f"vpngw_http_request_duration_seconds_bucket"
+                    f'{{route="{_esc(route)}",le="{le}"}} {cumulative}'
                 )
-            out.append(f'vpngw_http_request_duration_seconds_sum{{route="{_esc(route)}"}} {self._latency_sum[route]}')
-            out.append(f'vpngw_http_request_duration_seconds_count{{route="{_esc(route)}"}} {cumulative}')
+            out.append(
+                f"vpngw_http_request_duration_seconds_sum"
+                f'{{route="{_esc(route)}"}} {self._latency_sum[route]}'
+            )
+            out.append(
+                f'vpngw_http_request_duration_seconds_count{{route="{_esc(route)}"}} {cumulative}'
+            )
         for name, n in sorted(self.counters.items()):
             out += [f"# TYPE vpngw_{name} counter", f"vpngw_{name} {n}"]
         for name, read in sorted(self.gauges.items()):

@@ -119,7 +119,7 @@ class Settings:
         return tuple(ipaddress.ip_network(p) for p in self.network.pools)
 
     def replace(self, **sections: Any) -> Settings:
-        """Copy with whole sections or single settings changed: replace(wireguard={"backend": "off"})."""
+        """Copy with sections changed, e.g. replace(wireguard={"backend": "off"})."""
         changes: dict[str, Any] = {}
         for name, value in sections.items():
             if isinstance(value, Mapping):
@@ -151,7 +151,9 @@ def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None
             raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise SettingsError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+        raise SettingsError(
+            f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}"
+        )
     sections = {}
     for name, cls in SECTIONS.items():
         table = raw.get(name, {})
@@ -170,7 +172,9 @@ def _build_section(
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(table) - names
     if unknown:
-        raise SettingsError(f"[{section}]: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        raise SettingsError(
+            f"[{section}]: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}"
+        )
     values: dict[str, Any] = {}
     for name in names:
         key = f"{section}.{name}"
@@ -235,7 +239,9 @@ def validate(s: Settings) -> None:
     _check_hostport("network.endpoint", s.network.endpoint)
     if not 1024 <= s.server.max_body_bytes <= 16 * 1024 * 1024:
         raise SettingsError("server.max_body_bytes must be between 1024 and 16777216")
-    if s.database.url and not s.database.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+    if s.database.url and not s.database.url.startswith(
+        ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+    ):
         raise SettingsError(
             "database.url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
@@ -272,7 +278,9 @@ def validate(s: Settings) -> None:
     if not 1 <= s.tenants.default_max_peers <= 1_000_000:
         raise SettingsError("tenants.default_max_peers must be 1-1000000")
     if not 60 <= s.tenants.link_ttl_seconds <= s.tenants.link_max_ttl_seconds:
-        raise SettingsError("tenants.link_ttl_seconds must be >= 60 and <= tenants.link_max_ttl_seconds")
+        raise SettingsError(
+            "tenants.link_ttl_seconds must be >= 60 and <= tenants.link_max_ttl_seconds"
+        )
     if not _valid_ifname(s.wireguard.interface):
         raise SettingsError(
             "wireguard.interface must be 1-15 characters of letters, digits, '-', '_' or '.'"

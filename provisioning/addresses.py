@@ -52,13 +52,17 @@ async def ensure_pools(conn: AsyncConnection, networks: Sequence[Network]) -> No
     existing = set((await conn.scalars(select(address_pools.c.cidr))).all())
     for network in networks:
         if str(network) not in existing:
-            await conn.execute(insert(address_pools).values(
-                cidr=str(network), next_offset=FIRST_CLIENT_OFFSET
-            ))
+            await conn.execute(
+                insert(address_pools).values(cidr=str(network), next_offset=FIRST_CLIENT_OFFSET)
+            )
 
 
 async def allocate_address(
-    conn: AsyncConnection, network: Network, peer_id: str, *, now: datetime,
+    conn: AsyncConnection,
+    network: Network,
+    peer_id: str,
+    *,
+    now: datetime,
     quarantine: timedelta,
 ) -> str:
     """Hand out a never-used address, else the longest-released one past its quarantine."""
@@ -73,35 +77,48 @@ async def allocate_address(
     )
     if offset is not None:
         address = str(address_at(network, int(offset)))
-        await conn.execute(insert(addresses).values(
-            pool=cidr, offset=int(offset), address=address, peer_id=peer_id, released_at=None
-        ))
+        await conn.execute(
+            insert(addresses).values(
+                pool=cidr, offset=int(offset), address=address, peer_id=peer_id, released_at=None
+            )
+        )
         return address
-    candidate = (await conn.execute(
-        select(addresses.c.offset, addresses.c.address)
-        .where(addresses.c.pool == cidr, addresses.c.peer_id.is_(None),
-               addresses.c.released_at <= now - quarantine)
-        .order_by(addresses.c.released_at, addresses.c.offset)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )).first()
+    candidate = (
+        await conn.execute(
+            select(addresses.c.offset, addresses.c.address)
+            .where(
+                addresses.c.pool == cidr,
+                addresses.c.peer_id.is_(None),
+                addresses.c.released_at <= now - quarantine,
+            )
+            .order_by(addresses.c.released_at, addresses.c.offset)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).first()
     if candidate is not None:
         claimed = await conn.execute(
             update(addresses)
-            .where(addresses.c.pool == cidr, addresses.c.offset == candidate.offset,
-                   addresses.c.peer_id.is_(None))
+            .where(
+                addresses.c.pool == cidr,
+                addresses.c.offset == candidate.offset,
+                addresses.c.peer_id.is_(None),
+            )
             .values(peer_id=peer_id, released_at=None)
         )
         if claimed.rowcount == 1:
             return str(candidate.address)
     in_quarantine = await conn.scalar(
-        select(addresses.c.released_at).where(addresses.c.pool == cidr,
-                                              addresses.c.peer_id.is_(None))
-        .order_by(addresses.c.released_at).limit(1)
+        select(addresses.c.released_at)
+        .where(addresses.c.pool == cidr, addresses.c.peer_id.is_(None))
+        .order_by(addresses.c.released_at)
+        .limit(1)
     )
     hint = (
-        f"; the next released address leaves quarantine at {in_quarantine + quarantine:%Y-%m-%dT%H:%M:%SZ}"
-        if in_quarantine is not None else ""
+        "; the next released address leaves quarantine at "
+        f"{in_quarantine + quarantine:%Y-%m-%dT%H:%M:%SZ}"
+        if in_quarantine is not None
+        else ""
     )
     raise PoolExhausted(
         f"address pool {cidr} has no free address (capacity {client_capacity(network)}){hint}; "
@@ -113,18 +130,20 @@ async def allocate_address(
 async def release_addresses(
     conn: AsyncConnection, peer_id: str, *, tenant_id: str, now: datetime
 ) -> tuple[Event, ...]:
-    rows = (await conn.execute(
-        select(addresses.c.address).where(addresses.c.peer_id == peer_id)
-    )).all()
+    rows = (
+        await conn.execute(select(addresses.c.address).where(addresses.c.peer_id == peer_id))
+    ).all()
     if not rows:
         return ()
     await conn.execute(
-        update(addresses).where(addresses.c.peer_id == peer_id)
+        update(addresses)
+        .where(addresses.c.peer_id == peer_id)
         .values(peer_id=None, released_at=now)
     )
     return tuple(
-        Event("address.released", {"address": r.address, "peer_id": peer_id,
-                                   "tenant_id": tenant_id})
+        Event(
+            "address.released", {"address": r.address, "peer_id": peer_id, "tenant_id": tenant_id}
+        )
         for r in rows
     )
 
@@ -133,11 +152,13 @@ async def addresses_of(conn: AsyncConnection, peer_ids: Sequence[str]) -> dict[s
     found: dict[str, list[str]] = {p: [] for p in peer_ids}
     if not peer_ids:
         return found
-    rows = (await conn.execute(
-        select(addresses.c.peer_id, addresses.c.address)
-        .where(addresses.c.peer_id.in_(list(peer_ids)))
-        .order_by(addresses.c.pool)
-    )).all()
+    rows = (
+        await conn.execute(
+            select(addresses.c.peer_id, addresses.c.address)
+            .where(addresses.c.peer_id.in_(list(peer_ids)))
+            .order_by(addresses.c.pool)
+        )
+    ).all()
     for row in rows:
         found[row.peer_id].append(row.address)
     for addrs in found.values():

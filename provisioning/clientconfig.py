@@ -59,13 +59,16 @@ def render_conf(cfg: ClientConfig) -> str:
 
 def config_document(cfg: ClientConfig) -> dict[str, Any]:
     interface: dict[str, Any] = {
-        "addresses": [host_prefix(ip) for ip in cfg.tunnel_ips], "dns": list(cfg.dns),
+        "addresses": [host_prefix(ip) for ip in cfg.tunnel_ips],
+        "dns": list(cfg.dns),
     }
     if cfg.private_key:
         interface["private_key"] = cfg.private_key
     peer: dict[str, Any] = {
-        "public_key": cfg.gateway_public_key, "endpoint": cfg.endpoint,
-        "allowed_ips": list(cfg.allowed_ips), "persistent_keepalive": cfg.persistent_keepalive,
+        "public_key": cfg.gateway_public_key,
+        "endpoint": cfg.endpoint,
+        "allowed_ips": list(cfg.allowed_ips),
+        "persistent_keepalive": cfg.persistent_keepalive,
     }
     if cfg.preshared_key:
         peer["preshared_key"] = cfg.preshared_key

@@ -38,9 +38,11 @@ async def create_link(
     if peer.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {peer.status}; links are only for active peers")
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    await conn.execute(insert(config_links).values(
-        token_hash=_hash(token), peer_id=peer_id, created_at=now, expires_at=now + ttl
-    ))
+    await conn.execute(
+        insert(config_links).values(
+            token_hash=_hash(token), peer_id=peer_id, created_at=now, expires_at=now + ttl
+        )
+    )
     return ConfigLink(token, peer_id, now + ttl)
 
 
@@ -55,17 +57,22 @@ async def redeem_link(conn: AsyncConnection, token: str, *, now: datetime) -> tu
     # Conditional UPDATE: of two concurrent redemptions exactly one changes the row.
     claimed = await conn.execute(
         update(config_links)
-        .where(config_links.c.token_hash == token_hash, config_links.c.used_at.is_(None),
-               config_links.c.expires_at > now)
+        .where(
+            config_links.c.token_hash == token_hash,
+            config_links.c.used_at.is_(None),
+            config_links.c.expires_at > now,
+        )
         .values(used_at=now)
     )
     if claimed.rowcount != 1:
         raise unavailable
-    row = (await conn.execute(
-        select(peers.c.tenant_id, peers.c.id, peers.c.status)
-        .join(config_links, config_links.c.peer_id == peers.c.id)
-        .where(config_links.c.token_hash == token_hash)
-    )).one()
+    row = (
+        await conn.execute(
+            select(peers.c.tenant_id, peers.c.id, peers.c.status)
+            .join(config_links, config_links.c.peer_id == peers.c.id)
+            .where(config_links.c.token_hash == token_hash)
+        )
+    ).one()
     if row.status != "active":
         raise unavailable
     return row.tenant_id, row.id

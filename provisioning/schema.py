@@ -15,7 +15,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     UniqueConstraint,
     text,
 )
@@ -143,8 +142,13 @@ addresses = Table(
     Column("address", String(64), nullable=False, unique=True),
     Column("peer_id", String(36), ForeignKey("peers.id"), nullable=True, index=True),
     Column("released_at", UTCDateTime, nullable=True),
-    Index("ix_addresses_free", "pool", "released_at", sqlite_where=text("peer_id IS NULL"),
-          postgresql_where=text("peer_id IS NULL")),
+    Index(
+        "ix_addresses_free",
+        "pool",
+        "released_at",
+        sqlite_where=text("peer_id IS NULL"),
+        postgresql_where=text("peer_id IS NULL"),
+    ),
 )
 
 config_links = Table(

@@ -103,8 +103,10 @@ class Tenant:
     @classmethod
     def from_row(cls, row: Any) -> Tenant:
         m = row._mapping
-        return cls(**{k: m[k] for k in cls.__dataclass_fields__ if k != "status"},
-                   status=TenantStatus(m["status"]))
+        return cls(
+            **{k: m[k] for k in cls.__dataclass_fields__ if k != "status"},
+            status=TenantStatus(m["status"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,13 @@ async def create_tenant(
             f"already exists ({existing})",
             tenant_id=existing,
         )
-    values = {**new.__dict__, "id": tenant_id, "status": TenantStatus.PENDING.value,
-              "created_at": now, "updated_at": now}
+    values = {
+        **new.__dict__,
+        "id": tenant_id,
+        "status": TenantStatus.PENDING.value,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         await conn.execute(insert(tenants).values(values))
     except IntegrityError as exc:  # a concurrent onboarding of the same company
@@ -142,16 +149,30 @@ async def create_tenant(
             f"a tenant with registration number {new.registration_number} in {new.country} "
             "already exists"
         ) from exc
-    await conn.execute(insert(tenant_transitions).values(
-        tenant_id=tenant_id, from_status=None, to_status=TenantStatus.PENDING.value,
-        actor=actor, at=now, evidence_reference=None, reason=None,
-    ))
-    tenant = Tenant(id=tenant_id, status=TenantStatus.PENDING, created_at=now, updated_at=now,
-                    **new.__dict__)
-    event = Event("tenant.created", {
-        "tenant_id": tenant_id, "legal_name": new.legal_name,
-        "registration_number": new.registration_number, "country": new.country, "actor": actor,
-    })
+    await conn.execute(
+        insert(tenant_transitions).values(
+            tenant_id=tenant_id,
+            from_status=None,
+            to_status=TenantStatus.PENDING.value,
+            actor=actor,
+            at=now,
+            evidence_reference=None,
+            reason=None,
+        )
+    )
+    tenant = Tenant(
+        id=tenant_id, status=TenantStatus.PENDING, created_at=now, updated_at=now, **new.__dict__
+    )
+    event = Event(
+        "tenant.created",
+        {
+            "tenant_id": tenant_id,
+            "legal_name": new.legal_name,
+            "registration_number": new.registration_number,
+            "country": new.country,
+            "actor": actor,
+        },
+    )
     return Outcome(tenant, (event,))
 
 
@@ -177,11 +198,14 @@ async def list_tenants(
 
 
 async def count_active_peers(conn: AsyncConnection, tenant_id: str) -> int:
-    return int(await conn.scalar(
-        select(func.count()).select_from(peers).where(
-            peers.c.tenant_id == tenant_id, peers.c.status == "active"
+    return int(
+        await conn.scalar(
+            select(func.count())
+            .select_from(peers)
+            .where(peers.c.tenant_id == tenant_id, peers.c.status == "active")
         )
-    ) or 0)
+        or 0
+    )
 
 
 async def transition_tenant(
@@ -202,13 +226,21 @@ async def transition_tenant(
     tenant = await get_tenant(conn, tenant_id, lock=True)
     new_status = next_status(tenant.status, action)
     await conn.execute(
-        update(tenants).where(tenants.c.id == tenant_id).values(status=new_status.value,
-                                                                 updated_at=now)
+        update(tenants)
+        .where(tenants.c.id == tenant_id)
+        .values(status=new_status.value, updated_at=now)
     )
-    await conn.execute(insert(tenant_transitions).values(
-        tenant_id=tenant_id, from_status=tenant.status.value, to_status=new_status.value,
-        actor=actor, at=now, evidence_reference=evidence_reference, reason=reason,
-    ))
+    await conn.execute(
+        insert(tenant_transitions).values(
+            tenant_id=tenant_id,
+            from_status=tenant.status.value,
+            to_status=new_status.value,
+            actor=actor,
+            at=now,
+            evidence_reference=evidence_reference,
+            reason=reason,
+        )
+    )
     attrs: dict[str, str | int] = {"tenant_id": tenant_id, "actor": actor}
     if evidence_reference:
         attrs["evidence_reference"] = evidence_reference
@@ -219,9 +251,14 @@ async def transition_tenant(
 
 
 async def list_transitions(conn: AsyncConnection, tenant_id: str) -> list[Transition]:
-    rows = (await conn.execute(
-        select(tenant_transitions).where(tenant_transitions.c.tenant_id == tenant_id)
-        .order_by(tenant_transitions.c.id)
-    )).all()
-    return [Transition(r.from_status, r.to_status, r.actor, r.at, r.evidence_reference, r.reason)
-            for r in rows]
+    rows = (
+        await conn.execute(
+            select(tenant_transitions)
+            .where(tenant_transitions.c.tenant_id == tenant_id)
+            .order_by(tenant_transitions.c.id)
+        )
+    ).all()
+    return [
+        Transition(r.from_status, r.to_status, r.actor, r.at, r.evidence_reference, r.reason)
+        for r in rows
+    ]

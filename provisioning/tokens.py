@@ -86,10 +86,17 @@ async def issue_token(
     now: datetime,
 ) -> Outcome[IssuedToken]:
     token_id, bearer, secret_hash = mint(role)
-    await conn.execute(insert(tokens).values(
-        id=token_id, role=role.value, tenant_id=tenant_id, secret_hash=secret_hash,
-        label=label, created_at=now, created_by=actor,
-    ))
+    await conn.execute(
+        insert(tokens).values(
+            id=token_id,
+            role=role.value,
+            tenant_id=tenant_id,
+            secret_hash=secret_hash,
+            label=label,
+            created_at=now,
+            created_by=actor,
+        )
+    )
     attrs: dict[str, str | int] = {"token_id": token_id, "role": role.value, "actor": actor}
     if tenant_id:
         attrs["tenant_id"] = tenant_id
@@ -115,7 +122,11 @@ async def authenticate(conn: AsyncConnection, bearer: str) -> Principal | None:
 
 
 async def revoke_token(
-    conn: AsyncConnection, token_id: str, *, actor: str, now: datetime,
+    conn: AsyncConnection,
+    token_id: str,
+    *,
+    actor: str,
+    now: datetime,
     tenant_id: str | None = None,
 ) -> Outcome[TokenInfo]:
     """Revoke one token; with tenant_id given, only a token of that tenant."""
@@ -128,8 +139,9 @@ async def revoke_token(
     info = _info(row)
     if row.revoked_at is not None:
         return Outcome(info)
-    await conn.execute(update(tokens).where(tokens.c.id == token_id)
-                       .values(revoked_at=now, revoked_by=actor))
+    await conn.execute(
+        update(tokens).where(tokens.c.id == token_id).values(revoked_at=now, revoked_by=actor)
+    )
     attrs: dict[str, str | int] = {"token_id": token_id, "role": row.role, "actor": actor}
     if row.tenant_id:
         attrs["tenant_id"] = row.tenant_id
@@ -141,9 +153,13 @@ async def revoke_token(
 async def revoke_tenant_tokens(
     conn: AsyncConnection, tenant_id: str, *, actor: str, now: datetime
 ) -> tuple[Event, ...]:
-    rows = (await conn.execute(select(tokens.c.id).where(
-        tokens.c.tenant_id == tenant_id, tokens.c.revoked_at.is_(None)
-    ))).all()
+    rows = (
+        await conn.execute(
+            select(tokens.c.id).where(
+                tokens.c.tenant_id == tenant_id, tokens.c.revoked_at.is_(None)
+            )
+        )
+    ).all()
     events: list[Event] = []
     for row in rows:
         events.extend((await revoke_token(conn, row.id, actor=actor, now=now)).events)
@@ -159,5 +175,12 @@ async def list_tokens(conn: AsyncConnection, *, tenant_id: str | None = None) ->
 
 def _info(row: object) -> TokenInfo:
     r = row._mapping  # type: ignore[attr-defined]
-    return TokenInfo(r["id"], Role(r["role"]), r["tenant_id"], r["label"], r["created_at"],
-                     r["created_by"], r["revoked_at"])
+    return TokenInfo(
+        r["id"],
+        Role(r["role"]),
+        r["tenant_id"],
+        r["label"],
+        r["created_at"],
+        r["created_by"],
+        r["revoked_at"],
+    )

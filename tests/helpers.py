@@ -38,8 +38,11 @@ async def verified_tenant(
 ) -> tuple[dict[str, Any], str]:
     """A verified tenant and a tenant token for it."""
     tenant = await create_tenant(client, ops, **fields)
-    resp = await client.post(f"/ops/v1/tenants/{tenant['id']}/verification",
-                             json={"evidence_reference": "KYC-2026-001"}, headers=bearer(ops))
+    resp = await client.post(
+        f"/ops/v1/tenants/{tenant['id']}/verification",
+        json={"evidence_reference": "KYC-2026-001"},
+        headers=bearer(ops),
+    )
     assert resp.status == 200, await resp.text()
     resp = await client.post(f"/ops/v1/tenants/{tenant['id']}/tokens", headers=bearer(ops))
     assert resp.status == 201, await resp.text()
@@ -52,7 +55,9 @@ async def create_peer(client: TestClient[Any, Any], token: str, **fields: Any) -
     return await resp.json()  # type: ignore[no-any-return]
 
 
-async def assert_problem(resp: Any, status: int, code: str, *, detail_has: str = "") -> dict[str, Any]:
+async def assert_problem(
+    resp: Any, status: int, code: str, *, detail_has: str = ""
+) -> dict[str, Any]:
     body = await resp.text()
     assert resp.status == status, body
     assert resp.content_type == "application/problem+json", body

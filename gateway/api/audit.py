@@ -23,8 +23,11 @@ def _entry_view(row: Any) -> dict[str, Any]:
     import json
 
     return {
-        "index": int(row.idx), "type": row.type, "ts": validation.rfc3339(row.ts),
-        "tenant_id": row.tenant_id, "peer_id": row.peer_id,
+        "index": int(row.idx),
+        "type": row.type,
+        "ts": validation.rfc3339(row.ts),
+        "tenant_id": row.tenant_id,
+        "peer_id": row.peer_id,
         "leaf_hash": base64.b64encode(bytes(row.leaf_hash)).decode(),
         "redacted": row.leaf is None,
         "event": None if row.leaf is None else json.loads(bytes(row.leaf)),
@@ -35,7 +38,12 @@ async def list_audit(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
     limit = query_int(request, "limit", default=100, minimum=1, maximum=1000)
     after = query_int(request, "after", default=-1, minimum=0, maximum=2**62)
-    query = select(log_entries).where(log_entries.c.idx > after).order_by(log_entries.c.idx).limit(limit)
+    query = (
+        select(log_entries)
+        .where(log_entries.c.idx > after)
+        .order_by(log_entries.c.idx)
+        .limit(limit)
+    )
     q = request.query
     if "type" in q:
         if not q["type"] or len(q["type"]) > 40:
@@ -55,12 +63,25 @@ async def list_audit(request: web.Request) -> web.Response:
     async with request.app[appkeys.DATABASE].read() as conn:
         rows = (await conn.execute(query)).all()
     items = [_entry_view(r) for r in rows]
-    return web.json_response({"items": items,
-                              "next": items[-1]["index"] if len(items) == limit else None})
+    return web.json_response(
+        {"items": items, "next": items[-1]["index"] if len(items) == limit else None}
+    )
 
 
 ROUTES = [
-    Route("GET", "/ops/v1/audit", list_audit, "Audit log entries for compliance staff", "ops",
-          query={"type": STR, "tenant": STR, "since": TIME, "until": TIME, "limit": INT,
-                 "after": INT}),
+    Route(
+        "GET",
+        "/ops/v1/audit",
+        list_audit,
+        "Audit log entries for compliance staff",
+        "ops",
+        query={
+            "type": STR,
+            "tenant": STR,
+            "since": TIME,
+            "until": TIME,
+            "limit": INT,
+            "after": INT,
+        },
+    ),
 ]

@@ -14,8 +14,14 @@ from provisioning import tenants, tokens, validation
 from provisioning.tenants import NewTenant, TenantStatus
 from provisioning.tokens import Role
 
-TENANT_FIELDS = {"legal_name": STR, "registration_number": STR, "tax_id": STR,
-                 "country": STR, "contact_email": STR, "max_peers": INT}
+TENANT_FIELDS = {
+    "legal_name": STR,
+    "registration_number": STR,
+    "tax_id": STR,
+    "country": STR,
+    "contact_email": STR,
+    "max_peers": INT,
+}
 
 
 async def create_tenant(request: web.Request) -> web.Response:
@@ -24,8 +30,9 @@ async def create_tenant(request: web.Request) -> web.Response:
     settings = request.app[appkeys.SETTINGS]
     new = NewTenant.parse(body, default_max_peers=settings.tenants.default_max_peers)
     tenant = await request.app[appkeys.COMMANDS].create_tenant(new, actor=who.actor)
-    return web.json_response(tenant_view(tenant), status=201,
-                             headers={"Location": f"/ops/v1/tenants/{tenant.id}"})
+    return web.json_response(
+        tenant_view(tenant), status=201, headers={"Location": f"/ops/v1/tenants/{tenant.id}"}
+    )
 
 
 async def list_tenants(request: web.Request) -> web.Response:
@@ -33,12 +40,16 @@ async def list_tenants(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=50, minimum=1, maximum=500)
     status = request.query.get("status")
     if status is not None and status not in TenantStatus.__members__.values():
-        raise bad_request(f"status must be one of {', '.join(s.value for s in TenantStatus)}",
-                          field="status")
+        raise bad_request(
+            f"status must be one of {', '.join(s.value for s in TenantStatus)}", field="status"
+        )
     async with request.app[appkeys.DATABASE].read() as conn:
         found = await tenants.list_tenants(
-            conn, limit=limit, after=request.query.get("after"),
-            status=TenantStatus(status) if status else None)
+            conn,
+            limit=limit,
+            after=request.query.get("after"),
+            status=TenantStatus(status) if status else None,
+        )
     return web.json_response(page([tenant_view(t) for t in found], limit=limit))
 
 
@@ -50,9 +61,14 @@ async def get_tenant(request: web.Request) -> web.Response:
         history = await tenants.list_transitions(conn, tenant_id)
         active = await tenants.count_active_peers(conn, tenant_id)
         token_list = await tokens.list_tokens(conn, tenant_id=tenant_id)
-    return web.json_response({**tenant_view(tenant), "active_peers": active,
-                              "history": [transition_view(t) for t in history],
-                              "tokens": [token_view(t) for t in token_list]})
+    return web.json_response(
+        {
+            **tenant_view(tenant),
+            "active_peers": active,
+            "history": [transition_view(t) for t in history],
+            "tokens": [token_view(t) for t in token_list],
+        }
+    )
 
 
 async def verify_tenant(request: web.Request) -> web.Response:
@@ -63,7 +79,8 @@ async def verify_tenant(request: web.Request) -> web.Response:
     if note is not None:
         note = validation.text("note", note, max_len=500)
     tenant = await request.app[appkeys.COMMANDS].verify_tenant(
-        request.match_info["tenant_id"], evidence_reference=evidence, note=note, actor=who.actor)
+        request.match_info["tenant_id"], evidence_reference=evidence, note=note, actor=who.actor
+    )
     return web.json_response(tenant_view(tenant))
 
 
@@ -75,7 +92,8 @@ async def suspend_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].suspend_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor)
+        request.match_info["tenant_id"], reason=reason, actor=who.actor
+    )
     return web.json_response(tenant_view(tenant))
 
 
@@ -83,7 +101,8 @@ async def reinstate_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].reinstate_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor)
+        request.match_info["tenant_id"], reason=reason, actor=who.actor
+    )
     return web.json_response(tenant_view(tenant))
 
 
@@ -91,7 +110,8 @@ async def terminate_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].terminate_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor)
+        request.match_info["tenant_id"], reason=reason, actor=who.actor
+    )
     return web.json_response(tenant_view(tenant))
 
 
@@ -100,42 +120,98 @@ async def issue_tenant_token(request: web.Request) -> web.Response:
     body = await read_json(request, allowed={"label"}, optional=True)
     label = validation.text("label", body.get("label", "tenant api"))
     issued = await request.app[appkeys.COMMANDS].issue_tenant_token(
-        request.match_info["tenant_id"], label=label, actor=who.actor)
+        request.match_info["tenant_id"], label=label, actor=who.actor
+    )
     return web.json_response(
-        {"id": issued.token_id, "token": issued.secret, "role": issued.role.value,
-         "tenant_id": issued.tenant_id, "label": issued.label}, status=201)
+        {
+            "id": issued.token_id,
+            "token": issued.secret,
+            "role": issued.role.value,
+            "tenant_id": issued.tenant_id,
+            "label": issued.label,
+        },
+        status=201,
+    )
 
 
 async def revoke_token(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     info = await request.app[appkeys.COMMANDS].revoke_token(
-        request.match_info["token_id"], actor=who.actor)
+        request.match_info["token_id"], actor=who.actor
+    )
     return web.json_response(token_view(info))
 
 
 ROUTES = [
-    Route("POST", "/ops/v1/tenants", create_tenant, "Onboard a commercial tenant (pending)",
-          "ops", body=obj(TENANT_FIELDS),
-          required=("legal_name", "registration_number", "tax_id", "country", "contact_email"),
-          responses={201: "Tenant created"}),
-    Route("GET", "/ops/v1/tenants", list_tenants, "List tenants (paginated by id)", "ops",
-          query={"limit": INT, "after": STR, "status": STR}),
-    Route("GET", "/ops/v1/tenants/{tenant_id}", get_tenant,
-          "One tenant with its state history and tokens", "ops"),
-    Route("POST", "/ops/v1/tenants/{tenant_id}/verification", verify_tenant,
-          "Verify a pending tenant's papers", "ops",
-          body=obj({"evidence_reference": STR, "note": STR}), required=("evidence_reference",)),
-    Route("POST", "/ops/v1/tenants/{tenant_id}/suspension", suspend_tenant,
-          "Suspend a tenant; its tunnels go down", "ops", body=obj({"reason": STR}),
-          required=("reason",)),
-    Route("POST", "/ops/v1/tenants/{tenant_id}/reinstatement", reinstate_tenant,
-          "Reinstate a suspended tenant", "ops", body=obj({"reason": STR}), required=("reason",)),
-    Route("POST", "/ops/v1/tenants/{tenant_id}/termination", terminate_tenant,
-          "Terminate a tenant: peers revoked, addresses released, tokens revoked", "ops",
-          body=obj({"reason": STR}), required=("reason",)),
-    Route("POST", "/ops/v1/tenants/{tenant_id}/tokens", issue_tenant_token,
-          "Issue a tenant API token (shown once)", "ops", body=obj({"label": STR}),
-          responses={201: "Token issued"}),
+    Route(
+        "POST",
+        "/ops/v1/tenants",
+        create_tenant,
+        "Onboard a commercial tenant (pending)",
+        "ops",
+        body=obj(TENANT_FIELDS),
+        required=("legal_name", "registration_number", "tax_id", "country", "contact_email"),
+        responses={201: "Tenant created"},
+    ),
+    Route(
+        "GET",
+        "/ops/v1/tenants",
+        list_tenants,
+        "List tenants (paginated by id)",
+        "ops",
+        query={"limit": INT, "after": STR, "status": STR},
+    ),
+    Route(
+        "GET",
+        "/ops/v1/tenants/{tenant_id}",
+        get_tenant,
+        "One tenant with its state history and tokens",
+        "ops",
+    ),
+    Route(
+        "POST",
+        "/ops/v1/tenants/{tenant_id}/verification",
+        verify_tenant,
+        "Verify a pending tenant's papers",
+        "ops",
+        body=obj({"evidence_reference": STR, "note": STR}),
+        required=("evidence_reference",),
+    ),
+    Route(
+        "POST",
+        "/ops/v1/tenants/{tenant_id}/suspension",
+        suspend_tenant,
+        "Suspend a tenant; its tunnels go down",
+        "ops",
+        body=obj({"reason": STR}),
+        required=("reason",),
+    ),
+    Route(
+        "POST",
+        "/ops/v1/tenants/{tenant_id}/reinstatement",
+        reinstate_tenant,
+        "Reinstate a suspended tenant",
+        "ops",
+        body=obj({"reason": STR}),
+        required=("reason",),
+    ),
+    Route(
+        "POST",
+        "/ops/v1/tenants/{tenant_id}/termination",
+        terminate_tenant,
+        "Terminate a tenant: peers revoked, addresses released, tokens revoked",
+        "ops",
+        body=obj({"reason": STR}),
+        required=("reason",),
+    ),
+    Route(
+        "POST",
+        "/ops/v1/tenants/{tenant_id}/tokens",
+        issue_tenant_token,
+        "Issue a tenant API token (shown once)",
+        "ops",
+        body=obj({"label": STR}),
+        responses={201: "Token issued"},
+    ),
     Route("DELETE", "/ops/v1/tokens/{token_id}", revoke_token, "Revoke any token", "ops"),
 ]
-

@@ -20,14 +20,19 @@ async def readyz(request: web.Request) -> web.Response:
         for name, c in sorted(runtime.components.items())
     }
     ready = runtime.ready
-    return web.json_response({"status": "ready" if ready else "not ready",
-                              "components": components}, status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "components": components},
+        status=200 if ready else 503,
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[appkeys.METRICS].render(),
-                        content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        text=request.app[appkeys.METRICS].render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -39,8 +44,14 @@ async def openapi(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("GET", "/healthz", healthz, "Liveness", "public"),
-    Route("GET", "/readyz", readyz, "Readiness of the database and background components",
-          "public", responses={200: "Ready", 503: "Not ready"}),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness of the database and background components",
+        "public",
+        responses={200: "Ready", 503: "Not ready"},
+    ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", "public", produces=("text/plain",)),
     Route("GET", "/openapi.json", openapi, "This API's OpenAPI 3.1 document", "public"),
 ]

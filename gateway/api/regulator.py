@@ -40,8 +40,9 @@ def _b64(raw: bytes) -> str:
 
 
 def _unauthorised(error: httpsig.SignatureError) -> Problem:
-    problem = Problem(401, f"signature-{error.check}", "Request signature refused", str(error),
-                      check=error.check)
+    problem = Problem(
+        401, f"signature-{error.check}", "Request signature refused", str(error), check=error.check
+    )
     problem.headers["WWW-Authenticate"] = 'Signature realm="vpngw-regulator", label="reg"'
     return problem
 
@@ -55,8 +56,12 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
         async with db.read() as conn:
             key = await registry.active_key(conn, keyid)
         verified = httpsig.verify_request(
-            headers=request.headers, method=request.method, authority=request.host,
-            path=request.rel_url.raw_path, query=request.rel_url.raw_query_string, body=body,
+            headers=request.headers,
+            method=request.method,
+            authority=request.host,
+            path=request.rel_url.raw_path,
+            query=request.rel_url.raw_query_string,
+            body=body,
             now=now.timestamp(),
             resolve_key=lambda k: key.ed25519() if key is not None and k == key.keyid else None,
             scheme=request.scheme,
@@ -65,12 +70,17 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
         )
         async with db.write() as conn:
             fresh = await registry.remember_nonce(
-                conn, keyid=verified.keyid, nonce=verified.nonce,
-                expires_at=datetime.fromtimestamp(verified.expires, UTC), is_postgres=not db.is_sqlite)
+                conn,
+                keyid=verified.keyid,
+                nonce=verified.nonce,
+                expires_at=datetime.fromtimestamp(verified.expires, UTC),
+                is_postgres=not db.is_sqlite,
+            )
         if not fresh:
             raise httpsig.NonceError(
                 f"nonce {verified.nonce!r} was already used with key {verified.keyid!r}; "
-                "sign every request with a fresh random nonce")
+                "sign every request with a fresh random nonce"
+            )
     except httpsig.SignatureError as error:
         log.warning("regulator request refused", check=error.check)
         raise _unauthorised(error) from error
@@ -81,19 +91,27 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
 async def query(request: web.Request) -> web.Response:
     settings = request.app[appkeys.SETTINGS]
     if request.content_type != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      "send Content-Type: application/json")
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send Content-Type: application/json",
+        )
     body = await request.read()
     verified = await _verify_signature(request, body)
     doc = parse_json_object(body, allowed={"request_id", "authorisation", "query", "max_hits"})
-    req = parse_request(doc, default_max_hits=settings.regulator.default_max_hits,
-                        max_hits_limit=settings.regulator.max_hits_limit)
+    req = parse_request(
+        doc,
+        default_max_hits=settings.regulator.default_max_hits,
+        max_hits_limit=settings.regulator.max_hits_limit,
+    )
     clock = request.app[appkeys.CLOCK]
     try:
         check_scope(req, now=clock.now())
     except ScopeError as error:
-        raise Problem(403, "out-of-scope", "Query outside its authorisation", error.detail,
-                      field=error.field) from error
+        raise Problem(
+            403, "out-of-scope", "Query outside its authorisation", error.detail, field=error.field
+        ) from error
 
     db = request.app[appkeys.DATABASE]
     async with db.read() as conn:
@@ -102,16 +120,19 @@ async def query(request: web.Request) -> web.Response:
     indexes = indexes[: req.max_hits]
 
     # Accountability first: a query that cannot be logged is not answered.
-    event = Event("regulator.query", {
-        "request_country": req.request_id["country"],
-        "request_authority": req.request_id["authority"],
-        "request_number": req.request_id["number"],
-        "key_id": verified.keyid,
-        "authorisation_reference": req.authorisation.reference,
-        "query_kind": req.query.kind,
-        "body_sha256": hashlib.sha256(body).hexdigest(),
-        "result_count": len(indexes),
-    })
+    event = Event(
+        "regulator.query",
+        {
+            "request_country": req.request_id["country"],
+            "request_authority": req.request_id["authority"],
+            "request_number": req.request_id["number"],
+            "key_id": verified.keyid,
+            "authorisation_reference": req.authorisation.reference,
+            "query_kind": req.query.kind,
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "result_count": len(indexes),
+        },
+    )
     audit_log = request.app[appkeys.AUDIT_LOG]
     try:
         await request.app[appkeys.COMMANDS].record([event])
@@ -121,31 +142,51 @@ async def query(request: web.Request) -> web.Response:
         entries = await audit_log.entries(indexes)
     except (AuditLogError, OSError, RuntimeError) as exc:
         log.exception("regulator query could not be logged")
-        raise Problem(503, "not-logged", "Query not answered",
-                      "the query could not be recorded in the audit log, so it is not "
-                      "answered; retry later") from exc
+        raise Problem(
+            503,
+            "not-logged",
+            "Query not answered",
+            "the query could not be recorded in the audit log, so it is not answered; retry later",
+        ) from exc
 
-    records = [{
-        "index": e.index, "leaf": _b64(e.leaf or b""), "event": e.event(),
-        "inclusion_proof": [_b64(h) for h in proofs[e.index]],
-    } for e in entries if e.leaf is not None]
-    answer = {"request_id": doc["request_id"], "query": doc["query"], "truncated": truncated,
-              "checkpoint": checkpoint, "records": records}
+    records = [
+        {
+            "index": e.index,
+            "leaf": _b64(e.leaf or b""),
+            "event": e.event(),
+            "inclusion_proof": [_b64(h) for h in proofs[e.index]],
+        }
+        for e in entries
+        if e.leaf is not None
+    ]
+    answer = {
+        "request_id": doc["request_id"],
+        "query": doc["query"],
+        "truncated": truncated,
+        "checkpoint": checkpoint,
+        "records": records,
+    }
     payload = json.dumps(answer, separators=(",", ":")).encode()
     keys = request.app[appkeys.KEYS]
     signed = httpsig.sign_response(
-        private_key=keys.response, keyid=response_keyid(keys, settings.network.gateway_id),
-        status=200, body=payload, created=int(clock.now().timestamp()),
-        request_signature=verified.signature)
-    log.info("regulator query answered", kind=req.query.kind, records=len(records),
-             truncated=truncated)
+        private_key=keys.response,
+        keyid=response_keyid(keys, settings.network.gateway_id),
+        status=200,
+        body=payload,
+        created=int(clock.now().timestamp()),
+        request_signature=verified.signature,
+    )
+    log.info(
+        "regulator query answered", kind=req.query.kind, records=len(records), truncated=truncated
+    )
     return web.Response(status=200, body=payload, headers=signed.headers())
 
 
 async def checkpoint(request: web.Request) -> web.Response:
     _, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint()
-    return web.Response(text=note, content_type="text/plain", charset="utf-8",
-                        headers={"Cache-Control": "no-cache"})
+    return web.Response(
+        text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def consistency(request: web.Request) -> web.Response:
@@ -153,8 +194,9 @@ async def consistency(request: web.Request) -> web.Response:
     for name in ("from", "to"):
         text = request.query.get(name, "")
         if not text.isdigit():
-            raise bad_request(f"query parameter {name} must be a tree size (a whole number)",
-                              field=name)
+            raise bad_request(
+                f"query parameter {name} must be a tree size (a whole number)", field=name
+            )
         values[name] = int(text)
     try:
         proof = await request.app[appkeys.AUDIT_LOG].consistency_proof(values["from"], values["to"])
@@ -168,17 +210,26 @@ async def keys(request: web.Request) -> web.Response:
     gw_keys = request.app[appkeys.KEYS]
     signer = Ed25519NoteSigner(settings.audit.origin, gw_keys.log)
     raw = gw_keys.response.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return web.json_response({
-        "log": {"origin": settings.audit.origin, "vkey": signer.vkey()},
-        "response": {"keyid": response_keyid(gw_keys, settings.network.gateway_id),
-                     "public_key": _b64(raw)},
-    })
+    return web.json_response(
+        {
+            "log": {"origin": settings.audit.origin, "vkey": signer.vkey()},
+            "response": {
+                "keyid": response_keyid(gw_keys, settings.network.gateway_id),
+                "public_key": _b64(raw),
+            },
+        }
+    )
 
 
 def _key_view(key: registry.RegulatorKey) -> dict[str, Any]:
-    return {"keyid": key.keyid, "public_key": key.public_key, "label": key.label,
-            "created_at": validation.rfc3339(key.created_at), "created_by": key.created_by,
-            "revoked_at": validation.rfc3339(key.revoked_at) if key.revoked_at else None}
+    return {
+        "keyid": key.keyid,
+        "public_key": key.public_key,
+        "label": key.label,
+        "created_at": validation.rfc3339(key.created_at),
+        "created_by": key.created_by,
+        "revoked_at": validation.rfc3339(key.revoked_at) if key.revoked_at else None,
+    }
 
 
 async def add_regulator_key(request: web.Request) -> web.Response:
@@ -188,7 +239,8 @@ async def add_regulator_key(request: web.Request) -> web.Response:
     public_key = registry.parse_public_key(body.get("public_key"))
     label = validation.text("label", body.get("label"), max_len=200)
     key = await request.app[appkeys.COMMANDS].add_regulator_key(
-        keyid=keyid, public_key=public_key, label=label, actor=who.actor)
+        keyid=keyid, public_key=public_key, label=label, actor=who.actor
+    )
     return web.json_response(_key_view(key), status=201)
 
 
@@ -202,27 +254,64 @@ async def list_regulator_keys(request: web.Request) -> web.Response:
 async def revoke_regulator_key(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     key = await request.app[appkeys.COMMANDS].revoke_regulator_key(
-        request.match_info["keyid"], actor=who.actor)
+        request.match_info["keyid"], actor=who.actor
+    )
     return web.json_response(_key_view(key))
 
 
 ROUTES = [
-    Route("POST", "/regulator/v1/queries", query,
-          "Signed, authorisation-scoped query; signed answer with inclusion proofs", "regulator",
-          body=obj({"request_id": {"type": "object"}, "authorisation": {"type": "object"},
-                    "query": {"type": "object"}, "max_hits": INT}),
-          required=("request_id", "authorisation", "query"),
-          responses={200: "Signed answer (RFC 9421 label gw)"}),
-    Route("GET", "/regulator/v1/checkpoint", checkpoint, "Latest signed checkpoint (C2SP note)",
-          "public", produces=("text/plain",)),
-    Route("GET", "/regulator/v1/proofs/consistency", consistency,
-          "Consistency proof between two tree sizes", "public", query={"from": INT, "to": INT}),
-    Route("GET", "/regulator/v1/keys", keys, "The log's vkey and the response-signing key",
-          "public"),
-    Route("POST", "/ops/v1/regulator-keys", add_regulator_key, "Register a regulator key", "ops",
-          body=obj({"keyid": STR, "public_key": STR, "label": STR}),
-          required=("keyid", "public_key", "label"), responses={201: "Registered"}),
+    Route(
+        "POST",
+        "/regulator/v1/queries",
+        query,
+        "Signed, authorisation-scoped query; signed answer with inclusion proofs",
+        "regulator",
+        body=obj(
+            {
+                "request_id": {"type": "object"},
+                "authorisation": {"type": "object"},
+                "query": {"type": "object"},
+                "max_hits": INT,
+            }
+        ),
+        required=("request_id", "authorisation", "query"),
+        responses={200: "Signed answer (RFC 9421 label gw)"},
+    ),
+    Route(
+        "GET",
+        "/regulator/v1/checkpoint",
+        checkpoint,
+        "Latest signed checkpoint (C2SP note)",
+        "public",
+        produces=("text/plain",),
+    ),
+    Route(
+        "GET",
+        "/regulator/v1/proofs/consistency",
+        consistency,
+        "Consistency proof between two tree sizes",
+        "public",
+        query={"from": INT, "to": INT},
+    ),
+    Route(
+        "GET", "/regulator/v1/keys", keys, "The log's vkey and the response-signing key", "public"
+    ),
+    Route(
+        "POST",
+        "/ops/v1/regulator-keys",
+        add_regulator_key,
+        "Register a regulator key",
+        "ops",
+        body=obj({"keyid": STR, "public_key": STR, "label": STR}),
+        required=("keyid", "public_key", "label"),
+        responses={201: "Registered"},
+    ),
     Route("GET", "/ops/v1/regulator-keys", list_regulator_keys, "List regulator keys", "ops"),
-    Route("DELETE", "/ops/v1/regulator-keys/{keyid}", revoke_regulator_key,
-          "Revoke a regulator key", "ops"),
+    Route(
+        "DELETE",
+        "/ops/v1/regulator-keys/{keyid}",
+        revoke_regulator_key,
+        "Revoke a regulator key",
+        "ops",
+    ),
 ]

@@ -25,13 +25,26 @@ PEER_FIELDS = {"name": STR, "public_key": STR, "preshared_key": BOOL, "expires_a
 
 async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
     async with request.app[appkeys.DATABASE].read() as conn:
-        row = (await conn.execute(select(peer_status).where(peer_status.c.peer_id == peer_id))).first()
+        row = (
+            await conn.execute(select(peer_status).where(peer_status.c.peer_id == peer_id))
+        ).first()
     if row is None:
-        return {"connected": False, "latest_handshake": None, "endpoint": None,
-                "rx_bytes": 0, "tx_bytes": 0}
-    return {"connected": bool(row.connected),
-            "latest_handshake": validation.rfc3339(row.latest_handshake) if row.latest_handshake else None,
-            "endpoint": row.endpoint, "rx_bytes": row.rx_bytes, "tx_bytes": row.tx_bytes}
+        return {
+            "connected": False,
+            "latest_handshake": None,
+            "endpoint": None,
+            "rx_bytes": 0,
+            "tx_bytes": 0,
+        }
+    return {
+        "connected": bool(row.connected),
+        "latest_handshake": validation.rfc3339(row.latest_handshake)
+        if row.latest_handshake
+        else None,
+        "endpoint": row.endpoint,
+        "rx_bytes": row.rx_bytes,
+        "tx_bytes": row.tx_bytes,
+    }
 
 
 async def create_peer(request: web.Request) -> web.Response:
@@ -40,8 +53,11 @@ async def create_peer(request: web.Request) -> web.Response:
     commands = request.app[appkeys.COMMANDS]
     new = NewPeer.parse(body, now=commands.clock.now())
     peer = await commands.provision_peer(who, new)
-    return web.json_response(_with_config(request, peer), status=201, headers={"Location": f"/v1/peers/{peer.id}",
-                                                       "Cache-Control": "no-store"})
+    return web.json_response(
+        _with_config(request, peer),
+        status=201,
+        headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
+    )
 
 
 async def list_peers(request: web.Request) -> web.Response:
@@ -51,8 +67,9 @@ async def list_peers(request: web.Request) -> web.Response:
     if status is not None and status not in {"active", "revoked", "expired"}:
         raise bad_request("status must be active, revoked or expired", field="status")
     async with request.app[appkeys.DATABASE].read() as conn:
-        found = await peers.list_peers(conn, who.tenant_id or "", limit=limit,
-                                       after=request.query.get("after"), status=status)
+        found = await peers.list_peers(
+            conn, who.tenant_id or "", limit=limit, after=request.query.get("after"), status=status
+        )
     return web.json_response(page([peer_view(p) for p in found], limit=limit))
 
 
@@ -76,11 +93,14 @@ async def rotate_peer(request: web.Request) -> web.Response:
     public_key = body.get("public_key")
     if public_key is not None:
         public_key = keys.normalise_public_key(public_key)
-    peer = await request.app[appkeys.COMMANDS].rotate_peer(who, request.match_info["peer_id"],
-                                                           public_key)
+    peer = await request.app[appkeys.COMMANDS].rotate_peer(
+        who, request.match_info["peer_id"], public_key
+    )
     async with request.app[appkeys.DATABASE].read() as conn:
         psk = await peers.get_preshared_key(conn, who.tenant_id or "", peer.id)
-    return web.json_response(_with_config(request, peer, psk), headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        _with_config(request, peer, psk), headers={"Cache-Control": "no-store"}
+    )
 
 
 def _with_config(request: web.Request, peer: Peer, psk: str | None = None) -> dict[str, Any]:
@@ -94,11 +114,15 @@ def _with_config(request: web.Request, peer: Peer, psk: str | None = None) -> di
 def client_config(request: web.Request, peer: Peer, preshared_key: str | None) -> ClientConfig:
     settings = request.app[appkeys.SETTINGS]
     return ClientConfig(
-        peer_name=peer.name, tunnel_ips=peer.tunnel_ips, dns=settings.network.dns,
+        peer_name=peer.name,
+        tunnel_ips=peer.tunnel_ips,
+        dns=settings.network.dns,
         gateway_public_key=request.app[appkeys.KEYS].wireguard_public,
-        endpoint=settings.network.endpoint, allowed_ips=settings.network.client_allowed_ips,
+        endpoint=settings.network.endpoint,
+        allowed_ips=settings.network.client_allowed_ips,
         persistent_keepalive=settings.network.persistent_keepalive,
-        private_key=peer.private_key, preshared_key=preshared_key,
+        private_key=peer.private_key,
+        preshared_key=preshared_key,
     )
 
 
@@ -109,7 +133,9 @@ def _format(request: web.Request) -> str:
     return fmt
 
 
-async def config_response(request: web.Request, tenant_id: str, peer_id: str, fmt: str) -> web.Response:
+async def config_response(
+    request: web.Request, tenant_id: str, peer_id: str, fmt: str
+) -> web.Response:
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, tenant_id, peer_id)
         psk = await peers.get_preshared_key(conn, tenant_id, peer_id)
@@ -117,10 +143,15 @@ async def config_response(request: web.Request, tenant_id: str, peer_id: str, fm
         raise peers.PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
     body = render(client_config(request, peer, psk), fmt)
     filename = f"{_safe_filename(peer.name)}.{fmt.split('.')[-1]}"
-    return web.Response(body=body, content_type=CONFIG_FORMATS[fmt].split(";")[0],
-                        charset="utf-8" if fmt == "conf" else None,
-                        headers={"Cache-Control": "no-store",
-                                 "Content-Disposition": f'attachment; filename="{filename}"'})
+    return web.Response(
+        body=body,
+        content_type=CONFIG_FORMATS[fmt].split(";")[0],
+        charset="utf-8" if fmt == "conf" else None,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
 
 
 def _safe_filename(name: str) -> str:
@@ -130,49 +161,107 @@ def _safe_filename(name: str) -> str:
 
 async def get_config(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
-    return await config_response(request, who.tenant_id or "", request.match_info["peer_id"],
-                                 _format(request))
+    return await config_response(
+        request, who.tenant_id or "", request.match_info["peer_id"], _format(request)
+    )
 
 
 async def create_link(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
     body = await read_json(request, allowed={"ttl_seconds"}, optional=True)
     tenants = request.app[appkeys.SETTINGS].tenants
-    ttl = validation.integer("ttl_seconds", body.get("ttl_seconds", tenants.link_ttl_seconds),
-                             minimum=60, maximum=tenants.link_max_ttl_seconds)
+    ttl = validation.integer(
+        "ttl_seconds",
+        body.get("ttl_seconds", tenants.link_ttl_seconds),
+        minimum=60,
+        maximum=tenants.link_max_ttl_seconds,
+    )
     link = await request.app[appkeys.COMMANDS].create_link(
-        who, request.match_info["peer_id"], timedelta(seconds=ttl))
+        who, request.match_info["peer_id"], timedelta(seconds=ttl)
+    )
     url = f"{request.app[appkeys.SETTINGS].public_url}/links/{link.token}"
-    return web.json_response({"url": url, "expires_at": validation.rfc3339(link.expires_at)},
-                             status=201, headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"url": url, "expires_at": validation.rfc3339(link.expires_at)},
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def redeem_link(request: web.Request) -> web.Response:
     fmt = _format(request)
-    tenant_id, peer_id = await request.app[appkeys.COMMANDS].redeem_link(request.match_info["token"])
+    tenant_id, peer_id = await request.app[appkeys.COMMANDS].redeem_link(
+        request.match_info["token"]
+    )
     return await config_response(request, tenant_id, peer_id, fmt)
 
 
-
 ROUTES = [
-    Route("POST", "/v1/peers", create_peer, "Provision a peer (client-side key preferred)",
-          "tenant", body=obj(PEER_FIELDS), required=("name",),
-          responses={201: "Peer created; private_key present only if the server generated it"}),
-    Route("GET", "/v1/peers", list_peers, "List this tenant's peers (paginated by id)", "tenant",
-          query={"limit": INT, "after": STR, "status": STR}),
-    Route("GET", "/v1/peers/{peer_id}", get_peer,
-          "One peer with its latest handshake, endpoint and byte counts", "tenant"),
-    Route("DELETE", "/v1/peers/{peer_id}", revoke_peer, "Revoke a peer", "tenant",
-          responses={204: "Revoked"}),
-    Route("POST", "/v1/peers/{peer_id}/rotation", rotate_peer,
-          "Replace the peer's key; the old key leaves the interface", "tenant",
-          body=obj({"public_key": STR})),
-    Route("GET", "/v1/peers/{peer_id}/config", get_config, "Client config", "tenant",
-          query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
-          produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()}))),
-    Route("POST", "/v1/peers/{peer_id}/links", create_link, "One-time config download link",
-          "tenant", body=obj({"ttl_seconds": INT}), responses={201: "Link created"}),
-    Route("GET", "/links/{token}", redeem_link, "Download a config once through a link", "public",
-          query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
-          produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()}))),
+    Route(
+        "POST",
+        "/v1/peers",
+        create_peer,
+        "Provision a peer (client-side key preferred)",
+        "tenant",
+        body=obj(PEER_FIELDS),
+        required=("name",),
+        responses={201: "Peer created; private_key present only if the server generated it"},
+    ),
+    Route(
+        "GET",
+        "/v1/peers",
+        list_peers,
+        "List this tenant's peers (paginated by id)",
+        "tenant",
+        query={"limit": INT, "after": STR, "status": STR},
+    ),
+    Route(
+        "GET",
+        "/v1/peers/{peer_id}",
+        get_peer,
+        "One peer with its latest handshake, endpoint and byte counts",
+        "tenant",
+    ),
+    Route(
+        "DELETE",
+        "/v1/peers/{peer_id}",
+        revoke_peer,
+        "Revoke a peer",
+        "tenant",
+        responses={204: "Revoked"},
+    ),
+    Route(
+        "POST",
+        "/v1/peers/{peer_id}/rotation",
+        rotate_peer,
+        "Replace the peer's key; the old key leaves the interface",
+        "tenant",
+        body=obj({"public_key": STR}),
+    ),
+    Route(
+        "GET",
+        "/v1/peers/{peer_id}/config",
+        get_config,
+        "Client config",
+        "tenant",
+        query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
+        produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()})),
+    ),
+    Route(
+        "POST",
+        "/v1/peers/{peer_id}/links",
+        create_link,
+        "One-time config download link",
+        "tenant",
+        body=obj({"ttl_seconds": INT}),
+        responses={201: "Link created"},
+    ),
+    Route(
+        "GET",
+        "/links/{token}",
+        redeem_link,
+        "Download a config once through a link",
+        "public",
+        query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
+        produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()})),
+    ),
 ]

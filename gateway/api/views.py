@@ -17,30 +17,54 @@ def _time(value: datetime | None) -> str | None:
 
 def tenant_view(t: Tenant) -> dict[str, Any]:
     return {
-        "id": t.id, "legal_name": t.legal_name, "registration_number": t.registration_number,
-        "tax_id": t.tax_id, "country": t.country, "contact_email": t.contact_email,
-        "max_peers": t.max_peers, "status": t.status.value,
-        "created_at": _time(t.created_at), "updated_at": _time(t.updated_at),
+        "id": t.id,
+        "legal_name": t.legal_name,
+        "registration_number": t.registration_number,
+        "tax_id": t.tax_id,
+        "country": t.country,
+        "contact_email": t.contact_email,
+        "max_peers": t.max_peers,
+        "status": t.status.value,
+        "created_at": _time(t.created_at),
+        "updated_at": _time(t.updated_at),
     }
 
 
 def transition_view(t: Transition) -> dict[str, Any]:
-    return {"from": t.from_status, "to": t.to_status, "actor": t.actor, "at": _time(t.at),
-            "evidence_reference": t.evidence_reference, "reason": t.reason}
+    return {
+        "from": t.from_status,
+        "to": t.to_status,
+        "actor": t.actor,
+        "at": _time(t.at),
+        "evidence_reference": t.evidence_reference,
+        "reason": t.reason,
+    }
 
 
 def token_view(t: TokenInfo) -> dict[str, Any]:
-    return {"id": t.token_id, "role": t.role.value, "tenant_id": t.tenant_id, "label": t.label,
-            "created_at": _time(t.created_at), "created_by": t.created_by,
-            "revoked_at": _time(t.revoked_at)}
+    return {
+        "id": t.token_id,
+        "role": t.role.value,
+        "tenant_id": t.tenant_id,
+        "label": t.label,
+        "created_at": _time(t.created_at),
+        "created_by": t.created_by,
+        "revoked_at": _time(t.revoked_at),
+    }
 
 
 def peer_view(p: Peer, status: dict[str, Any] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "id": p.id, "name": p.name, "public_key": p.public_key, "tunnel_ips": list(p.tunnel_ips),
-        "status": p.status, "preshared_key": p.has_preshared_key,
-        "created_at": _time(p.created_at), "expires_at": _time(p.expires_at),
-        "revoked_at": _time(p.revoked_at), "key_rotated_at": _time(p.key_rotated_at),
+        "id": p.id,
+        "name": p.name,
+        "public_key": p.public_key,
+        "tunnel_ips": list(p.tunnel_ips),
+        "status": p.status,
+        "preshared_key": p.has_preshared_key,
+        "created_at": _time(p.created_at),
+        "expires_at": _time(p.expires_at),
+        "revoked_at": _time(p.revoked_at),
+        "key_rotated_at": _time(p.key_rotated_at),
     }
     if p.private_key:
         doc["private_key"] = p.private_key

@@ -1,4 +1,4 @@
-"""Turns use-case events into canonical leaf bytes in the outbox, inside the caller's transaction."""
+"""Turns use-case events into canonical leaf bytes in the outbox, in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def event_document(event: Event, *, ts: datetime, salt: bytes) -> dict[str, Any]
         key: list(value) if isinstance(value, tuple) else value
         for key, value in event.attrs.items()
     }
-    doc.update(v=1, type=event.type, ts=format_time(ts),
-               salt=base64.b64encode(salt).decode("ascii"))
+    doc.update(
+        v=1, type=event.type, ts=format_time(ts), salt=base64.b64encode(salt).decode("ascii")
+    )
     return doc
 
 

@@ -37,7 +37,9 @@ def parse_json_object(raw: bytes, *, allowed: Iterable[str]) -> dict[str, Any]:
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except _DuplicateKey as exc:
-        raise bad_request(f"field {exc.args[0]!r} appears more than once", field=exc.args[0]) from exc
+        raise bad_request(
+            f"field {exc.args[0]!r} appears more than once", field=exc.args[0]
+        ) from exc
     except ValueError as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
@@ -51,15 +53,21 @@ def parse_json_object(raw: bytes, *, allowed: Iterable[str]) -> dict[str, Any]:
     return doc
 
 
-async def read_json(request: web.Request, *, allowed: Iterable[str], optional: bool = False) -> dict[str, Any]:
+async def read_json(
+    request: web.Request, *, allowed: Iterable[str], optional: bool = False
+) -> dict[str, Any]:
     if request.content_length == 0 or (not request.body_exists):
         if optional:
             return {}
         raise bad_request("request body is required (a JSON object)")
     ctype = request.content_type
     if ctype != "application/json":
-        raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      f"send Content-Type: application/json (got {ctype or 'none'})")
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"send Content-Type: application/json (got {ctype or 'none'})",
+        )
     raw = await request.read()
     return parse_json_object(raw, allowed=allowed)
 
@@ -69,6 +77,7 @@ def query_int(request: web.Request, name: str, *, default: int, minimum: int, ma
     if text is None:
         return default
     if not text.isdigit() or not minimum <= int(text) <= maximum:
-        raise bad_request(f"query parameter {name} must be an integer {minimum}..{maximum}",
-                          field=name)
+        raise bad_request(
+            f"query parameter {name} must be an integer {minimum}..{maximum}", field=name
+        )
     return int(text)

@@ -28,7 +28,8 @@ def build_openapi(routes: list[Route], *, version: str) -> dict[str, Any]:
                 str(code): {
                     "description": text,
                     "content": {ct: {} for ct in (route.produces if code < 300 else ())},
-                } for code, text in route.responses.items()
+                }
+                for code, text in route.responses.items()
             },
         }
         op["responses"]["default"] = {
@@ -39,8 +40,10 @@ def build_openapi(routes: list[Route], *, version: str) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"{(\w+)}", route.path)
         ]
-        params += [{"name": n, "in": "query", "required": False, "schema": dict(s)}
-                   for n, s in route.query.items()]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": dict(s)}
+            for n, s in route.query.items()
+        ]
         if params:
             op["parameters"] = params
         if route.body is not None:
@@ -54,20 +57,33 @@ def build_openapi(routes: list[Route], *, version: str) -> dict[str, Any]:
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "vpngw", "version": version,
-                 "description": "Ops, tenant and regulator APIs of a vpngw gateway."},
+        "info": {
+            "title": "vpngw",
+            "version": version,
+            "description": "Ops, tenant and regulator APIs of a vpngw gateway.",
+        },
         "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "httpsig": {"type": "apiKey", "in": "header", "name": "Signature",
-                            "description": "RFC 9421 signature, profile vpngw-regulator-v1"},
+                "httpsig": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Signature",
+                    "description": "RFC 9421 signature, profile vpngw-regulator-v1",
+                },
             },
-            "schemas": {"Problem": {
-                "type": "object",
-                "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                               "status": {"type": "integer"}, "detail": {"type": "string"}},
-                "required": ["type", "title", "status", "detail"],
-            }},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                    },
+                    "required": ["type", "title", "status", "detail"],
+                }
+            },
         },
     }

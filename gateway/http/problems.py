@@ -14,9 +14,7 @@ CONTENT_TYPE = "application/problem+json"
 class Problem(Exception):
     """Raise anywhere in a handler; the error middleware renders it."""
 
-    def __init__(
-        self, status: int, code: str, title: str, detail: str, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, code: str, title: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code

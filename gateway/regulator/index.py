@@ -18,9 +18,12 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _close(conn: AsyncConnection, table: object, where: object, entry: SequencedEntry) -> None:
+async def _close(
+    conn: AsyncConnection, table: object, where: object, entry: SequencedEntry
+) -> None:
     await conn.execute(
-        update(table).where(and_(where, table.c.end_idx.is_(None)))  # type: ignore[attr-defined]
+        update(table)
+        .where(and_(where, table.c.end_idx.is_(None)))  # type: ignore[attr-defined]
         .values(end_ts=entry.ts, end_idx=entry.index)
     )
 
@@ -30,21 +33,39 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
         event = entry.event
         kind = event["type"]
         if kind == "peer.provisioned":
-            rows = [{"address": ip, "peer_id": event["peer_id"], "tenant_id": event["tenant_id"],
-                     "start_ts": entry.ts, "start_idx": entry.index} for ip in event["tunnel_ips"]]
+            rows = [
+                {
+                    "address": ip,
+                    "peer_id": event["peer_id"],
+                    "tenant_id": event["tenant_id"],
+                    "start_ts": entry.ts,
+                    "start_idx": entry.index,
+                }
+                for ip in event["tunnel_ips"]
+            ]
             await conn.execute(insert(address_intervals), rows)
         elif kind == "address.released":
             t = address_intervals
-            await _close(conn, t, and_(t.c.address == event["address"],
-                                       t.c.peer_id == event["peer_id"]), entry)
+            await _close(
+                conn,
+                t,
+                and_(t.c.address == event["address"], t.c.peer_id == event["peer_id"]),
+                entry,
+            )
         elif kind in ("session.started", "session.roamed"):
             t = endpoint_intervals
             await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
             ip, port = split_endpoint(event["endpoint"])
-            await conn.execute(insert(t).values(
-                endpoint_ip=ip, endpoint_port=port, peer_id=event["peer_id"],
-                tenant_id=event.get("tenant_id"), start_ts=_session_start(event, entry),
-                start_idx=entry.index))
+            await conn.execute(
+                insert(t).values(
+                    endpoint_ip=ip,
+                    endpoint_port=port,
+                    peer_id=event["peer_id"],
+                    tenant_id=event.get("tenant_id"),
+                    start_ts=_session_start(event, entry),
+                    start_idx=entry.index,
+                )
+            )
         elif kind == "session.ended":
             t = endpoint_intervals
             await _close(conn, t, t.c.peer_id == event["peer_id"], entry)

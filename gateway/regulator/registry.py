@@ -40,7 +40,9 @@ class RegulatorKey:
 
 def parse_public_key(value: object) -> str:
     if not isinstance(value, str):
-        raise InvalidInput("public_key", "must be the base64 of the 32 raw Ed25519 public key bytes")
+        raise InvalidInput(
+            "public_key", "must be the base64 of the 32 raw Ed25519 public key bytes"
+        )
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -63,42 +65,63 @@ def parse_keyid(value: object) -> str:
 
 def _key(row: object) -> RegulatorKey:
     m = row._mapping  # type: ignore[attr-defined]
-    return RegulatorKey(m["keyid"], m["public_key"], m["label"], m["created_at"],
-                        m["created_by"], m["revoked_at"])
+    return RegulatorKey(
+        m["keyid"], m["public_key"], m["label"], m["created_at"], m["created_by"], m["revoked_at"]
+    )
 
 
-async def add_key(conn: AsyncConnection, *, keyid: str, public_key: str, label: str,
-                  actor: str, now: datetime) -> Outcome[RegulatorKey]:
+async def add_key(
+    conn: AsyncConnection, *, keyid: str, public_key: str, label: str, actor: str, now: datetime
+) -> Outcome[RegulatorKey]:
     if await conn.scalar(select(regulator_keys.c.keyid).where(regulator_keys.c.keyid == keyid)):
-        raise DuplicateKeyId(f"key id {keyid!r} is already registered; choose another key id "
-                             "(a revoked key id is never reused)")
+        raise DuplicateKeyId(
+            f"key id {keyid!r} is already registered; choose another key id "
+            "(a revoked key id is never reused)"
+        )
     try:
-        await conn.execute(insert(regulator_keys).values(
-            keyid=keyid, public_key=public_key, label=label, created_at=now, created_by=actor))
+        await conn.execute(
+            insert(regulator_keys).values(
+                keyid=keyid, public_key=public_key, label=label, created_at=now, created_by=actor
+            )
+        )
     except IntegrityError as exc:
         raise DuplicateKeyId(f"key id {keyid!r} is already registered") from exc
     key = RegulatorKey(keyid, public_key, label, now, actor, None)
-    event = Event("regulator.key_added", {"key_id": keyid, "public_key": public_key,
-                                          "label": label, "actor": actor})
+    event = Event(
+        "regulator.key_added",
+        {"key_id": keyid, "public_key": public_key, "label": label, "actor": actor},
+    )
     return Outcome(key, (event,))
 
 
-async def revoke_key(conn: AsyncConnection, keyid: str, *, actor: str, now: datetime) -> Outcome[RegulatorKey]:
-    row = (await conn.execute(select(regulator_keys).where(regulator_keys.c.keyid == keyid))).first()
+async def revoke_key(
+    conn: AsyncConnection, keyid: str, *, actor: str, now: datetime
+) -> Outcome[RegulatorKey]:
+    row = (
+        await conn.execute(select(regulator_keys).where(regulator_keys.c.keyid == keyid))
+    ).first()
     if row is None:
         raise NotFound(f"no regulator key with key id {keyid!r}")
     key = _key(row)
     if key.revoked_at is not None:
         return Outcome(key)
-    await conn.execute(update(regulator_keys).where(regulator_keys.c.keyid == keyid)
-                       .values(revoked_at=now, revoked_by=actor))
+    await conn.execute(
+        update(regulator_keys)
+        .where(regulator_keys.c.keyid == keyid)
+        .values(revoked_at=now, revoked_by=actor)
+    )
     revoked = RegulatorKey(**{**key.__dict__, "revoked_at": now})
     return Outcome(revoked, (Event("regulator.key_revoked", {"key_id": keyid, "actor": actor}),))
 
 
 async def active_key(conn: AsyncConnection, keyid: str) -> RegulatorKey | None:
-    row = (await conn.execute(select(regulator_keys).where(
-        regulator_keys.c.keyid == keyid, regulator_keys.c.revoked_at.is_(None)))).first()
+    row = (
+        await conn.execute(
+            select(regulator_keys).where(
+                regulator_keys.c.keyid == keyid, regulator_keys.c.revoked_at.is_(None)
+            )
+        )
+    ).first()
     return None if row is None else _key(row)
 
 
@@ -107,11 +130,15 @@ async def list_keys(conn: AsyncConnection) -> list[RegulatorKey]:
     return [_key(r) for r in rows]
 
 
-async def remember_nonce(conn: AsyncConnection, *, keyid: str, nonce: str, expires_at: datetime,
-                         is_postgres: bool) -> bool:
+async def remember_nonce(
+    conn: AsyncConnection, *, keyid: str, nonce: str, expires_at: datetime, is_postgres: bool
+) -> bool:
     """Record a nonce; False if this key already used it (a replay)."""
-    stmt = (pg_insert if is_postgres else sqlite_insert)(regulator_nonces).values(
-        keyid=keyid, nonce=nonce, expires_at=expires_at).on_conflict_do_nothing()
+    stmt = (
+        (pg_insert if is_postgres else sqlite_insert)(regulator_nonces)
+        .values(keyid=keyid, nonce=nonce, expires_at=expires_at)
+        .on_conflict_do_nothing()
+    )
     result = await conn.execute(stmt)
     return bool(result.rowcount == 1)
 

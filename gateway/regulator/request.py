@@ -1,4 +1,4 @@
-"""The regulator's query document (DESIGN section 6), parsed and checked against its authorisation."""
+"""The regulator's query document (DESIGN section 6), parsed and checked against its scope."""
 
 from __future__ import annotations
 
@@ -76,7 +76,9 @@ def _object(field: str, value: Any, allowed: set[str], required: set[str]) -> di
         raise InvalidInput(field, "must be a JSON object")
     unknown = sorted(set(value) - allowed)
     if unknown:
-        raise InvalidInput(f"{field}.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
+        raise InvalidInput(
+            f"{field}.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}"
+        )
     missing = sorted(required - set(value))
     if missing:
         raise InvalidInput(f"{field}.{missing[0]}", "is required")
@@ -98,7 +100,9 @@ def _uuid(field: str, value: Any) -> str:
     return value
 
 
-def parse_request(doc: dict[str, Any], *, default_max_hits: int, max_hits_limit: int) -> RegulatorRequest:
+def parse_request(
+    doc: dict[str, Any], *, default_max_hits: int, max_hits_limit: int
+) -> RegulatorRequest:
     """Validate shape and types; `check_scope` then compares it with the authorisation."""
     _object("body", doc, _TOP, _TOP - {"max_hits"})
     rid = _object("request_id", doc["request_id"], _REQUEST_ID, _REQUEST_ID)
@@ -123,24 +127,36 @@ def parse_request(doc: dict[str, Any], *, default_max_hits: int, max_hits_limit:
     allowed, required = _QUERY_FIELDS[kind]
     q = _object("query", raw_query, allowed, required)
     if kind == "attribution.tunnel_ip":
-        query = Query(kind, ip=_ip("query.ip", q["ip"]), at=validation.timestamp("query.at", q["at"]))
+        query = Query(
+            kind, ip=_ip("query.ip", q["ip"]), at=validation.timestamp("query.at", q["at"])
+        )
     elif kind == "attribution.endpoint":
         port = q.get("port")
         if port is not None:
             port = validation.integer("query.port", port, minimum=1, maximum=65535)
-        query = Query(kind, ip=_ip("query.ip", q["ip"]), port=port,
-                      at=validation.timestamp("query.at", q["at"]))
+        query = Query(
+            kind,
+            ip=_ip("query.ip", q["ip"]),
+            port=port,
+            at=validation.timestamp("query.at", q["at"]),
+        )
     else:
         start = validation.timestamp("query.from", q["from"])
         end = validation.timestamp("query.to", q["to"])
         if end <= start:
             raise InvalidInput("query.to", "must be after query.from")
         if kind == "activity.tenant":
-            query = Query(kind, tenant_id=_uuid("query.tenant_id", q["tenant_id"]), start=start, end=end)
+            query = Query(
+                kind, tenant_id=_uuid("query.tenant_id", q["tenant_id"]), start=start, end=end
+            )
         else:
             query = Query(kind, peer_id=_uuid("query.peer_id", q["peer_id"]), start=start, end=end)
     max_hits = doc.get("max_hits", default_max_hits)
-    if isinstance(max_hits, bool) or not isinstance(max_hits, int) or not 1 <= max_hits <= max_hits_limit:
+    if (
+        isinstance(max_hits, bool)
+        or not isinstance(max_hits, int)
+        or not 1 <= max_hits <= max_hits_limit
+    ):
         raise InvalidInput("max_hits", f"must be an integer from 1 to {max_hits_limit}")
     return RegulatorRequest(request_id, authorisation, query, max_hits)
 
@@ -149,11 +165,17 @@ def check_scope(request: RegulatorRequest, *, now: datetime) -> None:
     """The query window must lie inside the authorisation, which must be in force now."""
     auth = request.authorisation
     if now < auth.valid_from or now > auth.valid_until:
-        raise ScopeError("authorisation", f"authorisation {auth.reference} is not in force now "
-                         f"(valid {validation.rfc3339(auth.valid_from)} to "
-                         f"{validation.rfc3339(auth.valid_until)})")
+        raise ScopeError(
+            "authorisation",
+            f"authorisation {auth.reference} is not in force now "
+            f"(valid {validation.rfc3339(auth.valid_from)} to "
+            f"{validation.rfc3339(auth.valid_until)})",
+        )
     start, end = request.query.window
     if start < auth.valid_from or end > auth.valid_until:
-        raise ScopeError("query", "the query window must lie inside the authorisation's validity "
-                         f"({validation.rfc3339(auth.valid_from)} to "
-                         f"{validation.rfc3339(auth.valid_until)})")
+        raise ScopeError(
+            "query",
+            "the query window must lie inside the authorisation's validity "
+            f"({validation.rfc3339(auth.valid_from)} to "
+            f"{validation.rfc3339(auth.valid_until)})",
+        )

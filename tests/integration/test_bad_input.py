@@ -32,37 +32,44 @@ async def tenant_token(client: Any) -> str:
     return (await verified_tenant(client, ops))[1]
 
 
-@pytest.mark.parametrize(("raw", "detail"), [
-    (b"{", "not valid JSON"),
-    (b"[]", "JSON object"),
-    (b'{"name": "a", "name": "b"}', "more than once"),
-    (b'{"name": NaN}', "not valid JSON"),
-    (b"\xff\xfe", "UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"name": "a", "name": "b"}', "more than once"),
+        (b'{"name": NaN}', "not valid JSON"),
+        (b"\xff\xfe", "UTF-8"),
+    ],
+)
 async def test_malformed_bodies(client: Any, tenant_token: str, raw: bytes, detail: str) -> None:
-    resp = await client.post("/v1/peers", data=raw, headers={
-        **bearer(tenant_token), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/v1/peers", data=raw, headers={**bearer(tenant_token), "Content-Type": "application/json"}
+    )
     await assert_problem(resp, 400, "invalid-input", detail_has=detail)
     assert await peer_count(client) == 0
 
 
-@pytest.mark.parametrize(("body", "field", "detail"), [
-    ({"name": 5}, "name", "string"),
-    ({"name": ""}, "name", "1 to 64"),
-    ({"name": "x" * 65}, "name", "1 to 64"),
-    ({"name": "bad\x07name"}, "name", "control"),
-    ({"name": "bad\u200bname"}, "name", "control"),
-    ({"name": " padded"}, "name", "whitespace"),
-    ({"name": "a", "public_key": "abc"}, "public_key", "base64"),
-    ({"name": "a", "public_key": "AAAA"}, "public_key", "32 bytes"),
-    ({"name": "a", "public_key": "A" * 43 + "="}, "public_key", "all-zero"),
-    ({"name": "a", "public_key": 42}, "public_key", "string"),
-    ({"name": "a", "preshared_key": "yes"}, "preshared_key", "true or false"),
-    ({"name": "a", "expires_at": "tomorrow"}, "expires_at", "RFC 3339"),
-    ({"name": "a", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at", "future"),
-    ({"name": "a", "expires_at": "2030-01-01T00:00:00"}, "expires_at", "offset"),
-    ({"name": "a", "colour": "red"}, "colour", "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "detail"),
+    [
+        ({"name": 5}, "name", "string"),
+        ({"name": ""}, "name", "1 to 64"),
+        ({"name": "x" * 65}, "name", "1 to 64"),
+        ({"name": "bad\x07name"}, "name", "control"),
+        ({"name": "bad\u200bname"}, "name", "control"),
+        ({"name": " padded"}, "name", "whitespace"),
+        ({"name": "a", "public_key": "abc"}, "public_key", "base64"),
+        ({"name": "a", "public_key": "AAAA"}, "public_key", "32 bytes"),
+        ({"name": "a", "public_key": "A" * 43 + "="}, "public_key", "all-zero"),
+        ({"name": "a", "public_key": 42}, "public_key", "string"),
+        ({"name": "a", "preshared_key": "yes"}, "preshared_key", "true or false"),
+        ({"name": "a", "expires_at": "tomorrow"}, "expires_at", "RFC 3339"),
+        ({"name": "a", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at", "future"),
+        ({"name": "a", "expires_at": "2030-01-01T00:00:00"}, "expires_at", "offset"),
+        ({"name": "a", "colour": "red"}, "colour", "unknown field"),
+    ],
+)
 async def test_invalid_peer_fields(
     client: Any, tenant_token: str, body: dict[str, Any], field: str, detail: str
 ) -> None:
@@ -73,15 +80,19 @@ async def test_invalid_peer_fields(
 
 
 async def test_wrong_content_type(client: Any, tenant_token: str) -> None:
-    resp = await client.post("/v1/peers", data="name=a", headers={
-        **bearer(tenant_token), "Content-Type": "application/x-www-form-urlencoded"})
+    resp = await client.post(
+        "/v1/peers",
+        data="name=a",
+        headers={**bearer(tenant_token), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     await assert_problem(resp, 415, "unsupported-media-type", detail_has="application/json")
 
 
 async def test_oversize_body(client: Any, tenant_token: str) -> None:
     body = b'{"name": "' + b"x" * 70000 + b'"}'
-    resp = await client.post("/v1/peers", data=body, headers={
-        **bearer(tenant_token), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/v1/peers", data=body, headers={**bearer(tenant_token), "Content-Type": "application/json"}
+    )
     await assert_problem(resp, 413, "body-too-large", detail_has="65536")
     assert await peer_count(client) == 0
 
@@ -92,8 +103,9 @@ async def test_duplicate_public_key_across_tenants(client: Any) -> None:
     _, second = await verified_tenant(client, ops, registration_number="RC-2")
     key = generate_key_pair().public_key
     await create_peer(client, first, public_key=key)
-    resp = await client.post("/v1/peers", json={"name": "b", "public_key": key},
-                             headers=bearer(second))
+    resp = await client.post(
+        "/v1/peers", json={"name": "b", "public_key": key}, headers=bearer(second)
+    )
     await assert_problem(resp, 409, "duplicate-public-key", detail_has="already registered")
     assert await peer_count(client) == 1
 
@@ -102,8 +114,9 @@ async def test_revoked_key_cannot_come_back(client: Any, tenant_token: str) -> N
     key = generate_key_pair().public_key
     peer = await create_peer(client, tenant_token, public_key=key)
     await client.delete(f"/v1/peers/{peer['id']}", headers=bearer(tenant_token))
-    resp = await client.post("/v1/peers", json={"name": "again", "public_key": key},
-                             headers=bearer(tenant_token))
+    resp = await client.post(
+        "/v1/peers", json={"name": "again", "public_key": key}, headers=bearer(tenant_token)
+    )
     await assert_problem(resp, 409, "duplicate-public-key")
 
 
@@ -114,14 +127,17 @@ async def test_duplicate_tenant(client: Any) -> None:
     await assert_problem(resp, 409, "duplicate-tenant", detail_has="RC-1")
 
 
-@pytest.mark.parametrize(("field", "value", "detail"), [
-    ("country", "Pakistan", "ISO 3166"),
-    ("contact_email", "not-an-email", "e-mail"),
-    ("max_peers", 0, "between"),
-    ("max_peers", True, "integer"),
-    ("legal_name", "", "1 to 200"),
-    ("tax_id", "ñ", "ASCII"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "detail"),
+    [
+        ("country", "Pakistan", "ISO 3166"),
+        ("contact_email", "not-an-email", "e-mail"),
+        ("max_peers", 0, "between"),
+        ("max_peers", True, "integer"),
+        ("legal_name", "", "1 to 200"),
+        ("tax_id", "ñ", "ASCII"),
+    ],
+)
 async def test_invalid_tenant_fields(client: Any, field: str, value: Any, detail: str) -> None:
     ops = await ops_token(client)
     resp = await client.post("/ops/v1/tenants", json={**TENANT, field: value}, headers=bearer(ops))
@@ -139,8 +155,7 @@ async def test_missing_required_tenant_field(client: Any) -> None:
 async def test_verification_needs_evidence(client: Any) -> None:
     ops = await ops_token(client)
     tid = (await create_tenant(client, ops))["id"]
-    resp = await client.post(f"/ops/v1/tenants/{tid}/verification", json={},
-                             headers=bearer(ops))
+    resp = await client.post(f"/ops/v1/tenants/{tid}/verification", json={}, headers=bearer(ops))
     await assert_problem(resp, 400, "invalid-input", detail_has="evidence_reference")
 
 
@@ -155,26 +170,38 @@ async def test_unverified_tenant_cannot_provision(client: Any) -> None:
 
 async def test_token_failures(client: Any, tenant_token: str) -> None:
     ops = await ops_token(client)
-    await assert_problem(await client.get("/v1/peers"), 401, "missing-token",
-                         detail_has="Bearer")
-    await assert_problem(await client.get("/v1/peers", headers={"Authorization": "Basic x"}),
-                         401, "missing-token")
+    await assert_problem(await client.get("/v1/peers"), 401, "missing-token", detail_has="Bearer")
+    await assert_problem(
+        await client.get("/v1/peers", headers={"Authorization": "Basic x"}), 401, "missing-token"
+    )
     fake = "vgw_t_000000000000_" + "A" * 43
-    await assert_problem(await client.get("/v1/peers", headers=bearer(fake)), 401,
-                         "invalid-token")
-    await assert_problem(await client.get("/v1/peers", headers=bearer(ops)), 403, "wrong-role",
-                         detail_has="tenant token")
-    await assert_problem(await client.get("/ops/v1/tenants", headers=bearer(tenant_token)), 403,
-                         "wrong-role", detail_has="ops token")
+    await assert_problem(await client.get("/v1/peers", headers=bearer(fake)), 401, "invalid-token")
+    await assert_problem(
+        await client.get("/v1/peers", headers=bearer(ops)),
+        403,
+        "wrong-role",
+        detail_has="tenant token",
+    )
+    await assert_problem(
+        await client.get("/ops/v1/tenants", headers=bearer(tenant_token)),
+        403,
+        "wrong-role",
+        detail_has="ops token",
+    )
     token_id = tenant_token.split("_")[2]
     resp = await client.delete(f"/ops/v1/tokens/{token_id}", headers=bearer(ops))
     assert resp.status == 200
-    await assert_problem(await client.get("/v1/peers", headers=bearer(tenant_token)), 401,
-                         "invalid-token", detail_has="revoked")
+    await assert_problem(
+        await client.get("/v1/peers", headers=bearer(tenant_token)),
+        401,
+        "invalid-token",
+        detail_has="revoked",
+    )
     # A token whose secret is wrong but whose id exists is refused the same way.
     forged = tenant_token[:-5] + "AAAAA"
-    await assert_problem(await client.get("/v1/peers", headers=bearer(forged)), 401,
-                         "invalid-token")
+    await assert_problem(
+        await client.get("/v1/peers", headers=bearer(forged)), 401, "invalid-token"
+    )
 
 
 async def test_other_tenants_peers_look_missing(client: Any) -> None:
@@ -182,8 +209,13 @@ async def test_other_tenants_peers_look_missing(client: Any) -> None:
     _, mine = await verified_tenant(client, ops)
     _, theirs = await verified_tenant(client, ops, registration_number="RC-9")
     peer = await create_peer(client, theirs)
-    for method, path in [("GET", ""), ("GET", "/config"), ("DELETE", ""),
-                         ("POST", "/rotation"), ("POST", "/links")]:
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/config"),
+        ("DELETE", ""),
+        ("POST", "/rotation"),
+        ("POST", "/links"),
+    ]:
         resp = await client.request(method, f"/v1/peers/{peer['id']}{path}", headers=bearer(mine))
         await assert_problem(resp, 404, "not-found", detail_has=peer["id"])
     resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(theirs))
@@ -192,13 +224,14 @@ async def test_other_tenants_peers_look_missing(client: Any) -> None:
 
 async def test_unknown_route_and_method(client: Any) -> None:
     await assert_problem(await client.get("/nope"), 404, "not-found", detail_has="openapi")
-    await assert_problem(await client.put("/v1/peers"), 405, "method-not-allowed",
-                         detail_has="GET")
+    await assert_problem(await client.put("/v1/peers"), 405, "method-not-allowed", detail_has="GET")
 
 
 async def test_revoking_twice(client: Any, tenant_token: str) -> None:
     peer = await create_peer(client, tenant_token)
-    assert (await client.delete(f"/v1/peers/{peer['id']}", headers=bearer(tenant_token))).status == 204
+    assert (
+        await client.delete(f"/v1/peers/{peer['id']}", headers=bearer(tenant_token))
+    ).status == 204
     resp = await client.delete(f"/v1/peers/{peer['id']}", headers=bearer(tenant_token))
     await assert_problem(resp, 409, "peer-not-active", detail_has="revoked")
 
@@ -212,7 +245,8 @@ async def test_bad_query_parameters(client: Any, tenant_token: str) -> None:
 async def test_link_ttl_bounds(client: Any, tenant_token: str) -> None:
     peer = await create_peer(client, tenant_token)
     for ttl in (5, 10**9, "600"):
-        resp = await client.post(f"/v1/peers/{peer['id']}/links", json={"ttl_seconds": ttl},
-                                 headers=bearer(tenant_token))
+        resp = await client.post(
+            f"/v1/peers/{peer['id']}/links", json={"ttl_seconds": ttl}, headers=bearer(tenant_token)
+        )
         await assert_problem(resp, 400, "invalid-input", detail_has="ttl_seconds")
     await assert_problem(await client.get("/links/short"), 410, "link-unavailable")

@@ -1,4 +1,4 @@
-"""The `vpngw` CLI as an operator runs it: init prints a token, ops commands work, errors are clear."""
+"""The `vpngw` CLI as an operator runs it: init prints a token, ops commands work."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 
 def vpngw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr)
     return proc
@@ -22,8 +23,17 @@ def vpngw(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def data_dir(tmp_path: Path, database_url: str) -> Path:
     data = tmp_path / "data"
     extra = [] if database_url.startswith("sqlite") else ["--database-url", database_url]
-    out = vpngw("init", "--data-dir", str(data), "--endpoint", "vpn.test:51820",
-                "--pool", "10.50.0.0/24", "--json", *extra)
+    out = vpngw(
+        "init",
+        "--data-dir",
+        str(data),
+        "--endpoint",
+        "vpn.test:51820",
+        "--pool",
+        "10.50.0.0/24",
+        "--json",
+        *extra,
+    )
     doc = json.loads(out.stdout)
     assert doc["ops_token"].startswith("vgw_o_")
     return data
@@ -38,9 +48,24 @@ def test_init_creates_private_files(data_dir: Path) -> None:
 
 def test_tenant_commands(data_dir: Path) -> None:
     d = ["--data-dir", str(data_dir)]
-    created = json.loads(vpngw("tenant", "create", *d, "--legal-name", "Mission of X",
-                               "--registration-number", "M-1", "--tax-id", "T-1", "--country",
-                               "DE", "--contact-email", "it@x.example", "--json").stdout)
+    created = json.loads(
+        vpngw(
+            "tenant",
+            "create",
+            *d,
+            "--legal-name",
+            "Mission of X",
+            "--registration-number",
+            "M-1",
+            "--tax-id",
+            "T-1",
+            "--country",
+            "DE",
+            "--contact-email",
+            "it@x.example",
+            "--json",
+        ).stdout
+    )
     tid = created["id"]
     vpngw("tenant", "verify", tid, *d, "--evidence", "DOC-7")
     table = vpngw("tenant", "list", *d).stdout
@@ -53,7 +78,11 @@ def test_tenant_commands(data_dir: Path) -> None:
     bad = vpngw("tenant", "suspend", tid, *d, "--reason", "again", check=False)
     assert bad.returncode == 1 and "cannot suspend a tenant that is suspended" in bad.stderr
     revoked = vpngw("token", "revoke", token["id"], *d, "--json").stdout
-    assert json.loads(revoked)[0]["revoked_at"] if revoked.startswith("[") else json.loads(revoked)["revoked_at"]
+    assert (
+        json.loads(revoked)[0]["revoked_at"]
+        if revoked.startswith("[")
+        else json.loads(revoked)["revoked_at"]
+    )
 
 
 def test_uninitialised_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -62,7 +91,21 @@ def test_uninitialised_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_invalid_input_is_reported(data_dir: Path) -> None:
-    proc = vpngw("tenant", "create", "--data-dir", str(data_dir), "--legal-name", "X",
-                 "--registration-number", "R", "--tax-id", "T", "--country", "pk",
-                 "--contact-email", "a@b.example", check=False)
+    proc = vpngw(
+        "tenant",
+        "create",
+        "--data-dir",
+        str(data_dir),
+        "--legal-name",
+        "X",
+        "--registration-number",
+        "R",
+        "--tax-id",
+        "T",
+        "--country",
+        "pk",
+        "--contact-email",
+        "a@b.example",
+        check=False,
+    )
     assert proc.returncode == 1 and "country" in proc.stderr

@@ -17,8 +17,12 @@ async def test_filters_and_pages(client: Any) -> None:
 
     resp = await client.get(f"/ops/v1/audit?tenant={tenant['id']}", headers=bearer(ops))
     items = (await resp.json())["items"]
-    assert [i["type"] for i in items] == ["tenant.created", "tenant.verified", "token.issued",
-                                          "peer.provisioned"]
+    assert [i["type"] for i in items] == [
+        "tenant.created",
+        "tenant.verified",
+        "token.issued",
+        "peer.provisioned",
+    ]
     assert all(i["event"]["tenant_id"] == tenant["id"] for i in items)
 
     resp = await client.get("/ops/v1/audit?type=tenant.created", headers=bearer(ops))
@@ -35,18 +39,24 @@ async def test_filters_and_pages(client: Any) -> None:
         after = f"&after={doc['next']}"
     assert seen == list(range(len(seen))) and len(seen) == 8
 
-    resp = await client.get("/ops/v1/audit?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
-                            headers=bearer(ops))
+    resp = await client.get(
+        "/ops/v1/audit?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z", headers=bearer(ops)
+    )
     assert (await resp.json())["items"] == []
 
 
 async def test_bad_filters(client: Any) -> None:
     ops = await ops_token(client)
-    for query, field in [("tenant=nope", "tenant"), ("since=yesterday", "since"),
-                         ("limit=0", "limit"), ("after=x", "after")]:
+    for query, field in [
+        ("tenant=nope", "tenant"),
+        ("since=yesterday", "since"),
+        ("limit=0", "limit"),
+        ("after=x", "after"),
+    ]:
         resp = await client.get(f"/ops/v1/audit?{query}", headers=bearer(ops))
         doc = await assert_problem(resp, 400, "invalid-input")
         assert doc["field"] == field
-    resp = await client.get("/ops/v1/audit", headers=bearer(
-        (await verified_tenant(client, ops))[1]))
+    resp = await client.get(
+        "/ops/v1/audit", headers=bearer((await verified_tenant(client, ops))[1])
+    )
     await assert_problem(resp, 403, "wrong-role")

@@ -20,8 +20,13 @@ async def small_pool_client(
     aiohttp_client: Any, make_settings: Any, database_url: str, clock: FakeClock
 ) -> Any:
     settings: Settings = make_settings(
-        database_url, network={"endpoint": "vpn.test:51820", "pools": ("10.0.0.0/29",),
-                               "address_quarantine_days": 30})
+        database_url,
+        network={
+            "endpoint": "vpn.test:51820",
+            "pools": ("10.0.0.0/29",),
+            "address_quarantine_days": 30,
+        },
+    )
     return await aiohttp_client(create_app(settings, clock=clock))
 
 
@@ -48,16 +53,18 @@ async def test_concurrent_requests_fill_the_pool_exactly(small_pool_client: Any)
     client = small_pool_client
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops)
-    results = await asyncio.gather(*(
-        client.post("/v1/peers", json={"name": f"c{i}"}, headers=bearer(token)) for i in range(9)
-    ))
+    results = await asyncio.gather(
+        *(client.post("/v1/peers", json={"name": f"c{i}"}, headers=bearer(token)) for i in range(9))
+    )
     statuses = sorted(r.status for r in results)
     assert statuses == [201] * 5 + [507] * 4
     ips = [(await r.json())["tunnel_ips"][0] for r in results if r.status == 201]
     assert sorted(ips) == [f"10.0.0.{i}" for i in range(2, 7)]
 
 
-async def test_expired_peers_leave_the_desired_set(small_pool_client: Any, clock: FakeClock) -> None:
+async def test_expired_peers_leave_the_desired_set(
+    small_pool_client: Any, clock: FakeClock
+) -> None:
     client = small_pool_client
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops)

@@ -48,14 +48,27 @@ async def test_tenant_lifecycle_records_who_when_why(client: Any) -> None:
         assert (await resp.json())["status"] == status
     resp = await client.get(f"/ops/v1/tenants/{tid}", headers=bearer(ops))
     doc = await resp.json()
-    assert [h["to"] for h in doc["history"]] == ["pending", "verified", "suspended", "verified",
-                                                "terminated"]
+    assert [h["to"] for h in doc["history"]] == [
+        "pending",
+        "verified",
+        "suspended",
+        "verified",
+        "terminated",
+    ]
     assert doc["history"][1]["evidence_reference"] == "KYC-1"
     assert doc["history"][2]["reason"] == "unpaid invoice"
     assert all(h["actor"].startswith("token:") and h["at"] for h in doc["history"])
     types = [e["type"] for e in await outbox_events(client)]
-    assert types[-5:] == ["tenant.created", "tenant.verified", "tenant.suspended",
-                          "tenant.reinstated", "tenant.terminated"][-5:]
+    assert (
+        types[-5:]
+        == [
+            "tenant.created",
+            "tenant.verified",
+            "tenant.suspended",
+            "tenant.reinstated",
+            "tenant.terminated",
+        ][-5:]
+    )
 
 
 async def test_illegal_transitions_are_409_and_change_nothing(client: Any) -> None:
@@ -63,13 +76,16 @@ async def test_illegal_transitions_are_409_and_change_nothing(client: Any) -> No
     tid = (await create_tenant(client, ops))["id"]
     before = await outbox_events(client)
     for path in ("suspension", "reinstatement"):
-        resp = await client.post(f"/ops/v1/tenants/{tid}/{path}", json={"reason": "x"},
-                                 headers=bearer(ops))
+        resp = await client.post(
+            f"/ops/v1/tenants/{tid}/{path}", json={"reason": "x"}, headers=bearer(ops)
+        )
         await assert_problem(resp, 409, "illegal-transition", detail_has="pending")
-    await client.post(f"/ops/v1/tenants/{tid}/termination", json={"reason": "rejected"},
-                      headers=bearer(ops))
-    resp = await client.post(f"/ops/v1/tenants/{tid}/verification",
-                             json={"evidence_reference": "K"}, headers=bearer(ops))
+    await client.post(
+        f"/ops/v1/tenants/{tid}/termination", json={"reason": "rejected"}, headers=bearer(ops)
+    )
+    resp = await client.post(
+        f"/ops/v1/tenants/{tid}/verification", json={"evidence_reference": "K"}, headers=bearer(ops)
+    )
     await assert_problem(resp, 409, "illegal-transition", detail_has="final")
     resp = await client.get(f"/ops/v1/tenants/{tid}", headers=bearer(ops))
     assert (await resp.json())["status"] == "terminated"
@@ -80,8 +96,9 @@ async def test_peer_with_client_key_and_its_configs(client: Any) -> None:
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops)
     pair = generate_key_pair()
-    peer = await create_peer(client, token, name="alice laptop", public_key=pair.public_key,
-                             preshared_key=True)
+    peer = await create_peer(
+        client, token, name="alice laptop", public_key=pair.public_key, preshared_key=True
+    )
     assert "private_key" not in peer and "config" not in peer
     assert peer["public_key"] == pair.public_key
     assert peer["tunnel_ips"] == ["10.100.0.2", "fd00:100::2"]
@@ -130,16 +147,23 @@ async def test_peer_events_are_complete_and_ordered(client: Any) -> None:
     tenant, token = await verified_tenant(client, ops)
     peer = await create_peer(client, token)
     new_key = generate_key_pair().public_key
-    resp = await client.post(f"/v1/peers/{peer['id']}/rotation", json={"public_key": new_key},
-                             headers=bearer(token))
+    resp = await client.post(
+        f"/v1/peers/{peer['id']}/rotation", json={"public_key": new_key}, headers=bearer(token)
+    )
     assert resp.status == 200 and (await resp.json())["public_key"] == new_key
     resp = await client.delete(f"/v1/peers/{peer['id']}", headers=bearer(token))
     assert resp.status == 204
     events = await outbox_events(client)
     assert [e["type"] for e in events] == [
-        "token.issued", "tenant.created", "tenant.verified", "token.issued",
-        "peer.provisioned", "peer.key_rotated", "peer.revoked",
-        "address.released", "address.released",
+        "token.issued",
+        "tenant.created",
+        "tenant.verified",
+        "token.issued",
+        "peer.provisioned",
+        "peer.key_rotated",
+        "peer.revoked",
+        "address.released",
+        "address.released",
     ]
     provisioned = events[4]
     assert provisioned["peer_id"] == peer["id"] and provisioned["tenant_id"] == tenant["id"]
@@ -155,8 +179,9 @@ async def test_one_time_link_works_once(client: Any) -> None:
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops)
     peer = await create_peer(client, token, public_key=generate_key_pair().public_key)
-    resp = await client.post(f"/v1/peers/{peer['id']}/links", json={"ttl_seconds": 600},
-                             headers=bearer(token))
+    resp = await client.post(
+        f"/v1/peers/{peer['id']}/links", json={"ttl_seconds": 600}, headers=bearer(token)
+    )
     assert resp.status == 201
     link = await resp.json()
     path = "/links/" + link["url"].rsplit("/links/", 1)[1]
@@ -180,9 +205,12 @@ async def test_rotation_with_server_key_returns_new_config(client: Any) -> None:
 async def test_concurrent_provisioning_never_shares_an_address(client: Any) -> None:
     ops = await ops_token(client)
     _, token = await verified_tenant(client, ops, max_peers=1000)
-    results = await asyncio.gather(*(
-        client.post("/v1/peers", json={"name": f"d{i}"}, headers=bearer(token)) for i in range(60)
-    ))
+    results = await asyncio.gather(
+        *(
+            client.post("/v1/peers", json={"name": f"d{i}"}, headers=bearer(token))
+            for i in range(60)
+        )
+    )
     docs = [await r.json() for r in results]
     assert all(r.status == 201 for r in results), docs[:3]
     ips = [ip for d in docs for ip in d["tunnel_ips"]]
@@ -193,12 +221,14 @@ async def test_suspension_and_termination_stop_provisioning(client: Any) -> None
     ops = await ops_token(client)
     tenant, token = await verified_tenant(client, ops)
     peer = await create_peer(client, token)
-    await client.post(f"/ops/v1/tenants/{tenant['id']}/suspension", json={"reason": "audit"},
-                      headers=bearer(ops))
+    await client.post(
+        f"/ops/v1/tenants/{tenant['id']}/suspension", json={"reason": "audit"}, headers=bearer(ops)
+    )
     resp = await client.post("/v1/peers", json={"name": "x"}, headers=bearer(token))
     await assert_problem(resp, 403, "tenant-not-verified", detail_has="suspended")
-    await client.post(f"/ops/v1/tenants/{tenant['id']}/termination", json={"reason": "fraud"},
-                      headers=bearer(ops))
+    await client.post(
+        f"/ops/v1/tenants/{tenant['id']}/termination", json={"reason": "fraud"}, headers=bearer(ops)
+    )
     resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
     await assert_problem(resp, 401, "invalid-token")
     async with client.app[appkeys.DATABASE].read() as conn:
@@ -206,8 +236,13 @@ async def test_suspension_and_termination_stop_provisioning(client: Any) -> None
 
         assert (await get_peer(conn, None, peer["id"])).status == "revoked"
     types = [e["type"] for e in await outbox_events(client)]
-    assert types[-5:] == ["tenant.terminated", "peer.revoked", "address.released",
-                          "address.released", "token.revoked"]
+    assert types[-5:] == [
+        "tenant.terminated",
+        "peer.revoked",
+        "address.released",
+        "address.released",
+        "token.revoked",
+    ]
 
 
 async def test_lists_paginate(client: Any) -> None:
@@ -217,8 +252,9 @@ async def test_lists_paginate(client: Any) -> None:
     seen: list[str] = []
     after = ""
     while True:
-        resp = await client.get(f"/v1/peers?limit=2{'&after=' + after if after else ''}",
-                                headers=bearer(token))
+        resp = await client.get(
+            f"/v1/peers?limit=2{'&after=' + after if after else ''}", headers=bearer(token)
+        )
         doc = await resp.json()
         seen += [p["id"] for p in doc["items"]]
         if not doc["next"]:

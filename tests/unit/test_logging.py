@@ -8,18 +8,31 @@ TOKEN = "vgw_t_0123456789ab_" + "A" * 43
 
 
 def test_secret_fields_are_masked() -> None:
-    out = scrub_secrets(None, "info", {"event": "x", "private_key": "k", "Authorization": "b",
-                                       "preshared_key": "p", "token": TOKEN})
+    out = scrub_secrets(
+        None,
+        "info",
+        {
+            "event": "x",
+            "private_key": "k",
+            "Authorization": "b",
+            "preshared_key": "p",
+            "token": TOKEN,
+        },
+    )
     assert out["private_key"] == out["preshared_key"] == out["token"] == REDACTED
     assert out["Authorization"] == REDACTED
 
 
 def test_secrets_inside_text_are_masked() -> None:
-    out = scrub_secrets(None, "info", {
-        "event": f"failed with {TOKEN}",
-        "url": "https://vpn.test/links/abcdefghijklmnopqrstuvwx?format=conf",
-        "header": "Bearer something-secret",
-    })
+    out = scrub_secrets(
+        None,
+        "info",
+        {
+            "event": f"failed with {TOKEN}",
+            "url": "https://vpn.test/links/abcdefghijklmnopqrstuvwx?format=conf",
+            "header": "Bearer something-secret",
+        },
+    )
     assert TOKEN not in out["event"] and REDACTED in out["event"]
     assert "abcdefghijklmnop" not in out["url"] and out["url"].startswith("https://vpn.test/links/")
     assert "something-secret" not in out["header"]

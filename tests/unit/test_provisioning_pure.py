@@ -15,21 +15,30 @@ from provisioning.tenants import Action, TenantStatus, next_status
 from provisioning.tokens import Role, mint
 
 
-@pytest.mark.parametrize(("status", "action", "expected"), [
-    ("pending", "verify", "verified"),
-    ("pending", "terminate", "terminated"),
-    ("verified", "suspend", "suspended"),
-    ("suspended", "reinstate", "verified"),
-    ("verified", "terminate", "terminated"),
-    ("suspended", "terminate", "terminated"),
-])
+@pytest.mark.parametrize(
+    ("status", "action", "expected"),
+    [
+        ("pending", "verify", "verified"),
+        ("pending", "terminate", "terminated"),
+        ("verified", "suspend", "suspended"),
+        ("suspended", "reinstate", "verified"),
+        ("verified", "terminate", "terminated"),
+        ("suspended", "terminate", "terminated"),
+    ],
+)
 def test_allowed_transitions(status: str, action: str, expected: str) -> None:
     assert next_status(TenantStatus(status), Action(action)) is TenantStatus(expected)
 
 
 def test_every_other_transition_is_illegal() -> None:
-    allowed = {("pending", "verify"), ("pending", "terminate"), ("verified", "suspend"),
-               ("suspended", "reinstate"), ("verified", "terminate"), ("suspended", "terminate")}
+    allowed = {
+        ("pending", "verify"),
+        ("pending", "terminate"),
+        ("verified", "suspend"),
+        ("suspended", "reinstate"),
+        ("verified", "terminate"),
+        ("suspended", "terminate"),
+    }
     for status in TenantStatus:
         for action in Action:
             if (status.value, action.value) not in allowed:
@@ -42,8 +51,16 @@ def test_key_pair_and_strict_parsing() -> None:
     assert keys.public_key_of(pair.private_key) == pair.public_key
     assert pair.private_key not in repr(pair)
     assert keys.normalise_public_key(pair.public_key) == pair.public_key
-    for bad in ("", "abc", pair.public_key[:-1], pair.public_key + "=", " " + pair.public_key,
-                pair.public_key.replace("=", "A"), None, 1):
+    for bad in (
+        "",
+        "abc",
+        pair.public_key[:-1],
+        pair.public_key + "=",
+        " " + pair.public_key,
+        pair.public_key.replace("=", "A"),
+        None,
+        1,
+    ):
         with pytest.raises(InvalidInput):
             keys.normalise_public_key(bad)
 
@@ -66,8 +83,10 @@ def test_validation_messages() -> None:
     with pytest.raises(InvalidInput, match="name: must not contain control"):
         validation.text("name", "a\nb")
     assert validation.timestamp("t", "2026-01-01T05:00:00+05:00").hour == 0
-    assert validation.rfc3339(validation.timestamp("t", "2026-01-01T00:00:00.9Z")) == \
-        "2026-01-01T00:00:00Z"
+    assert (
+        validation.rfc3339(validation.timestamp("t", "2026-01-01T00:00:00.9Z"))
+        == "2026-01-01T00:00:00Z"
+    )
 
 
 def test_ids_are_time_ordered_uuid7() -> None:
@@ -82,9 +101,15 @@ def test_token_shape() -> None:
     assert bearer.split("_", 3)[3] not in stored
 
 
-CFG = ClientConfig(peer_name="laptop", tunnel_ips=("10.0.0.2", "fd00::2"), dns=("10.0.0.1",),
-                   gateway_public_key="G" * 43 + "=", endpoint="vpn.test:51820",
-                   allowed_ips=("0.0.0.0/0", "::/0"), persistent_keepalive=25)
+CFG = ClientConfig(
+    peer_name="laptop",
+    tunnel_ips=("10.0.0.2", "fd00::2"),
+    dns=("10.0.0.1",),
+    gateway_public_key="G" * 43 + "=",
+    endpoint="vpn.test:51820",
+    allowed_ips=("0.0.0.0/0", "::/0"),
+    persistent_keepalive=25,
+)
 
 
 def test_conf_without_private_key() -> None:
