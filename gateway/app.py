@@ -16,6 +16,7 @@ from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.sequencer import Sequencer
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
+from gateway.dataplane import dataplane_ctx
 from gateway.db import Database
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context
@@ -26,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.regulator.index import index_entries
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.wireguard.backend import WireGuardBackend
 
 log = structlog.get_logger("vpngw.app")
 
@@ -47,6 +49,7 @@ def create_app(
     clock: Clock | None = None,
     database: Database | None = None,
     indexers: Sequence[Indexer] = (),
+    backend: WireGuardBackend | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context], client_max_size=settings.server.max_body_bytes
@@ -82,6 +85,7 @@ def create_app(
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
+    app.cleanup_ctx.append(dataplane_ctx(backend))
     app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
     return app
 

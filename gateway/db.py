@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -27,9 +30,16 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self._writer = create_async_engine(url, pool_size=1, max_overflow=0)
+            # The one writer connection runs on the event loop's own thread (see
+            # _InlineSQLite): writes are serialised by _write_lock anyway, so a worker
+            # thread only added 3-4 thread round trips per statement (cursor, execute,
+            # fetch, close) -- about 40 per provisioned peer, each 0.1-1 ms on a busy
+            # machine, which capped provisioning near 100 peers/s. Readers keep
+            # aiosqlite's threads so a large read never stalls the loop.
+            self._writer = create_async_engine(url, pool_size=1, max_overflow=0,
+                                               async_creator=_inline_connector(url))
             self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
-            _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE")
+            _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE", busy_timeout_ms=0)
             _configure_sqlite(self._reader, begin="BEGIN")
         else:
             self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
@@ -65,7 +75,7 @@ class Database:
             await self._reader.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int = 10000) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions are wrong for us).
@@ -76,12 +86,155 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         # last commits, never corrupt the file.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
+
+
+# --- the SQLite writer on the event loop thread ------------------------------------------
+
+# How long BEGIN IMMEDIATE keeps retrying while another process (e.g. the CLI) holds
+# SQLite's write lock: the same budget as the readers' busy_timeout.
+_BUSY_BUDGET_SECONDS = 10.0
+
+
+class _InlineCursor:
+    """The slice of aiosqlite's Cursor that SQLAlchemy's adapter uses, run in-line."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> _InlineCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    async def execute(self, sql: str, parameters: Any = ()) -> _InlineCursor:
+        if not sql.lstrip()[:5].upper().startswith("BEGIN"):
+            self._cursor.execute(sql, parameters)
+            return self
+        # Wait for another process's write lock without blocking the loop:
+        # busy_timeout is 0 on this connection, so SQLite answers SQLITE_BUSY at once
+        # and we sleep here instead of inside sqlite3_step.
+        deadline = time.monotonic() + _BUSY_BUDGET_SECONDS
+        delay = 0.001
+        while True:
+            try:
+                self._cursor.execute(sql, parameters)
+                return self
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def executemany(self, sql: str, seq: Iterable[Any]) -> _InlineCursor:
+        self._cursor.executemany(sql, seq)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany() if size is None else self._cursor.fetchmany(size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class _RunNow:
+    """Stands in for aiosqlite's job queue: runs the job at once and resolves its future."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class _InlineSQLite:
+    """An aiosqlite-compatible connection whose calls run on the calling (loop) thread."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self._tx = _RunNow()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise ValueError("no active connection")
+        return self._connection
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    def cursor(self) -> _InlineCursor:
+        return _InlineCursor(self._conn.cursor())
+
+    async def execute(self, sql: str, parameters: Any = ()) -> _InlineCursor:
+        return await self.cursor().execute(sql, parameters)
+
+    async def commit(self) -> None:
+        self._conn.commit()
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.create_function(*args, **kwargs)
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _inline_connector(url: str) -> Callable[[], Any]:
+    args, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(url))
+    kwargs["check_same_thread"] = False  # the pool may close it from a GC finaliser
+
+    async def connect() -> _InlineSQLite:
+        return _InlineSQLite(sqlite3.connect(*args, **kwargs))
+
+    return connect
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -69,6 +69,12 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
             max_validity=settings.regulator.max_signature_lifetime_seconds,
         )
         async with db.write() as conn:
+            # Nonces only matter until their signature expires (an expired signature is
+            # refused anyway); without this purge the table would grow forever.  The skew
+            # margin covers replicas whose clocks differ slightly.
+            await registry.forget_expired_nonces(
+                conn, now=now - timedelta(seconds=settings.regulator.clock_skew_seconds)
+            )
             fresh = await registry.remember_nonce(
                 conn,
                 keyid=verified.keyid,

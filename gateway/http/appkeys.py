@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.audit.log import AuditLog
     from gateway.audit.sequencer import Sequencer
     from gateway.clock import Clock
+    from gateway.dataplane import DataPlane
     from gateway.commands import Commands
     from gateway.db import Database
     from gateway.keyfiles import GatewayKeys
@@ -26,3 +27,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
 SEQUENCER: web.AppKey[Sequencer] = web.AppKey("sequencer")
+DATAPLANE: web.AppKey[DataPlane] = web.AppKey("dataplane")

@@ -91,11 +91,14 @@ class Namespace:
 def entered(ns: Namespace) -> Iterator[None]:
     """Move the calling thread (the event loop's) into `ns`; threads and children it
     starts meanwhile are born there too."""
+    before = os.stat("/proc/thread-self/ns/net").st_ino
     pyroute2_netns.pushns(ns.name)
     try:
         yield
     finally:
         pyroute2_netns.popns()
+        # Every later test would silently run in the wrong namespace otherwise.
+        assert os.stat("/proc/thread-self/ns/net").st_ino == before
 
 
 def veth_pair(

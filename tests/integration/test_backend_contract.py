@@ -463,9 +463,10 @@ async def _configure_client(ns: Namespace, ifname: str) -> None:
 async def test_kernel_backend_without_module_is_unavailable(inside: Namespace) -> None:
     if kernel_wireguard_available(inside):
         pytest.skip("the wireguard kernel module is present; nothing to refuse")
-    backend = KernelBackend(interface=unique("wgk"))
+    ifname = unique("wgk")
+    backend = KernelBackend(interface=ifname)
     with pytest.raises(BackendUnavailable, match="no wireguard module"):
-        await backend.ensure_interface(interface_spec(backend._interface))
+        await backend.ensure_interface(interface_spec(ifname))
     with pytest.raises(BackendUnavailable):
         await backend.dump()
 
