@@ -61,7 +61,7 @@ class Gateway:
         self, method: str, path: str, token: str | None = None, body: dict[str, Any] | None = None
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.api + path, data=data, method=method)
+        req = urllib.request.Request(self.api + path, data=data, method=method)  # noqa: S310
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         if data is not None:
@@ -342,7 +342,7 @@ def test_suspension_cuts_every_tunnel_of_the_tenant_within_two_seconds(
     tenant_id, token = onboard(gateway, "Suspend Ltd")
     first = connect_client(gateway, token, tmp_path)
     second_key = run("wg", "pubkey", stdin=run("wg", "genkey")).strip()
-    status, second = gateway.http(
+    status, _ = gateway.http(
         "POST", "/v1/peers", token, {"name": "phone", "public_key": second_key}
     )
     assert status == 201
