@@ -1,0 +1,129 @@
+"""Retention: erase the payload of log entries older than the retention period, keep their hashes.
+
+An erased entry keeps its leaf hash, so every inclusion and consistency proof still
+verifies, and the log records the erasure itself: one ``retention.redacted`` event per
+run names the index range, the count and the cut-off, committed in the same transaction
+as the erasure. The derived attribution intervals that ended before the cut-off hold the
+same personal data and are deleted with it.
+
+Erasure is physical, not just logical: SQLite runs with ``secure_delete`` (set for every
+connection in gateway.db), so freed cell space is zeroed, and the WAL is checkpointed
+and truncated afterwards so no old page image survives in it. PostgreSQL gets a
+``VACUUM`` of the touched tables after the commit, which frees the dead row versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import and_, delete, func, select, update
+
+from gateway.audit.canonical import format_time, parse_time
+from gateway.audit.outbox import append_events
+from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries
+from gateway.db import Database
+from provisioning.events import Event
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = structlog.get_logger("vpngw.retention")
+
+EVENT_TYPE = "retention.redacted"
+
+
+@dataclass(frozen=True)
+class RedactionResult:
+    before: datetime  # entries with ts < before were erased
+    count: int
+    from_index: int | None
+    to_index: int | None
+    intervals_deleted: int
+    wal_truncated: bool | None = None  # SQLite only: False if readers kept the WAL busy
+
+
+def cutoff_for(now: datetime, retention_days: int) -> datetime:
+    """The cut-off at whole-second precision, as the event states it."""
+    if retention_days < 1:
+        raise ValueError("retention_days must be >= 1")
+    return parse_time(format_time(now - timedelta(days=retention_days)))
+
+
+async def redact_expired(
+    db: Database,
+    *,
+    now: datetime,
+    retention_days: int,
+    on_commit: Callable[[], None] | None = None,
+) -> RedactionResult:
+    """Erase payloads of entries with ts < now - retention_days; record it in the log.
+
+    ``on_commit`` is called after the commit when an event was appended (pass the
+    sequencer's wake so the event is sequenced promptly).
+    """
+    before = cutoff_for(now, retention_days)
+    expired = and_(log_entries.c.ts < before, log_entries.c.leaf.is_not(None))
+    async with db.write() as conn:
+        row = (await conn.execute(
+            select(func.min(log_entries.c.idx), func.max(log_entries.c.idx), func.count())
+            .where(expired))).one()
+        count = int(row[2])
+        lo = None if row[0] is None else int(row[0])
+        hi = None if row[1] is None else int(row[1])
+        if count:
+            # tenant_id and peer_id are copies of payload fields kept for lookups.
+            await conn.execute(update(log_entries).where(expired).values(
+                leaf=None, tenant_id=None, peer_id=None, redacted_at=now))
+        deleted = 0
+        for table in (address_intervals, endpoint_intervals):
+            result = await conn.execute(delete(table).where(
+                and_(table.c.end_ts.is_not(None), table.c.end_ts < before)))
+            deleted += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        if count:
+            await append_events(conn, [Event(EVENT_TYPE, {
+                "from_index": lo or 0, "to_index": hi or 0, "count": count,
+                "before": format_time(before)})], now=now)
+    if count and on_commit is not None:
+        on_commit()
+    truncated = None
+    if count or deleted:
+        truncated = await _purge(db)
+    if count:
+        log.info("audit payloads erased", count=count, from_index=lo, to_index=hi,
+                 before=format_time(before), intervals_deleted=deleted)
+    return RedactionResult(before=before, count=count, from_index=lo, to_index=hi,
+                           intervals_deleted=deleted, wal_truncated=truncated)
+
+
+async def _purge(db: Database) -> bool | None:
+    """Make the erasure physical: no old page image may outlive the commit on disk."""
+    if db.is_sqlite:
+        # Outside any transaction (a checkpoint cannot run inside one), on the writer
+        # connection: copy the WAL into the database file, then cut the WAL to 0 bytes.
+        async with db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            rows = list(await raw.driver_connection.execute_fetchall(
+                "PRAGMA wal_checkpoint(TRUNCATE)"))
+        busy = bool(rows and rows[0][0])
+        if busy:
+            log.warning("WAL checkpoint blocked by readers; erased pages stay in the WAL "
+                        "until the next retention run")
+        return not busy
+    async with db.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM log_entries, address_intervals, endpoint_intervals")
+    return None
+
+
+async def retention_job(app: web.Application) -> None:
+    """The periodic job create_app runs every audit.retention_interval_seconds."""
+    from gateway.http import appkeys
+
+    settings = app[appkeys.SETTINGS]
+    await redact_expired(app[appkeys.DATABASE], now=app[appkeys.CLOCK].now(),
+                         retention_days=settings.audit.retention_days,
+                         on_commit=app[appkeys.SEQUENCER].wake)
