@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.api import audit, ops, public, regulator, tenant
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
+from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
@@ -87,6 +88,8 @@ def create_app(
     app.cleanup_ctx.append(_sequencer_ctx)
     app.cleanup_ctx.append(dataplane_ctx(backend))
     app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
+    app.cleanup_ctx.append(_periodic_ctx("retention", retention_job,
+                                         interval=settings.audit.retention_interval_seconds))
     return app
 
 

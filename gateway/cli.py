@@ -315,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_token(args))
         from gateway.audit.cli import run_audit_command
 
-        return run_audit_command(args)
+        status: int = run_audit_command(args)
+        return status
     except (CliError, SettingsError, DomainError) as exc:
         detail = getattr(exc, "detail", None) or str(exc)
         print(f"vpngw: {detail}", file=sys.stderr)

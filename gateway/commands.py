@@ -16,6 +16,7 @@ from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
 from provisioning import addresses, links, peers, tenants, tokens
+from provisioning.errors import IllegalTransition
 from provisioning.events import Event, Outcome
 from provisioning.peers import NewPeer, Peer, PoolPolicy
 from provisioning.tenants import Action, NewTenant, Tenant
@@ -132,7 +133,7 @@ class Commands:
         async def step(conn: AsyncConnection) -> Outcome[IssuedToken]:
             tenant = await tenants.get_tenant(conn, tenant_id)
             if tenant.status is tenants.TenantStatus.TERMINATED:
-                raise tenants.IllegalTransition(
+                raise IllegalTransition(
                     "a terminated tenant cannot be given tokens", tenant_status=tenant.status.value
                 )
             return await tokens.issue_token(

@@ -87,6 +87,7 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int =
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA secure_delete=ON")  # zero freed space: retention erases for real
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

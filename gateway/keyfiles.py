@@ -71,32 +71,19 @@ class GatewayKeys:
         return "GatewayKeys(<private>)"
 
 
+def _new_raw_key(algorithm: str) -> bytes:
+    key = X25519PrivateKey.generate() if algorithm == "x25519" else Ed25519PrivateKey.generate()
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
 def create_keys(data_dir: Path) -> list[Path]:
     """Create each missing key file; existing keys are never replaced."""
     created = []
-    for name, make in (
-        (
-            WIREGUARD_KEY,
-            lambda: X25519PrivateKey.generate().private_bytes(
-                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-            ),
-        ),
-        (
-            LOG_KEY,
-            lambda: Ed25519PrivateKey.generate().private_bytes(
-                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-            ),
-        ),
-        (
-            RESPONSE_KEY,
-            lambda: Ed25519PrivateKey.generate().private_bytes(
-                Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-            ),
-        ),
-    ):
+    for name, algorithm in ((WIREGUARD_KEY, "x25519"), (LOG_KEY, "ed25519"),
+                            (RESPONSE_KEY, "ed25519")):
         path = data_dir / name
         if not path.exists():
-            _write_secret(path, base64.b64encode(make()) + b"\n")
+            _write_secret(path, base64.b64encode(_new_raw_key(algorithm)) + b"\n")
             created.append(path)
     return created
 

@@ -21,6 +21,7 @@ from provisioning.errors import (
     TenantNotVerified,
 )
 from provisioning.events import Event, Outcome
+from provisioning.schema import addresses as address_table
 from provisioning.schema import peers, public_keys, tenants
 from provisioning.tenants import TenantStatus, count_active_peers, get_tenant
 
@@ -311,8 +312,8 @@ async def desired_peers(conn: AsyncConnection, *, now: datetime) -> list[Desired
 async def _all_addresses(conn: AsyncConnection) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     rows = await conn.execute(
-        select(addresses.addresses.c.peer_id, addresses.addresses.c.address)
-        .where(addresses.addresses.c.peer_id.is_not(None))
+        select(address_table.c.peer_id, address_table.c.address)
+        .where(address_table.c.peer_id.is_not(None))
     )
     for row in rows:
         found.setdefault(row.peer_id, []).append(row.address)

@@ -16,6 +16,7 @@ from gateway.http.problems import bad_request
 from gateway.http.routes import BOOL, INT, STR, TIME, Route, obj
 from provisioning import keys, peers, validation
 from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
+from provisioning.errors import PeerNotActive
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
 from provisioning.tokens import Role
@@ -140,7 +141,7 @@ async def config_response(
         peer = await peers.get_peer(conn, tenant_id, peer_id)
         psk = await peers.get_preshared_key(conn, tenant_id, peer_id)
     if peer.status != "active":
-        raise peers.PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
+        raise PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
     body = render(client_config(request, peer, psk), fmt)
     filename = f"{_safe_filename(peer.name)}.{fmt.split('.')[-1]}"
     return web.Response(

@@ -14,10 +14,11 @@ and truncated afterwards so no old page image survives in it. PostgreSQL gets a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import and_, delete, func, select, update
@@ -82,7 +83,7 @@ async def redact_expired(
         for table in (address_intervals, endpoint_intervals):
             result = await conn.execute(delete(table).where(
                 and_(table.c.end_ts.is_not(None), table.c.end_ts < before)))
-            deleted += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+            deleted += max(result.rowcount or 0, 0)
         if count:
             await append_events(conn, [Event(EVENT_TYPE, {
                 "from_index": lo or 0, "to_index": hi or 0, "count": count,
@@ -102,17 +103,21 @@ async def redact_expired(
 async def _purge(db: Database) -> bool | None:
     """Make the erasure physical: no old page image may outlive the commit on disk."""
     if db.is_sqlite:
-        # Outside any transaction (a checkpoint cannot run inside one), on the writer
-        # connection: copy the WAL into the database file, then cut the WAL to 0 bytes.
-        async with db.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            rows = list(await raw.driver_connection.execute_fetchall(
-                "PRAGMA wal_checkpoint(TRUNCATE)"))
-        busy = bool(rows and rows[0][0])
-        if busy:
-            log.warning("WAL checkpoint blocked by readers; erased pages stay in the WAL "
-                        "until the next retention run")
-        return not busy
+        # Copy the WAL into the database file, then cut the WAL to 0 bytes. It runs on a
+        # reader connection, outside any transaction (a checkpoint cannot run inside one):
+        # that one waits for other readers in its own thread (busy_timeout), never on the
+        # event loop.
+        for attempt in range(5):
+            async with db.read() as conn:
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+                rows = list(await raw.execute_fetchall(
+                    "PRAGMA wal_checkpoint(TRUNCATE)"))
+            if not (rows and rows[0][0]):
+                return True
+            await asyncio.sleep(0.2 * (attempt + 1))
+        log.warning("WAL checkpoint kept busy by readers; erased pages stay in the WAL until "
+                    "the next retention run")
+        return False
     async with db.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.exec_driver_sql("VACUUM log_entries, address_intervals, endpoint_intervals")

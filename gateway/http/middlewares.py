@@ -87,10 +87,11 @@ async def _render_errors(
             f"request bodies are limited to {limit} bytes; send a smaller JSON object",
         ), request_id=request_id)
     except web.HTTPMethodNotAllowed as exc:
-        problem = Problem(405, "method-not-allowed", "Method not allowed",
-                          f"{request.method} is not allowed here; use {', '.join(sorted(exc.allowed_methods))}")
-        problem.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
-        return problem_response(problem, request_id=request_id)
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        refused = Problem(405, "method-not-allowed", "Method not allowed",
+                          f"{request.method} is not allowed here; use {allowed}")
+        refused.headers["Allow"] = allowed
+        return problem_response(refused, request_id=request_id)
     except web.HTTPNotFound:
         return problem_response(Problem(404, "not-found", "Not found",
                                         f"no route for {request.method} {request.path}; see /openapi.json"),

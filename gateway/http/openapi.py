@@ -8,7 +8,7 @@ from typing import Any
 from gateway.http.problems import CONTENT_TYPE as PROBLEM
 from gateway.http.routes import Route
 
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "ops": [{"bearer": []}],
     "tenant": [{"bearer": []}],
     "regulator": [{"httpsig": []}],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, insert, update
+from sqlalchemy import ColumnElement, Table, and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.log import SequencedEntry
@@ -19,11 +19,12 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 async def _close(
-    conn: AsyncConnection, table: object, where: object, entry: SequencedEntry
+    conn: AsyncConnection, table: Table, where: ColumnElement[bool], entry: SequencedEntry
 ) -> None:
+    """End the open interval(s) matching `where` at this entry."""
     await conn.execute(
         update(table)
-        .where(and_(where, table.c.end_idx.is_(None)))  # type: ignore[attr-defined]
+        .where(and_(where, table.c.end_idx.is_(None)))
         .values(end_ts=entry.ts, end_idx=entry.index)
     )
 
