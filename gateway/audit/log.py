@@ -122,8 +122,9 @@ class AuditLog:
             await conn.execute(insert(log_entries), entries)
             if nodes:
                 await conn.execute(insert(log_nodes), nodes)
-            await conn.execute(delete(outbox).where(outbox.c.id <= pending[-1].id,
-                                                    outbox.c.id >= pending[0].id))
+            # Delete exactly the rows read: on PostgreSQL a lower id can commit later,
+            # and a range delete would drop that event without sequencing it.
+            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in pending])))
             for indexer in self.indexers:
                 await indexer(conn, sequenced)
             await self._checkpoint(conn, frontier)

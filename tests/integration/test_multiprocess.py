@@ -1,0 +1,150 @@
+"""Several `vpngw serve` processes sharing one PostgreSQL: no address handed out twice,
+one linear log with consistent checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from gateway.audit import merkle
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.postgres
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[str], str, str]]:
+    data = tmp_path / "data"
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "init",
+            "--data-dir",
+            str(data),
+            "--json",
+            "--database-url",
+            postgres_url,
+            "--pool",
+            "10.60.0.0/24",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    ops = json.loads(init.stdout)["ops_token"]
+    procs, urls = [], []
+    for _ in range(3):
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "serve",
+                    "--data-dir",
+                    str(data),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "VPNGW_SERVER_LOG_FORMAT": "json"},
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        for url in urls:
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "servers did not start"
+                    time.sleep(0.1)
+        yield urls, ops, postgres_url
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=15)
+
+
+async def test_processes_share_the_pool_and_the_log(servers: tuple[list[str], str, str]) -> None:
+    urls, ops, db_url = servers
+    auth = {"Authorization": f"Bearer {ops}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def post(url: str, path: str, body: dict[str, object], token: dict[str, str]) -> dict:
+            async with http.post(url + path, json=body, headers=token) as resp:
+                doc = await resp.json(content_type=None)
+                assert resp.status in (200, 201), doc
+                return doc  # type: ignore[no-any-return]
+
+        tenant = await post(
+            urls[0],
+            "/ops/v1/tenants",
+            {
+                "legal_name": "Shared Ltd",
+                "registration_number": "RC-1",
+                "tax_id": "T",
+                "country": "PK",
+                "contact_email": "a@b.example",
+                "max_peers": 1000,
+            },
+            auth,
+        )
+        await post(
+            urls[1],
+            f"/ops/v1/tenants/{tenant['id']}/verification",
+            {"evidence_reference": "K"},
+            auth,
+        )
+        token = (await post(urls[2], f"/ops/v1/tenants/{tenant['id']}/tokens", {}, auth))["token"]
+        tauth = {"Authorization": f"Bearer {token}"}
+        peers = await asyncio.gather(
+            *(post(urls[i % 3], "/v1/peers", {"name": f"d{i}"}, tauth) for i in range(90))
+        )
+    ips = [p["tunnel_ips"][0] for p in peers]
+    assert len(set(ips)) == 90
+
+    await asyncio.sleep(1.5)  # every process's sequencer has run by now
+    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        rows = await conn.fetch("SELECT idx, leaf, leaf_hash FROM log_entries ORDER BY idx")
+        heads = await conn.fetch("SELECT size, root FROM checkpoints ORDER BY size")
+        outbox = await conn.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await conn.close()
+    assert outbox == 0
+    assert [r["idx"] for r in rows] == list(range(len(rows)))
+    hashes = [merkle.leaf_hash(bytes(r["leaf"])) for r in rows]
+    assert hashes == [bytes(r["leaf_hash"]) for r in rows]
+    # Each checkpoint, whichever process signed it, is a prefix of the one history.
+    for head in heads:
+        assert merkle.root_from_leaf_hashes(hashes[: head["size"]]) == bytes(head["root"])
+    types = [json.loads(r["leaf"])["type"] for r in rows]
+    assert types.count("peer.provisioned") == 90
