@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+import psutil
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -71,6 +72,8 @@ class Result:
     rss_at_n: float = 0.0
     rss_peak: float = 0.0
     server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    host_cpu_pct: float = 0.0
     backlog: int = 0
     drain_seconds: float = 0.0
     error_sample: str = ""
@@ -208,10 +211,14 @@ async def drive(server: Server, args: argparse.Namespace, bodies: list[bytes],
             if not server.start_profile(profile):
                 print("  py-spy is not installed: no profile", file=sys.stderr)
                 profile = None
-        cpu_before = server.cpu_seconds()
+        cpu_before, client_before = server.cpu_seconds(), time.process_time()
+        psutil.cpu_percent()  # starts the host-wide measurement interval
         with RssSampler(server) as rss:
             ids = await provision(session, token, bodies, args.concurrency, result)
             result.server_cpu = server.cpu_seconds() - cpu_before
+            result.client_cpu = time.process_time() - client_before
+            # Busy share of all CPUs: shows when something besides this benchmark ran.
+            result.host_cpu_pct = psutil.cpu_percent()
             result.rss_at_n = server.rss_mb()
             server.stop_profile()
             result.backlog = await outbox_rows(server, database_url)
@@ -248,6 +255,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"\nvpngw provisioning benchmark: {args.peers:,} peers, {args.concurrency} concurrent "
           f"clients, pools {', '.join(args.pool)}")
     print(f"Note: {machine_note()}.")
+    print("srv/client cpu % are percent of one CPU; host cpu % is the busy share of all CPUs "
+          "(anything else running on the machine shows up there). WireGuard backend: off "
+          "(API, database and audit log only).")
     rows = []
     for r in results:
         rate = r.peers / r.seconds if r.seconds else 0.0
@@ -257,6 +267,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             "peers/s": rate, "p50 ms": ms(r.latencies, 50), "p90 ms": ms(r.latencies, 90),
             "p99 ms": p99, "max ms": ms(r.latencies, 100),
             "srv cpu %": 100 * r.server_cpu / r.seconds if r.seconds else 0.0,
+            # Server CPU time per peer: unlike peers/s, barely moved by other load.
+            "srv ms/peer": 1000 * r.server_cpu / r.peers if r.peers else 0.0,
+            "client cpu %": 100 * r.client_cpu / r.seconds if r.seconds else 0.0,
+            "host cpu %": r.host_cpu_pct,
             "audit backlog": r.backlog, "drain s": r.drain_seconds,
         }
         if r.backend == "sqlite":
@@ -264,9 +278,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             row["target"] = ("met" if rate >= TARGET_RATE and p99 <= TARGET_P99_MS
                              else f"MISSED ({goal})")
         rows.append(row)
-    print_table("POST /v1/peers", rows, ("backend", "peers", "errors", "seconds", "peers/s",
-                                         "p50 ms", "p90 ms", "p99 ms", "max ms", "srv cpu %",
-                                         "audit backlog", "drain s", "target"))
+    print_table("POST /v1/peers", rows, (
+        "backend", "peers", "errors", "seconds", "peers/s", "p50 ms", "p90 ms", "p99 ms",
+        "max ms", "srv cpu %", "srv ms/peer", "client cpu %", "host cpu %", "audit backlog",
+        "drain s", "target"))
     print_table("GET /v1/peers?limit=100 (one request in flight, "
                 f"{args.page_samples} samples each)",
                 [{"backend": r.backend, "first p50 ms": ms(r.first_page, 50),

@@ -292,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--label", default="ops")
     ksub.add_parser("revoke").add_argument("token_id")
     ksub.add_parser("list").add_argument("--tenant")
+
+    audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
+    asub = audit.add_subparsers(dest="audit_cmd", required=True)
+    asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
+    asub.add_parser("verify", help="recompute the whole log and check every signed checkpoint; "
+                    "exit 1 naming the first bad index")
+    asub.add_parser("checkpoint", help="print the latest signed checkpoint and the log's vkey")
+    show = asub.add_parser("show", help="list log entries (the newest N unless --since is given)")
+    show.add_argument("--type", help="event type, e.g. tenant.created")
+    show.add_argument("--tenant", help="tenant id")
+    show.add_argument("--since", help="RFC 3339 time, inclusive")
+    show.add_argument("--until", help="RFC 3339 time, exclusive")
+    show.add_argument("--limit", type=int, default=100)
     return parser
 
 

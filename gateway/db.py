@@ -229,11 +229,13 @@ class _InlineSQLite:
 
 
 def _inline_connector(url: str) -> Callable[[], Any]:
-    args, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(url))
-    kwargs["check_same_thread"] = False  # the pool may close it from a GC finaliser
+    # The same file name and options SQLAlchemy would hand to sqlite3.connect().
+    args, options = SQLiteDialect_pysqlite().create_connect_args(make_url(url))
+    kwargs: dict[str, Any] = {**options, "check_same_thread": False}  # GC may close it
+    connect_sqlite: Callable[..., sqlite3.Connection] = sqlite3.connect
 
     async def connect() -> _InlineSQLite:
-        return _InlineSQLite(sqlite3.connect(*args, **kwargs))
+        return _InlineSQLite(connect_sqlite(*args, **kwargs))
 
     return connect
 

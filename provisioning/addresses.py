@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning.errors import PoolExhausted
@@ -57,6 +57,20 @@ async def ensure_pools(conn: AsyncConnection, networks: Sequence[Network]) -> No
             )
 
 
+# Built once and executed with parameters (twice per provisioned peer, one per pool):
+# saves SQLAlchemy's per-call statement construction and cache-key generation.
+_TAKE_NEXT_OFFSET = (
+    update(address_pools)
+    .where(
+        address_pools.c.cidr == bindparam("pool_cidr"),
+        address_pools.c.next_offset < bindparam("pool_end"),
+    )
+    .values(next_offset=address_pools.c.next_offset + 1)
+    .returning(address_pools.c.next_offset - 1)
+)
+_INSERT_ADDRESS = insert(addresses)
+
+
 async def allocate_address(
     conn: AsyncConnection,
     network: Network,
@@ -70,17 +84,14 @@ async def allocate_address(
     # The UPDATE takes the pool row's write lock (PostgreSQL) or runs under SQLite's
     # single writer, so two transactions can never read the same offset.
     offset = await conn.scalar(
-        update(address_pools)
-        .where(address_pools.c.cidr == cidr, address_pools.c.next_offset < end_offset(network))
-        .values(next_offset=address_pools.c.next_offset + 1)
-        .returning(address_pools.c.next_offset - 1)
+        _TAKE_NEXT_OFFSET, {"pool_cidr": cidr, "pool_end": end_offset(network)}
     )
     if offset is not None:
         address = str(address_at(network, int(offset)))
         await conn.execute(
-            insert(addresses).values(
-                pool=cidr, offset=int(offset), address=address, peer_id=peer_id, released_at=None
-            )
+            _INSERT_ADDRESS,
+            {"pool": cidr, "offset": int(offset), "address": address, "peer_id": peer_id,
+             "released_at": None},
         )
         return address
     candidate = (

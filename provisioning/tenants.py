@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -176,11 +176,25 @@ async def create_tenant(
     return Outcome(tenant, (event,))
 
 
+# Hot-path statements are built once and executed with parameters: a fresh
+# select(...) per call costs SQLAlchemy statement construction and cache-key
+# generation every time, a third or more of a small query's CPU (peer provisioning).
+_TENANT_BY_ID = select(tenants).where(tenants.c.id == bindparam("tenant_id"))
+_TENANT_BY_ID_FOR_UPDATE = _TENANT_BY_ID.with_for_update()
+_COUNT_ACTIVE_PEERS = (
+    select(func.count())
+    .select_from(peers)
+    .where(peers.c.tenant_id == bindparam("tenant_id"), peers.c.status == "active")
+)
+
+
 async def get_tenant(conn: AsyncConnection, tenant_id: str, *, lock: bool = False) -> Tenant:
-    query = select(tenants).where(tenants.c.id == tenant_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first() if ids.is_id(tenant_id) else None
+    query = _TENANT_BY_ID_FOR_UPDATE if lock else _TENANT_BY_ID
+    row = (
+        (await conn.execute(query, {"tenant_id": tenant_id})).first()
+        if ids.is_id(tenant_id)
+        else None
+    )
     if row is None:
         raise NotFound(f"no tenant with id {tenant_id}")
     return Tenant.from_row(row)
@@ -198,14 +212,7 @@ async def list_tenants(
 
 
 async def count_active_peers(conn: AsyncConnection, tenant_id: str) -> int:
-    return int(
-        await conn.scalar(
-            select(func.count())
-            .select_from(peers)
-            .where(peers.c.tenant_id == tenant_id, peers.c.status == "active")
-        )
-        or 0
-    )
+    return int(await conn.scalar(_COUNT_ACTIVE_PEERS, {"tenant_id": tenant_id}) or 0)
 
 
 async def transition_tenant(

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import merkle
 from gateway.audit.canonical import parse_time
 from gateway.audit.merkle import MerkleFrontier, NodeRef
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
-from gateway.audit.schema import checkpoints, log_entries, log_head, log_nodes, outbox
+from gateway.audit.schema import checkpoints, log_entries, log_head
 from gateway.clock import Clock
 from gateway.db import Database
 
@@ -54,12 +55,78 @@ class SequencedEntry:
 Indexer = Callable[[AsyncConnection, Sequence[SequencedEntry]], Awaitable[None]]
 
 
-def _entry_row(index: int, leaf: bytes, event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "idx": index, "leaf": leaf, "leaf_hash": merkle.leaf_hash(leaf),
-        "type": event["type"], "tenant_id": event.get("tenant_id"),
-        "peer_id": event.get("peer_id"), "ts": parse_time(event["ts"]),
-    }
+# --- plain SQL on the caller's connection ---------------------------------------------------
+#
+# The hot paths (sequencing thousands of rows, proofs on every regulator answer) bypass
+# SQLAlchemy's per-row parameter processing and statement compilation: rows go to the
+# driver's executemany as tuples, and reads run as one driver call (on SQLite readers one
+# aiosqlite thread hop instead of four). Statements are written with ``?`` placeholders.
+
+_PARAMS_PER_QUERY = 30_000  # under SQLite's and PostgreSQL's 32,766 / 32,767 limits
+
+
+def _dialect_sql(conn: AsyncConnection, sql: str) -> str:
+    if conn.dialect.name != "postgresql":
+        return sql
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+
+
+async def _fetch(
+    conn: AsyncConnection, sql: str, params: Sequence[Any] = ()
+) -> list[Sequence[Any]]:
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "postgresql":
+        return list(await driver.fetch(_dialect_sql(conn, sql), *params))
+    fetch_all = getattr(driver, "execute_fetchall", None)  # aiosqlite: one thread hop
+    if fetch_all is not None:
+        return list(await fetch_all(sql, tuple(params)))
+    return list((await conn.exec_driver_sql(sql, tuple(params))).all())
+
+
+async def _executemany(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    await conn.exec_driver_sql(_dialect_sql(conn, sql), rows)
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class _Times:
+    """RFC 3339 leaf times to column values, parsed (and validated) once per distinct second."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self.parsed: dict[str, datetime] = {}
+        self.stored: dict[str, Any] = {}
+
+    def parse(self, text: str) -> datetime:
+        when = self.parsed.get(text)
+        if when is None:
+            when = self.parsed[text] = parse_time(text)
+        return when
+
+    def column(self, text: str) -> Any:
+        value = self.stored.get(text)
+        if value is None:
+            when = self.parse(text)
+            # How UTCDateTime stores an aware UTC time: SQLite text without a zone
+            # (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else.
+            value = self.stored[text] = (when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite
+                                         else when)
+        return value
+
+
+def _parse_events(leaves: list[bytes]) -> list[dict[str, Any]]:
+    """Decode the leaves' JSON in one call; per leaf only if something looks off."""
+    try:
+        events = json.loads(b"[" + b",".join(leaves) + b"]")
+    except ValueError:
+        events = None
+    if (not isinstance(events, list) or len(events) != len(leaves)
+            or not all(type(e) is dict for e in events)):
+        events = [json.loads(leaf) for leaf in leaves]
+    return events
 
 
 class AuditLog:
@@ -90,7 +157,9 @@ class AuditLog:
         return int(row.size), bytes(row.root)
 
     async def _frontier(self, conn: AsyncConnection, size: int) -> MerkleFrontier:
-        return MerkleFrontier.from_nodes(size, await self._fetch_nodes(conn, merkle.frontier_refs(size)))
+        refs = merkle.frontier_refs(size)
+        nodes, _ = await self._fetch_nodes(conn, refs)
+        return MerkleFrontier.from_nodes(size, _require(refs, nodes))
 
     async def sequence(self, *, batch: int) -> int:
         """Move up to `batch` outbox rows into the log and sign a checkpoint; return the count.
@@ -100,33 +169,47 @@ class AuditLog:
         """
         async with self.db.write() as conn:
             size, _ = await self._locked_head(conn)
-            pending = (await conn.execute(
-                select(outbox.c.id, outbox.c.leaf).order_by(outbox.c.id).limit(batch)
-            )).all()
+            pending = await _fetch(conn, "SELECT id, leaf FROM outbox ORDER BY id LIMIT ?",
+                                   (batch,))
             if not pending:
                 if size and not await self._has_checkpoint(conn, size):
                     await self._checkpoint(conn, await self._frontier(conn, size))
                 return 0
             frontier = await self._frontier(conn, size)
-            entries: list[dict[str, Any]] = []
-            nodes: list[dict[str, Any]] = []
-            sequenced: list[SequencedEntry] = []
-            for offset, row in enumerate(pending):
-                leaf = bytes(row.leaf)
-                event = json.loads(leaf)
-                entry = _entry_row(size + offset, leaf, event)
-                entries.append(entry)
-                nodes.extend({"level": ref.level, "idx": ref.index, "hash": h}
-                             for ref, h in frontier.append(entry["leaf_hash"]))
-                sequenced.append(SequencedEntry(entry["idx"], event, entry["ts"]))
-            await conn.execute(insert(log_entries), entries)
+            ids = [int(row[0]) for row in pending]
+            leaves = [bytes(row[1]) for row in pending]
+            events = _parse_events(leaves)
+            sha256 = hashlib.sha256
+            hashes = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+            nodes: list[tuple[Any, ...]] = []
+            append = frontier.append
+            for h in hashes:
+                for ref, node in append(h):
+                    nodes.append((ref.level, ref.index, node))
+            times = _Times(sqlite=conn.dialect.name == "sqlite")
+            await _executemany(
+                conn, "INSERT INTO log_entries (idx, leaf, leaf_hash, type, tenant_id, peer_id, "
+                "ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(size + i, leaf, h, event["type"], event.get("tenant_id"), event.get("peer_id"),
+                  times.column(event["ts"]))
+                 for i, (leaf, h, event) in enumerate(zip(leaves, hashes, events, strict=True))])
             if nodes:
-                await conn.execute(insert(log_nodes), nodes)
+                await _executemany(
+                    conn, "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
             # Delete exactly the rows read: on PostgreSQL a lower id can commit later,
-            # and a range delete would drop that event without sequencing it.
-            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in pending])))
-            for indexer in self.indexers:
-                await indexer(conn, sequenced)
+            # and a range delete would drop that event without sequencing it. On SQLite
+            # the range is exact: this transaction holds the only write lock, so every
+            # row up to the last id read was read.
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql("DELETE FROM outbox WHERE id = ANY($1::integer[])",
+                                           (ids,))
+            else:
+                await conn.exec_driver_sql("DELETE FROM outbox WHERE id <= ?", (ids[-1],))
+            if self.indexers:
+                sequenced = [SequencedEntry(size + i, event, times.parse(event["ts"]))
+                             for i, event in enumerate(events)]
+                for indexer in self.indexers:
+                    await indexer(conn, sequenced)
             await self._checkpoint(conn, frontier)
         return len(pending)
 
@@ -144,26 +227,26 @@ class AuditLog:
     # --- reading ---------------------------------------------------------------------
 
     async def _fetch_nodes(
-        self, conn: AsyncConnection, refs: Iterable[NodeRef]
-    ) -> dict[NodeRef, bytes]:
-        refs = set(refs)
+        self, conn: AsyncConnection, refs: Iterable[NodeRef], *, head: bool = False
+    ) -> tuple[dict[NodeRef, bytes], int]:
+        """The stored hashes of refs (leaf hashes for level 0) and, with head, the tree size.
+
+        One statement (per 15,000 refs), so a proof costs one round trip.
+        """
+        wanted = list(set(refs))
         found: dict[NodeRef, bytes] = {}
-        leaves = [r.index for r in refs if r.level == 0]
-        inner = [r for r in refs if r.level > 0]
-        if leaves:
-            for row in await conn.execute(select(log_entries.c.idx, log_entries.c.leaf_hash)
-                                          .where(log_entries.c.idx.in_(leaves))):
-                found[NodeRef(0, int(row.idx))] = bytes(row.leaf_hash)
-        if inner:
-            cond = or_(*(and_(log_nodes.c.level == r.level, log_nodes.c.idx == r.index)
-                         for r in inner))
-            for row in await conn.execute(select(log_nodes).where(cond)):
-                found[NodeRef(int(row.level), int(row.idx))] = bytes(row.hash)
-        missing = refs - set(found)
-        if missing:
-            raise AuditLogError(f"log storage is missing {len(missing)} tree node(s); "
-                                "run `vpngw audit verify`")
-        return found
+        current = 0
+        step = _PARAMS_PER_QUERY // 2
+        for start in range(0, max(len(wanted), 1), step):
+            sql, params = _nodes_query(wanted[start:start + step], head=head and not start)
+            if not sql:
+                break
+            for level, idx, value in await _fetch(conn, sql, params):
+                if level < 0:
+                    current = int(idx)
+                else:
+                    found[NodeRef(int(level), int(idx))] = bytes(value)
+        return found, current
 
     async def latest_checkpoint(self, conn: AsyncConnection | None = None) -> tuple[int, str]:
         """(size, signed note text) of the newest checkpoint."""
@@ -186,46 +269,49 @@ class AuditLog:
 
     async def size(self) -> int:
         async with self.db.read() as conn:
-            return int(await conn.scalar(select(log_head.c.size).where(log_head.c.id == HEAD_ID)) or 0)
+            return int(await conn.scalar(
+                select(log_head.c.size).where(log_head.c.id == HEAD_ID)) or 0)
 
     async def root_at(self, size: int, conn: AsyncConnection | None = None) -> bytes:
+        plan = merkle.root_plan(size) if size >= 0 else None
         async with self._read(conn) as c:
-            await self._check_size(c, size)
-            plan = merkle.root_plan(size)
-            return plan.assemble(await self._fetch_nodes(c, plan.refs()))[0]
-
-    async def _check_size(self, conn: AsyncConnection, size: int) -> int:
-        current = int(await conn.scalar(select(log_head.c.size).where(log_head.c.id == HEAD_ID)) or 0)
-        if not 0 <= size <= current:
-            raise AuditLogError(f"tree size {size} is outside 0..{current}")
-        return current
+            nodes, current = await self._fetch_nodes(c, plan.refs() if plan else (), head=True)
+        _within(size, current)
+        assert plan is not None
+        return plan.assemble(_require(plan.refs(), nodes))[0]
 
     async def inclusion_proofs(
         self, indexes: Sequence[int], size: int, conn: AsyncConnection | None = None
     ) -> dict[int, list[bytes]]:
         """Proofs for many entries against one tree size, in a single node fetch."""
+        valid = size >= 0 and all(0 <= index < size for index in indexes)
+        plans = {index: merkle.inclusion_plan(index, size) for index in indexes} if valid else {}
+        refs: set[NodeRef] = set().union(*(p.refs() for p in plans.values())) if plans else set()
         async with self._read(conn) as c:
-            await self._check_size(c, size)
-            plans = {}
-            for index in indexes:
-                if not 0 <= index < size:
-                    raise AuditLogError(f"index {index} is not below tree size {size}")
-                plans[index] = merkle.inclusion_plan(index, size)
-            refs = set().union(*(p.refs() for p in plans.values())) if plans else set()
-            nodes = await self._fetch_nodes(c, refs)
+            nodes, current = await self._fetch_nodes(c, refs, head=True)
+        _within(size, current)
+        for index in indexes:
+            if not 0 <= index < size:
+                raise AuditLogError(f"index {index} is not below tree size {size}")
+        _require(refs, nodes)
         return {i: p.assemble(nodes) for i, p in plans.items()}
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        plan = (merkle.consistency_plan(old_size, new_size) if 1 <= old_size <= new_size
+                else None)
         async with self.db.read() as conn:
-            current = await self._check_size(conn, new_size)
-            if not 1 <= old_size <= new_size <= current:
-                raise AuditLogError(
-                    f"need 1 <= from <= to <= {current} (the current tree size); "
-                    f"got from={old_size} to={new_size}")
-            plan = merkle.consistency_plan(old_size, new_size)
-            return plan.assemble(await self._fetch_nodes(conn, plan.refs()))
+            nodes, current = await self._fetch_nodes(conn, plan.refs() if plan else (),
+                                                     head=True)
+        _within(new_size, current)
+        if plan is None or not new_size <= current:
+            raise AuditLogError(
+                f"need 1 <= from <= to <= {current} (the current tree size); "
+                f"got from={old_size} to={new_size}")
+        return plan.assemble(_require(plan.refs(), nodes))
 
-    async def entries(self, indexes: Sequence[int], conn: AsyncConnection | None = None) -> list[LogEntry]:
+    async def entries(
+        self, indexes: Sequence[int], conn: AsyncConnection | None = None
+    ) -> list[LogEntry]:
         async with self._read(conn) as c:
             rows = (await c.execute(select(log_entries).where(log_entries.c.idx.in_(list(indexes)))
                                     .order_by(log_entries.c.idx))).all()
@@ -244,3 +330,44 @@ class _AsyncNull:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def _nodes_query(refs: Sequence[NodeRef], *, head: bool) -> tuple[str, list[int]]:
+    """One UNION of: the head row (level -1), leaf hashes (level 0), stored interior nodes."""
+    parts: list[str] = []
+    params: list[int] = []
+    if head:
+        parts.append("SELECT -1, size, root FROM log_head WHERE id = ?")
+        params.append(HEAD_ID)
+    leaves = sorted(r.index for r in refs if r.level == 0)
+    if leaves:
+        parts.append(f"SELECT 0, idx, leaf_hash FROM log_entries "  # noqa: S608
+                     f"WHERE idx IN ({_placeholders(len(leaves))})")
+        params.extend(leaves)
+    levels: dict[int, list[int]] = {}
+    for r in refs:
+        if r.level > 0:
+            levels.setdefault(r.level, []).append(r.index)
+    if levels:
+        conditions = []
+        for level, indexes in sorted(levels.items()):
+            conditions.append(f"(level = ? AND idx IN ({_placeholders(len(indexes))}))")
+            params.append(level)
+            params.extend(sorted(indexes))
+        parts.append("SELECT level, idx, hash FROM log_nodes WHERE "  # noqa: S608
+                     + " OR ".join(conditions))
+    return " UNION ALL ".join(parts), params
+
+
+def _within(size: int, current: int) -> None:
+    if not 0 <= size <= current:
+        raise AuditLogError(f"tree size {size} is outside 0..{current}")
+
+
+def _require(refs: Iterable[NodeRef], nodes: dict[NodeRef, bytes]) -> dict[NodeRef, bytes]:
+    missing = set(refs) - set(nodes)
+    if missing:
+        raise AuditLogError(f"log storage is missing {len(missing)} tree node(s); "
+                            "run `vpngw audit verify`")
+    return nodes
+

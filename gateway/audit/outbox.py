@@ -34,8 +34,15 @@ def leaf_bytes(event: Event, *, ts: datetime) -> bytes:
     return canonical_json(event_document(event, ts=ts, salt=secrets.token_bytes(SALT_BYTES)))
 
 
+# Built once: every state change appends here, and a fresh insert() per call costs
+# SQLAlchemy statement construction and cache-key generation each time.
+_INSERT_OUTBOX = insert(outbox)
+
+
 async def append_events(conn: AsyncConnection, events: Iterable[Event], *, now: datetime) -> int:
     rows = [{"leaf": leaf_bytes(e, ts=now), "created_at": now} for e in events]
-    if rows:
-        await conn.execute(insert(outbox), rows)
+    if len(rows) == 1:
+        await conn.execute(_INSERT_OUTBOX, rows[0])  # one row: skip the executemany path
+    elif rows:
+        await conn.execute(_INSERT_OUTBOX, rows)
     return len(rows)

@@ -33,7 +33,6 @@ import enum
 import hashlib
 import itertools
 import json
-import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,12 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import merkle
-from gateway.audit.canonical import (
-    MAX_DEPTH,
-    MAX_SAFE_INTEGER,
-    CanonicalError,
-    parse_canonical,
-)
+from gateway.audit.canonical import MAX_DEPTH, CanonicalError, parse_canonical
 from gateway.audit.merkle import NodeRef
 from gateway.audit.note import (
     Ed25519NoteVerifier,
@@ -173,6 +167,9 @@ class _Reader:
     def __init__(self, driver: Any, *, postgres: bool) -> None:
         self._driver = driver
         self._postgres = postgres
+        # asyncpg runs one query at a time per connection (aiosqlite queues by itself);
+        # the prefetch of the next chunk overlaps hashing, not other queries.
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, conn: AsyncConnection, *, postgres: bool) -> _Reader:
@@ -187,7 +184,8 @@ class _Reader:
             n = itertools.count(1)
             parts = sql.split("?")
             sql = parts[0] + "".join(f"${next(n)}{p}" for p in parts[1:])
-            return list(await self._driver.fetch(sql, *params))
+            async with self._lock:
+                return list(await self._driver.fetch(sql, *params))
         return list(await self._driver.execute_fetchall(sql, params))
 
     async def entries(self, start: int, limit: int) -> list[Sequence[Any]]:
@@ -281,23 +279,24 @@ def _first_gap(pos: int, idxs: Sequence[int]) -> tuple[int, Problem]:
 # --- canonical JSON, fast path ----------------------------------------------------------
 
 
-def _checked_int(text: str) -> int:
-    value = int(text)
-    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        raise CanonicalError(f"integer {text} is outside ±(2**53 - 1)")
-    return value
-
-
 def _reject(text: str) -> Any:
     raise CanonicalError(f"{text} is not allowed in canonical JSON")
 
 
-_decoder = json.JSONDecoder(parse_int=_checked_int, parse_float=_reject, parse_constant=_reject)
+_decoder = json.JSONDecoder(parse_float=_reject, parse_constant=_reject)
 # The C scanner behind json.loads: parses one value at an offset, returns (value, end).
 _scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
                            separators=(",", ":"), check_circular=False).encode
 _RETENTION_MARK = b'"type":"retention.redacted"'
+# Byte maps for C-speed screening of a whole chunk: digits -> "0" (a run of 16 may be an
+# integer past 2**53 - 1); "{" and "[" -> "x" with everything but newlines deleted (a
+# run of 33 may be nesting deeper than MAX_DEPTH).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_OPENERS = bytes(0x78 if b in b"{[" else b for b in range(256))
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"{[\n")
+_LONG_NUMBER = b"0" * 16
+_DEEP = b"x" * (MAX_DEPTH + 1)
 
 
 def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, str] | None:
@@ -306,9 +305,10 @@ def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, st
     Equivalent to calling parse_canonical on each leaf, at a fraction of the cost: the
     chunk is decoded once, each line (a canonical leaf has no raw newline) is parsed
     with the C scanner, which must consume it exactly; the whole list is re-encoded in
-    one call and compared; bool, null and deep nesting, which re-encode unchanged, send
-    just the leaves that may hold them through the exact check. Anything unusual falls
-    back to parse_canonical leaf by leaf, which also names the reason.
+    one call and compared. What re-encodes unchanged although parse_canonical refuses
+    it (true, false, null, integers past 2**53 - 1, nesting past MAX_DEPTH) is screened
+    for on the raw bytes, and only leaves that may hold it get the exact check. Anything
+    else unusual falls back to parse_canonical leaf by leaf, which also names the reason.
     """
     try:
         text = joined.decode("utf-8")
@@ -322,19 +322,20 @@ def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, st
     if (list(ends) != list(map(len, lines)) or set(map(type, objects)) - {dict}
             or _encode(list(objects)) != "[" + ",".join(lines) + "]"):
         return _slow_canonical(leaves)
-    suspects: set[int] = set()
-    if "true" in text or "false" in text or "null" in text:
-        suspects.update(i for i, line in enumerate(lines)
-                        if "true" in line or "false" in line or "null" in line)
-    if text.count("{") + text.count("[") > MAX_DEPTH:
-        opens = map(operator.add, map(str.count, lines, itertools.repeat("{")),
-                    map(str.count, lines, itertools.repeat("[")))
-        suspects.update(i for i, n in enumerate(opens) if n > MAX_DEPTH)
-    for i in sorted(suspects):
-        try:
-            parse_canonical(leaves[i])
-        except CanonicalError as exc:
-            return i, str(exc)
+    screens: list[Callable[[bytes], bool]] = []
+    if b"true" in joined or b"false" in joined or b"null" in joined:
+        screens.append(lambda leaf: b"true" in leaf or b"false" in leaf or b"null" in leaf)
+    if _LONG_NUMBER in joined.translate(_DIGITS):
+        screens.append(lambda leaf: _LONG_NUMBER in leaf.translate(_DIGITS))
+    if _DEEP in joined.translate(_OPENERS, _NOT_OPENERS):
+        screens.append(lambda leaf: _DEEP in leaf.translate(_OPENERS, _NOT_OPENERS))
+    if screens:
+        for i, leaf in enumerate(leaves):
+            if any(screen(leaf) for screen in screens):
+                try:
+                    parse_canonical(leaf)
+                except CanonicalError as exc:
+                    return i, str(exc)
     return None
 
 
@@ -464,8 +465,9 @@ class _Run:
         problem = await self._check_checkpoints(0, lambda _size: [])
         if problem is not None:
             return problem
+        # From the lowest stored index, so a row slipped in below 0 shows too.
         pending: asyncio.Task[list[Sequence[Any]]] | None = asyncio.ensure_future(
-            self.reader.entries(0, self.chunk))
+            self.reader.entries(-(1 << 62), self.chunk))
         try:
             while pending is not None:
                 rows = await pending
@@ -654,19 +656,41 @@ class _Run:
 
     async def _diagnose(self, size: int, signed_root: bytes,
                         recomputed: list[tuple[NodeRef, bytes]]) -> Problem:
+        """Localise why the entries do not reproduce the signed root of checkpoint ``size``.
+
+        Entries below the last good checkpoint are proven. The stored nodes are trusted
+        only under a signed root they fold to: this checkpoint's, or if its own right edge
+        is a tampered leaf hash, a later one's. Under that anchor, the first subtree whose
+        recomputed hash differs from the stored one leads down to the first bad pair.
+        """
         lo = self.last_good_checkpoint
-        refs = [r for r, _ in recomputed]
-        stored = await self._stored(refs)
-        if len(stored) != len(refs) or merkle.hash_range(refs, stored) != signed_root:
-            return Problem(ProblemKind.ROOT_MISMATCH, lo,
-                           f"entries [{lo}, {size}) do not hash to the signed root of checkpoint "
-                           f"{size}, and the stored tree nodes do not either; cannot localise",
-                           size)
-        for ref, h in recomputed:
-            if stored[ref] != h:
-                return await self._descend(ref, stored[ref], size)
-        # Unreachable: equal frontiers fold to equal roots.
-        return Problem(ProblemKind.ROOT_MISMATCH, lo, "recomputed root differs", size)
+        anchor = await self._anchor(size, signed_root, [r for r, _ in recomputed])
+        if anchor is not None:
+            refs, stored = anchor
+            for ref in refs:
+                if ref.end <= lo or ref.level == 0:
+                    continue  # proven, or a leaf hash that is its own stored value
+                if await self._subtree_hash(ref.start, ref.end) != stored[ref]:
+                    return await self._descend(ref, stored[ref], size, lo)
+        return Problem(ProblemKind.ROOT_MISMATCH, lo,
+                       f"entries [{lo}, {size}) do not hash to the signed root of checkpoint "
+                       f"{size}, and the stored tree nodes do not either; cannot localise", size)
+
+    async def _anchor(
+        self, size: int, signed_root: bytes, refs: list[NodeRef]
+    ) -> tuple[list[NodeRef], dict[NodeRef, bytes]] | None:
+        candidates: list[tuple[int, bytes]] = [(size, signed_root)]
+        for row in await self.reader.rows("SELECT size, root, note FROM checkpoints "
+                                          "WHERE size > ? ORDER BY size LIMIT 32", size):
+            opened = self._open_note(_Checkpoint(int(row[0]), bytes(row[1]), str(row[2])))
+            if isinstance(opened, bytes):
+                candidates.append((int(row[0]), opened))
+        for tree_size, root in candidates:
+            refs = merkle.frontier_refs(tree_size)
+            stored = await self._stored(refs)
+            if len(stored) == len(refs) and merkle.hash_range(refs, stored) == root:
+                return refs, stored
+        return None
 
     async def _stored(self, refs: Sequence[NodeRef]) -> dict[NodeRef, bytes]:
         found: dict[NodeRef, bytes] = {}
@@ -697,20 +721,21 @@ class _Run:
             pos = int(rows[-1][0]) + 1
         return _fold([h for _, h in stack])
 
-    async def _descend(self, ref: NodeRef, trusted: bytes, size: int) -> Problem:
+    async def _descend(self, ref: NodeRef, trusted: bytes, size: int, proven: int) -> Problem:
+        """Split a trusted subtree whose leaves hash differently down to the first bad pair."""
         while ref.level > 1:
-            left, right = NodeRef(ref.level - 1, ref.index * 2), NodeRef(ref.level - 1,
-                                                                        ref.index * 2 + 1)
+            left = NodeRef(ref.level - 1, ref.index * 2)
+            right = NodeRef(ref.level - 1, ref.index * 2 + 1)
             kids = await self.reader.nodes([(left.level, left.index, left.index + 2)])
-            stored_left, stored_right = kids.get((left.level, left.index)), kids.get(
-                (right.level, right.index))
+            stored_left = kids.get((left.level, left.index))
+            stored_right = kids.get((right.level, right.index))
             if (stored_left is None or stored_right is None
                     or merkle.node_hash(stored_left, stored_right) != trusted):
-                return Problem(ProblemKind.ROOT_MISMATCH, ref.start,
-                               f"entries [{ref.start}, {ref.end}) do not hash to the signed root "
-                               f"of checkpoint {size} and the stored nodes below them are "
+                return Problem(ProblemKind.ROOT_MISMATCH, max(ref.start, proven),
+                               f"entries [{ref.start}, {ref.end}) do not hash to the signed "
+                               f"root of checkpoint {size} and the stored nodes below them are "
                                "inconsistent; cannot localise further", size)
-            if await self._subtree_hash(left.start, left.end) != stored_left:
+            if left.end > proven and await self._subtree_hash(left.start, left.end) != stored_left:
                 ref, trusted = left, stored_left
             else:
                 ref, trusted = right, stored_right

@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+import weakref
+
 import structlog
 from aiohttp import web
 
+from gateway.db import Database
 from gateway.http import appkeys
 from gateway.http.problems import Problem, unauthorized
 from provisioning.tokens import Principal, Role, authenticate
+
+# Successful token lookups are remembered for TOKEN_CACHE_SECONDS, so a client sending
+# many requests costs one database read per second instead of one per request (a read
+# connection, a query and a hash: about a third of a small request's server time).
+# The price: a token revoked by another process (the CLI, another gateway instance)
+# keeps working for at most TOKEN_CACHE_SECONDS after the revocation commits (that
+# bound holds for every revocation). A state-changing ops request in this process
+# (how tokens get revoked and tenants terminated over the API) also empties the cache,
+# so such a revocation normally takes effect on the very next request. Only successes
+# are cached; keys are SHA-256 digests, never the bearer tokens themselves.
+TOKEN_CACHE_SECONDS = 1.0
+_TOKEN_CACHE_MAX = 10_000
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _TokenCache:
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+
+    def get(self, digest: bytes, now: float) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[digest]
+            return None
+        return entry[1]
+
+    def put(self, digest: bytes, principal: Principal, now: float) -> None:
+        if len(self._entries) >= _TOKEN_CACHE_MAX:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= _TOKEN_CACHE_MAX:
+                self._entries.clear()
+        self._entries[digest] = (now + TOKEN_CACHE_SECONDS, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# One cache per database, so apps on different databases (tests) never share entries.
+_caches: weakref.WeakKeyDictionary[Database, _TokenCache] = weakref.WeakKeyDictionary()
+
+
+def _cache_for(db: Database) -> _TokenCache:
+    cache = _caches.get(db)
+    if cache is None:
+        cache = _caches[db] = _TokenCache()
+    return cache
 
 
 async def require(request: web.Request, role: Role) -> Principal:
@@ -17,14 +70,31 @@ async def require(request: web.Request, role: Role) -> Principal:
         raise unauthorized("send Authorization: Bearer <token>", code="missing-token")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Authorization must be 'Bearer <token>'", code="missing-token")
-    async with request.app[appkeys.DATABASE].read() as conn:
-        principal = await authenticate(conn, token.strip())
+    token = token.strip()
+    db = request.app[appkeys.DATABASE]
+    cache = _cache_for(db)
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    now = time.monotonic()
+    principal = cache.get(digest, now)
     if principal is None:
-        raise unauthorized("the token is unknown or revoked; ask for a new one",
-                           code="invalid-token")
+        async with db.read() as conn:
+            principal = await authenticate(conn, token)
+        if principal is not None:
+            cache.put(digest, principal, now)
+    if principal is None:
+        raise unauthorized(
+            "the token is unknown or revoked; ask for a new one", code="invalid-token"
+        )
     if principal.role is not role:
-        raise Problem(403, "wrong-role", "Wrong token role",
-                      f"this endpoint needs a {role.value} token, not a {principal.role.value} token")
-    structlog.contextvars.bind_contextvars(token_id=principal.token_id,
-                                           tenant_id=principal.tenant_id)
+        raise Problem(
+            403,
+            "wrong-role",
+            "Wrong token role",
+            f"this endpoint needs a {role.value} token, not a {principal.role.value} token",
+        )
+    if principal.role is Role.OPS and request.method not in _SAFE_METHODS:
+        cache.clear()  # this request may revoke tokens: see TOKEN_CACHE_SECONDS
+    structlog.contextvars.bind_contextvars(
+        token_id=principal.token_id, tenant_id=principal.tenant_id
+    )
     return principal

@@ -144,6 +144,17 @@ _REQUIRED_FLAGS = {
 }
 
 
+_REQUIRED_HELP = {
+    "--request-country": ("CC", "request_id.country: ISO 3166 code of the requesting state"),
+    "--request-authority": ("NAME", "request_id.authority, e.g. PTA"),
+    "--request-number": ("NUMBER", "request_id.number: the authority's case number"),
+    "--auth-reference": ("REF", "authorisation.reference, e.g. PTA/LI/2026/0042"),
+    "--auth-basis": ("TEXT", "authorisation.legal_basis, e.g. 'PECA 2016 s.32'"),
+    "--auth-from": ("TIME", "authorisation.valid_from (RFC 3339)"),
+    "--auth-until": ("TIME", "authorisation.valid_until (RFC 3339)"),
+}
+
+
 def _body_from_flags(args: argparse.Namespace) -> bytes:
     if not args.kind:
         raise UsageError("give the query as --file query.json or with --kind and its flags")
@@ -464,14 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--kind", choices=sorted(_QUERY_FLAGS))
     q.add_argument("--ip", help="tunnel or public IP address")
     q.add_argument("--port", type=int, help="public source port (attribution.endpoint)")
-    q.add_argument("--at", help="RFC 3339 time, e.g. 2026-11-30T03:00:00Z")
+    q.add_argument("--at", metavar="TIME", help="RFC 3339 time, e.g. 2026-11-30T03:00:00Z")
     q.add_argument("--tenant", help="tenant id (activity.tenant)")
     q.add_argument("--peer", help="peer id (activity.peer)")
-    q.add_argument("--from", dest="from_", help="window start (RFC 3339)")
-    q.add_argument("--to", help="window end (RFC 3339)")
+    q.add_argument("--from", dest="from_", metavar="TIME", help="window start (RFC 3339)")
+    q.add_argument("--to", metavar="TIME", help="window end (RFC 3339)")
     q.add_argument("--max-hits", type=int, help="at most this many records (default 100)")
-    for flag in _REQUIRED_FLAGS.values():
-        q.add_argument(flag)
+    for flag, (metavar, text) in _REQUIRED_HELP.items():
+        q.add_argument(flag, metavar=metavar, help=text)
     query.set_defaults(func=cmd_query)
 
     log_pin = argparse.ArgumentParser(add_help=False)

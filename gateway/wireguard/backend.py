@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,8 +56,30 @@ class Endpoint(NamedTuple):
         return cls(host if scope else address, port)
 
 
+def _canonical_network(net: str) -> str:
+    """`str(ip_network(net, strict=True))`, without ipaddress's cost for canonical IPv4."""
+    # Dumps and the database give canonical "a.b.c.d/n" almost always; ipaddress takes
+    # ~20 us to agree, inet_pton/inet_ntop ~1 us. Anything else goes the long way.
+    if type(net) is str and ":" not in net:
+        address, slash, prefix = net.partition("/")
+        if slash and prefix.isascii() and prefix.isdigit() and str(int(prefix)) == prefix:
+            bits = int(prefix)
+            try:
+                packed = socket.inet_pton(socket.AF_INET, address)
+            except OSError:
+                packed = b""
+            if (
+                packed
+                and bits <= 32
+                and socket.inet_ntop(socket.AF_INET, packed) == address
+                and not int.from_bytes(packed, "big") & ((1 << (32 - bits)) - 1)
+            ):
+                return net
+    return str(ipaddress.ip_network(net, strict=True))
+
+
 def _canonical_networks(networks: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(str(ipaddress.ip_network(net, strict=True)) for net in networks)
+    return tuple(_canonical_network(net) for net in networks)
 
 
 def _canonical_interfaces(addresses: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import structlog
 
-from gateway.wireguard.backend import BackendError, Endpoint, WireGuardBackend
+from gateway.wireguard.backend import BackendError, Endpoint, PeerState, WireGuardBackend
 from gateway.wireguard.reconciler import Clock, Sleep, utc_now
 from gateway.wireguard.sessions import SessionEvent, SessionTracker
 
@@ -64,6 +64,7 @@ class Collector:
         self._clock = clock
         self._sleep = sleep
         self._peers: Mapping[bytes, PeerStatus] = {}
+        self._sources: dict[bytes, tuple[PeerState, PeerStatus]] = {}
 
     @property
     def tracker(self) -> SessionTracker:
@@ -82,20 +83,40 @@ class Collector:
         if events:
             await self._on_events(events)
         self._tracker = tracker
-        self._peers = {
-            state.public_key: PeerStatus(
-                public_key=state.public_key,
-                endpoint=state.endpoint,
-                latest_handshake=state.latest_handshake,
-                rx_bytes=state.rx_bytes,
-                tx_bytes=state.tx_bytes,
-                connected=tracker.connected(state.public_key),
-            )
-            for state in dump.peers
-        }
+        self._peers = self._statuses(dump.peers, tracker)
         if self._on_state is not None:
             await self._on_state(CollectorSnapshot(at, self._peers, tracker.to_dict()))
         return events
+
+    def _statuses(
+        self, states: Sequence[PeerState], tracker: SessionTracker
+    ) -> dict[bytes, PeerStatus]:
+        # A backend hands back the very same (immutable) PeerState for a peer whose
+        # dump lines did not change; its status then only changes with `connected`.
+        before = self._sources
+        tracks = tracker.peers
+        sources: dict[bytes, tuple[PeerState, PeerStatus]] = {}
+        peers: dict[bytes, PeerStatus] = {}
+        for state in states:
+            key = state.public_key
+            track = tracks.get(key)  # tracker.connected(key), inlined
+            connected = track is not None and track.session is not None
+            known = before.get(key)
+            if known is not None and known[0] is state and known[1].connected is connected:
+                status = known[1]
+            else:
+                status = PeerStatus(
+                    public_key=key,
+                    endpoint=state.endpoint,
+                    latest_handshake=state.latest_handshake,
+                    rx_bytes=state.rx_bytes,
+                    tx_bytes=state.tx_bytes,
+                    connected=connected,
+                )
+            sources[key] = (state, status)
+            peers[key] = status
+        self._sources = sources
+        return peers
 
     async def run(self) -> None:
         while True:

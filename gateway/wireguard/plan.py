@@ -8,19 +8,29 @@ from gateway.wireguard.backend import PeerChanges, PeerSpec, PeerState
 
 
 def _in_sync(desired: PeerSpec, actual: PeerState) -> bool:
-    return (
-        set(desired.allowed_ips) == set(actual.allowed_ips)
-        and desired.preshared_key_digest == actual.preshared_key_digest
-        and (desired.persistent_keepalive or None) == actual.persistent_keepalive
-    )
+    if (desired.persistent_keepalive or None) != actual.persistent_keepalive:
+        return False
+    # Same order is the common case and needs no sets.
+    if desired.allowed_ips != actual.allowed_ips and set(desired.allowed_ips) != set(
+        actual.allowed_ips
+    ):
+        return False
+    # Cheap before costly: without a PSK on either side there is nothing to hash.
+    if desired.preshared_key is None:
+        return actual.preshared_key_digest is None
+    return desired.preshared_key_digest == actual.preshared_key_digest
 
 
 def plan_changes(desired: Mapping[bytes, PeerSpec], actual: Sequence[PeerState]) -> PeerChanges:
     """Adds for missing peers, updates for drifted ones, removals for unknown ones."""
     present = {state.public_key: state for state in actual}
-    adds = tuple(spec for key, spec in desired.items() if key not in present)
-    updates = tuple(
-        spec for key, spec in desired.items() if key in present and not _in_sync(spec, present[key])
-    )
+    adds: list[PeerSpec] = []
+    updates: list[PeerSpec] = []
+    for key, spec in desired.items():
+        state = present.get(key)
+        if state is None:
+            adds.append(spec)
+        elif not _in_sync(spec, state):
+            updates.append(spec)
     removals = tuple(key for key in present if key not in desired)
-    return PeerChanges(adds=adds, updates=updates, removals=removals)
+    return PeerChanges(adds=tuple(adds), updates=tuple(updates), removals=removals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import ClassVar
 
 from gateway.wireguard.backend import PeerState
@@ -68,6 +69,12 @@ class PeerTrack:
     session: Session | None = None
 
     def to_dict(self) -> dict[str, int | str]:
+        # A copy: callers own what they are given.
+        return dict(self._data)
+
+    @cached_property
+    def _data(self) -> dict[str, int | str]:
+        # Tracks are immutable and idle ones carry over unchanged from pass to pass.
         data: dict[str, int | str] = {}
         if self.rx_seen is not None and self.tx_seen is not None:
             data |= {"rx_seen": self.rx_seen, "tx_seen": self.tx_seen}
@@ -101,6 +108,9 @@ class PeerTrack:
         if session is not None and track.last_handshake is None:
             raise ValueError("a session needs last_handshake")
         return track
+
+
+_UNSEEN = PeerTrack()
 
 
 def _time_text(moment: datetime) -> str:
@@ -149,6 +159,8 @@ class SessionTracker:
 
     peers: Mapping[bytes, PeerTrack] = field(default_factory=dict)
     grace: timedelta = DEFAULT_GRACE
+    # Base64 of the keys `to_dict` has seen, shared with the trackers `observe` derives.
+    _names: dict[bytes, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def connected(self, public_key: bytes) -> bool:
         track = self.peers.get(public_key)
@@ -162,11 +174,25 @@ class SessionTracker:
             raise ValueError("observation time must be timezone-aware")
         events: list[SessionEvent] = []
         peers: dict[bytes, PeerTrack] = {}
+        before = self.peers
         for state in states:
-            track, new = self._step(self.peers.get(state.public_key, PeerTrack()), state, at)
-            peers[state.public_key] = track
+            key = state.public_key
+            track = before.get(key, _UNSEEN)
+            handshake = state.latest_handshake
+            if track.session is None and (
+                handshake is None
+                or (track.last_handshake is not None and handshake <= track.last_handshake)
+            ):
+                # Idle, no newer handshake: no session can start or end, only the
+                # counters move (what _step would conclude, at a fraction of the cost).
+                if track.rx_seen != state.rx_bytes or track.tx_seen != state.tx_bytes:
+                    track = PeerTrack(state.rx_bytes, state.tx_bytes, track.last_handshake)
+                peers[key] = track
+                continue
+            track, new = self._step(track, state, at)
+            peers[key] = track
             events += new
-        for key, track in self.peers.items():
+        for key, track in before.items():
             # An idle peer gone from the interface is simply forgotten. One gone
             # mid-session (removed, or its daemon restarted) may come back with fresh
             # counters, so its session ends only once its handshake is stale.
@@ -176,7 +202,9 @@ class SessionTracker:
                 events.append(_ended(key, track, track.session, at))
             else:
                 peers[key] = track
-        return replace(self, peers=peers), events
+        after = replace(self, peers=peers)
+        object.__setattr__(after, "_names", self._names)
+        return after, events
 
     def _stale(self, handshake: datetime | None, at: datetime) -> bool:
         return handshake is None or at - handshake > REJECT_AFTER_TIME + self.grace
@@ -213,7 +241,18 @@ class SessionTracker:
 
     def to_dict(self) -> dict[str, dict[str, int | str]]:
         """Plain data (base64 key → ints and strings) to persist across restarts."""
-        return {to_base64(key): track.to_dict() for key, track in self.peers.items()}
+        names = self._names
+        out: dict[str, dict[str, int | str]] = {}
+        for key, track in self.peers.items():
+            name = names.get(key)
+            if name is None:
+                name = names[key] = to_base64(key)
+            out[name] = track.to_dict()
+        if len(names) > 2 * len(out) + 1024:  # forget keys long gone from the interface
+            current = {key: names[key] for key in self.peers}
+            names.clear()
+            names.update(current)
+        return out
 
     @classmethod
     def from_dict(

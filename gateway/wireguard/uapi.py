@@ -146,8 +146,8 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return pairs[:-1]
 
 
-def parse_get_response(text: str) -> UapiDevice:
-    """Parse the answer to `get=1`; raise `UapiError` for errno != 0."""
+def _parse_get_lines(text: str) -> UapiDevice:
+    """The reference parser, line by line: authoritative for every error."""
     private_key: bytes | None = None
     listen_port: int | None = None
     fwmark: int | None = None
@@ -175,6 +175,101 @@ def parse_get_response(text: str) -> UapiDevice:
     return UapiDevice(private_key, listen_port, fwmark, tuple(peers))
 
 
+_PEER_START = "\npublic_key="
+
+
+def _parse_peer_block(block: str) -> PeerState:
+    """One peer: its public key's hex, then its `key=value` lines (no trailing newline)."""
+    lines = block.split("\n")
+    builder = _PeerBuilder(_key("public_key", lines[0]))
+    for line in lines[1:]:
+        key, sep, value = line.partition("=")
+        if not sep or not key or key in _DEVICE_KEYS:
+            raise UapiProtocolError(f"bad line {line!r} in a peer")
+        builder.take(key, value)
+    return builder.build()
+
+
+class GetParser:
+    """Parses `get=1` answers, reusing the `PeerState` of every peer whose lines are
+    verbatim those of the previous answer (idle peers: most of a large interface).
+
+    The answer is cut into peer blocks at each `public_key=` line; a block not seen last
+    time is parsed as the reference parser would. On anything unexpected (an error, a
+    nonzero errno) the reference parser runs on the whole answer and has the last word,
+    so results and errors are exactly those of a line-by-line parse.
+    """
+
+    __slots__ = ("_blocks",)
+
+    def __init__(self) -> None:
+        # Block text -> its state; holds the last answer only (it may contain PSK hex,
+        # like the daemon's answer itself; never logged, never in a repr).
+        self._blocks: dict[str, PeerState] = {}
+
+    def __repr__(self) -> str:
+        return f"<GetParser {len(self._blocks)} peer blocks remembered>"
+
+    def parse(self, text: str) -> UapiDevice:
+        try:
+            device, blocks = self._parse_blocks(text)
+        except Exception:
+            # Whatever went wrong (a bad line, an errno, a handshake time out of range),
+            # the line-by-line parser decides: it raises the error it would always have
+            # raised, which need not be the first one met block by block.
+            return _parse_get_lines(text)
+        self._blocks = blocks
+        return device
+
+    def _parse_blocks(self, text: str) -> tuple[UapiDevice, dict[str, PeerState]]:
+        # Slices, not copies, of a multi-megabyte answer: only the last block is cut.
+        if not text.endswith("\n\n"):
+            raise UapiProtocolError("answer is not terminated by an empty line")
+        cut = text.rfind("\n", 0, len(text) - 2)  # the newline ending the line before errno
+        key, eq, errno_text = text[cut + 1 : -2].partition("=")
+        if key != "errno" or not eq or int(errno_text) != 0:
+            raise UapiProtocolError("no errno=0 trailer")
+        if cut < 0:  # errno was the only line
+            return UapiDevice(None, None, None, ()), {}
+        parts = text.split(_PEER_START)
+        parts[-1] = parts[-1][: cut - len(text)]  # drop "\nerrno=0\n\n"
+        if parts[0].startswith("public_key="):  # no device lines: the first line is a peer's
+            parts[0] = parts[0][len("public_key=") :]
+            device_lines: list[str] = []
+            blocks = parts
+        else:
+            device_lines = parts[0].split("\n")
+            blocks = parts[1:]
+        private_key: bytes | None = None
+        listen_port: int | None = None
+        fwmark: int | None = None
+        for line in device_lines:
+            key, eq, value = line.partition("=")
+            if key == "private_key" and eq:
+                private_key = _key(key, value)
+            elif key == "listen_port" and eq:
+                listen_port = _int(key, value) or None
+            elif key == "fwmark" and eq:
+                fwmark = _int(key, value) or None
+            else:
+                raise UapiProtocolError(f"unexpected device line {line!r}")
+        previous = self._blocks
+        seen: dict[str, PeerState] = {}
+        peers: list[PeerState] = []
+        for block in blocks:
+            state = previous.get(block)
+            if state is None:
+                state = _parse_peer_block(block)
+            seen[block] = state
+            peers.append(state)
+        return UapiDevice(private_key, listen_port, fwmark, tuple(peers)), seen
+
+
+def parse_get_response(text: str) -> UapiDevice:
+    """Parse the answer to `get=1`; raise `UapiError` for errno != 0."""
+    return GetParser().parse(text)
+
+
 def parse_set_response(text: str) -> None:
     """Check the answer to `set=1`; raise `UapiError` for errno != 0."""
     if rest := _pairs(text):
@@ -199,29 +294,30 @@ def render_device_set(
     return _request(lines)
 
 
-def _peer_config_lines(spec: PeerSpec) -> list[str]:
+def _peer_config(spec: PeerSpec) -> str:
     # Zero key and zero interval clear a PSK / keepalive that should not be there.
-    return [
-        f"preshared_key={to_hex(spec.preshared_key or ZERO_KEY)}",
-        f"persistent_keepalive_interval={spec.persistent_keepalive or 0}",
-        "replace_allowed_ips=true",
-        *(f"allowed_ip={net}" for net in spec.allowed_ips),
-    ]
+    psk = (spec.preshared_key or ZERO_KEY).hex()  # PeerSpec checked its keys already
+    ips = "".join([f"allowed_ip={net}\n" for net in spec.allowed_ips])
+    return (
+        f"preshared_key={psk}\n"
+        f"persistent_keepalive_interval={spec.persistent_keepalive or 0}\n"
+        f"replace_allowed_ips=true\n{ips}"
+    )
 
 
 def render_peer_changes(changes: PeerChanges) -> str:
     """One `set=1` request carrying every removal, update and add."""
-    lines: list[str] = []
+    # Built in one pass: at 10,000 peers this request is ~1.3 MB.
+    out = ["set=1\n"]
     for key in changes.removals:
-        lines += [f"public_key={to_hex(key)}", "remove=true"]
+        out.append(f"public_key={to_hex(key)}\nremove=true\n")
     for spec in changes.updates:
         # update_only: if the peer vanished meanwhile, do not resurrect a half-configured one.
-        lines += [f"public_key={to_hex(spec.public_key)}", "update_only=true"]
-        lines += _peer_config_lines(spec)
+        out.append(f"public_key={spec.public_key.hex()}\nupdate_only=true\n{_peer_config(spec)}")
     for spec in changes.adds:
-        lines.append(f"public_key={to_hex(spec.public_key)}")
-        lines += _peer_config_lines(spec)
-    return _request(lines)
+        out.append(f"public_key={spec.public_key.hex()}\n{_peer_config(spec)}")
+    out.append("\n")
+    return "".join(out)
 
 
 class UapiClient:
@@ -232,13 +328,14 @@ class UapiClient:
     ) -> None:
         self._path = socket_dir / f"{interface}.sock"
         self._timeout = timeout
+        self._parser = GetParser()
 
     @property
     def socket_path(self) -> Path:
         return self._path
 
     async def get(self) -> UapiDevice:
-        return parse_get_response(await self._exchange(GET_REQUEST))
+        return self._parser.parse(await self._exchange(GET_REQUEST))
 
     async def set(self, request: str) -> None:
         parse_set_response(await self._exchange(request))
@@ -258,20 +355,11 @@ class UapiClient:
     async def _exchange(self, request: str) -> str:
         try:
             async with asyncio.timeout(self._timeout):
-                reader, writer = await asyncio.open_unix_connection(self._path)
+                reader, writer = await asyncio.open_unix_connection(self._path, limit=_READ_CHUNK)
                 try:
                     writer.write(request.encode("ascii"))
                     await writer.drain()
-                    lines = []
-                    while True:
-                        line = await reader.readline()
-                        if not line:
-                            raise UapiProtocolError(
-                                "daemon closed the connection before the end of its answer"
-                            )
-                        lines.append(line)
-                        if line == b"\n":
-                            break
+                    answer = await _read_answer(reader)
                 finally:
                     writer.close()
                     with contextlib.suppress(OSError):
@@ -280,7 +368,32 @@ class UapiClient:
             raise BackendUnavailable(f"no WireGuard daemon listening on {self._path}") from exc
         except TimeoutError as exc:
             raise BackendError(f"UAPI request to {self._path} timed out") from exc
-        except (ConnectionError, ValueError) as exc:
-            # ValueError: asyncio's line-length limit; the daemon never sends such lines.
+        except ConnectionError as exc:
             raise BackendUnavailable(f"UAPI connection to {self._path} failed: {exc}") from exc
-        return b"".join(lines).decode("ascii", errors="replace")
+        return answer.decode("ascii", errors="replace")
+
+
+# A 10,000-peer answer is ~3 MB; reading it line by line cost more than parsing it.
+_READ_CHUNK = 1 << 20
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    """Everything up to and including the first empty line (the end of an answer)."""
+    chunks: list[bytes] = []
+    last = b""
+    while True:
+        chunk = await reader.read(_READ_CHUNK)
+        if not chunk:
+            raise UapiProtocolError("daemon closed the connection before the end of its answer")
+        if not chunks and chunk[:1] == b"\n":  # the very first line is empty
+            return b"\n"
+        # An empty line is "\n\n"; the two may straddle chunks.
+        if last.endswith(b"\n") and chunk[:1] == b"\n":
+            chunks.append(b"\n")
+            return b"".join(chunks)
+        end = chunk.find(b"\n\n")
+        if end >= 0:
+            chunks.append(chunk[: end + 2])
+            return b"".join(chunks)
+        chunks.append(chunk)
+        last = chunk

@@ -535,6 +535,7 @@ async def test_public_log_endpoints(make_client: MakeClient, clock: FakeClock) -
     client = await make_client()
     reg, ops = await setup_regulator(client, clock)
     await verified_tenant(client, ops)
+    await client.app[appkeys.SEQUENCER].drain()
     resp = await client.get("/regulator/v1/checkpoint")
     assert resp.status == 200 and resp.content_type == "text/plain"
     head = open_checkpoint(await resp.text(), reg.pins.log)

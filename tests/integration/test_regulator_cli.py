@@ -64,7 +64,7 @@ class Gateway:
     def call(self, method: str, path: str, token: str | None = None,
              body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
         req.add_header("Authorization", f"Bearer {token or self.ops_token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -82,7 +82,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with (base / "serve.log").open("w") as log:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -119,13 +119,19 @@ class Setup:
     peer: dict[str, Any]
     tenant: dict[str, Any]
 
-    def auth_flags(self) -> list[str]:
+    @staticmethod
+    def window() -> tuple[str, str]:
+        """An authorisation in force now (the server runs on the real clock)."""
         now = datetime.now(UTC)
+        return ((now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                (now + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def auth_flags(self) -> list[str]:
+        valid_from, valid_until = self.window()
         return ["--request-country", "PK", "--request-authority", "PTA",
                 "--request-number", "2026-000123", "--auth-reference", "PTA/LI/2026/0042",
-                "--auth-basis", "PECA 2016 s.32",
-                "--auth-from", (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "--auth-until", (now + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")]
+                "--auth-basis", "PECA 2016 s.32", "--auth-from", valid_from,
+                "--auth-until", valid_until]
 
     def query_args(self, state: Path, *extra: str) -> list[str]:
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -199,14 +205,13 @@ def test_query_prints_verified_records_and_keeps_the_log_consistent(setup: Setup
 
     # A query file is sent byte for byte: its SHA-256 is the digest the gateway logs.
     query_file = setup.dir / "query.json"
-    args = setup.query_args(state)
-    flags = dict(zip(args[::2], args[1::2], strict=False))
+    valid_from, valid_until = setup.window()
     query_file.write_text(json.dumps({
         "request_id": {"country": "PK", "authority": "PTA", "number": "2026-000124"},
         "authorisation": {"reference": "PTA/LI/2026/0042", "legal_basis": "PECA 2016 s.32",
-                          "valid_from": flags["--auth-from"], "valid_until": flags["--auth-until"]},
+                          "valid_from": valid_from, "valid_until": valid_until},
         "query": {"kind": "activity.tenant", "tenant_id": setup.tenant["id"],
-                  "from": flags["--auth-from"], "to": flags["--at"]},
+                  "from": valid_from, "to": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "max_hits": 3}, indent=2))
     from_file = json.loads(regulator(
         "query", "--url", setup.gw.url, "--key", str(setup.dir / "keys/regulator.key"),
@@ -355,7 +360,7 @@ def test_refusals_and_usage_errors_exit_non_zero_with_one_line(setup: Setup) -> 
                         check=False)
     assert unknown.returncode == 3 and "keyid" in unknown.stderr and "401" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
-    out_of_scope = [a.replace("--auth-from", "--auth-from") for a in args]
+    out_of_scope = list(args)
     i = out_of_scope.index("--at")
     out_of_scope[i + 1] = "2020-01-01T00:00:00Z"
     refused = regulator(*out_of_scope, "--json", check=False)

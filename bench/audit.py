@@ -1,0 +1,329 @@
+"""Audit log benchmark: append throughput, proof latency at 1 M / 10 M leaves, verify throughput.
+
+1. Durable append: outbox rows (realistic canonical leaves) are moved into the Merkle log
+   by AuditLog.sequence(batch=B) on a SQLite file (WAL, synchronous=NORMAL as the service
+   runs it: a commit survives a process crash). Beside it, measured in the same run on
+   the same rows: SHA-256 of the leaves alone, and a bare sqlite3 executemany of the same
+   log_entries rows in batches of B (the raw limits).
+2. Proofs: a log of N leaves is bulk-built with sqlite3 and MerkleFrontier (every
+   completed node stored, one signed checkpoint every 10,000 leaves), then
+   AuditLog.inclusion_proofs / consistency_proof are timed for random indexes and sizes
+   (each proof is verified outside the timing).
+3. `vpngw audit verify` throughput (verify_log) over the same N-leaf log, with and without
+   the canonical-JSON check, beside the raw limits: reading the rows with sqlite3, and
+   SHA-256 of the leaves plus the tree's interior nodes.
+
+    .venv/bin/python -m bench.audit                            # 1,000,000 leaves
+    .venv/bin/python -m bench.audit --sizes 1000000,10000000   # the full run (minutes)
+    .venv/bin/python -m bench.audit --sizes 100000 --append 50000   # quick
+
+Targets: append >= 50,000 events/s; proofs <= 2 ms; verify >= 500,000 leaves/s.
+It prints tables; it is not a test and fails nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import random
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine_note, percentile, print_table
+from gateway.audit import merkle
+from gateway.audit.log import AuditLog
+from gateway.audit.merkle import MerkleFrontier
+from gateway.audit.note import Checkpoint, Ed25519NoteSigner
+from gateway.audit.verify import _levels, verify_log
+from gateway.clock import SystemClock
+from gateway.db import Database
+from gateway.keyfiles import create_keys, load_keys
+from gateway.settings import load_settings
+
+ORIGIN = "vpngw.example/log"
+TS = "2026-11-30T03:00:00Z"
+SQL_TS = "2026-11-30 03:00:00.000000"  # how the UTCDateTime column stores it on SQLite
+TYPES = ("session.started", "session.ended", "peer.provisioned", "session.roamed")
+
+
+# --- realistic leaves, fast ----------------------------------------------------------------
+
+
+def leaves(n: int, start: int = 0, seed: int = 1) -> Iterator[tuple[bytes, str, str, str]]:
+    """(canonical leaf, type, tenant_id, peer_id); keys are written in sorted order."""
+    rng = random.Random(seed + start)
+    salt = lambda: base64.b64encode(rng.randbytes(16)).decode()  # noqa: E731
+    for i in range(start, start + n):
+        tenant = f"01a22ae4-0000-7000-8000-{i % 5000:012d}"
+        peer = f"01a22ae4-1111-7000-8000-{i % 200000:012d}"
+        kind = TYPES[i % 4]
+        if kind == "session.ended":
+            body = (f'{{"endpoint":"203.0.113.{i % 250}:{1024 + i % 60000}","gateway_id":"gw1",'
+                    f'"last_handshake":"{TS}","peer_id":"{peer}","rx_bytes":{i * 37},'
+                    f'"salt":"{salt()}","tenant_id":"{tenant}","ts":"{TS}","tx_bytes":{i * 11},'
+                    f'"type":"{kind}","v":1}}')
+        elif kind == "peer.provisioned":
+            body = (f'{{"actor":"tenant:token-{i % 977}","gateway_id":"gw1","peer_id":"{peer}",'
+                    f'"public_key":"{base64.b64encode(rng.randbytes(32)).decode()}",'
+                    f'"salt":"{salt()}","tenant_id":"{tenant}","ts":"{TS}",'
+                    f'"tunnel_ips":["10.100.{i // 256 % 256}.{i % 256}","fd00:100::{i:x}"],'
+                    f'"type":"{kind}","v":1}}')
+        else:
+            body = (f'{{"endpoint":"203.0.113.{i % 250}:{1024 + i % 60000}",'
+                    f'"first_handshake":"{TS}","gateway_id":"gw1","peer_id":"{peer}",'
+                    f'"salt":"{salt()}","tenant_id":"{tenant}","ts":"{TS}",'
+                    f'"type":"{kind}","v":1}}')
+        yield body.encode(), kind, tenant, peer
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def make_data_dir(root: Path, name: str) -> tuple[Path, str]:
+    data = root / name
+    data.mkdir(parents=True)
+    create_keys(data)
+    return data, f"sqlite+aiosqlite:///{data / 'vpngw.db'}"
+
+
+# --- 1. append -------------------------------------------------------------------------------
+
+
+async def bench_append(root: Path, count: int, batches: list[int]) -> list[dict[str, Any]]:
+    sample = list(leaves(count, seed=7))
+    rows = []
+    sha_rate = count / timed(lambda: [hashlib.sha256(b"\x00" + leaf).digest()
+                                      for leaf, *_ in sample])
+    for batch in batches:
+        data, url = make_data_dir(root, f"append-{batch}")
+        db = Database(url, pool_size=2)
+        await db.migrate()
+        settings = load_settings(data, environ={})
+        signer = Ed25519NoteSigner(ORIGIN, load_keys(settings.data_dir).log)
+        log = AuditLog(db=db, signer=signer, origin=ORIGIN, clock=SystemClock())
+        with sqlite3.connect(data / "vpngw.db") as conn:
+            conn.executemany("INSERT INTO outbox (leaf, created_at) VALUES (?, ?)",
+                             ((leaf, SQL_TS) for leaf, *_ in sample))
+        started = time.perf_counter()
+        moved = 0
+        while n := await log.sequence(batch=batch):
+            moved += n
+        elapsed = time.perf_counter() - started
+        await db.dispose()
+        assert moved == count
+        raw = _raw_insert_rate(root / f"raw-{batch}.db", sample, batch)
+        rate = moved / elapsed
+        rows.append({"batch": batch, "events": moved, "sequence events/s": rate,
+                     "sqlite3 executemany rows/s": raw, "SHA-256 leaves/s": sha_rate,
+                     "vs sqlite3": f"{rate / raw:.0%}", "vs SHA-256": f"{rate / sha_rate:.0%}",
+                     "target 50k": "met" if rate >= 50_000 else "MISSED"})
+    return rows
+
+
+def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]], batch: int) -> float:
+    """The same log_entries rows, same table and indexes, bare executemany per batch."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE log_entries (idx BIGINT NOT NULL PRIMARY KEY, leaf BLOB, "
+                 "leaf_hash BLOB NOT NULL, type VARCHAR(40) NOT NULL, tenant_id VARCHAR(36), "
+                 "peer_id VARCHAR(36), ts DATETIME NOT NULL, redacted_at DATETIME)")
+    for cols in ("tenant_id, ts", "peer_id, ts", "type, ts", "ts"):
+        conn.execute(f"CREATE INDEX ix_{cols.replace(', ', '_')} ON log_entries ({cols})")
+    started = time.perf_counter()
+    for lo in range(0, len(sample), batch):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", (
+            (lo + i, leaf, hashlib.sha256(b"\x00" + leaf).digest(), kind, tenant, peer, SQL_TS)
+            for i, (leaf, kind, tenant, peer) in enumerate(sample[lo:lo + batch])))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(sample) / elapsed
+
+
+# --- 2. a big log, bulk-built ----------------------------------------------------------------
+
+
+def build_big_log(data: Path, size: int, *, every: int = 10_000) -> dict[str, float]:
+    """Write exactly what AuditLog.sequence would have for `size` leaves, in bulk."""
+    signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
+    conn = sqlite3.connect(data / "vpngw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    # Lookup indexes are irrelevant to proofs and verify (both read by primary key);
+    # building them over 10 M rows would triple the set-up time.
+    for ix in ("ix_log_entries_tenant_ts", "ix_log_entries_peer_ts", "ix_log_entries_type_ts",
+               "ix_log_entries_ts"):
+        conn.execute(f"DROP INDEX IF EXISTS {ix}")
+    frontier = MerkleFrontier()
+    started = time.perf_counter()
+    chunk = 50_000
+    for lo in range(0, size, chunk):
+        n = min(chunk, size - lo)
+        entries, nodes, ckpts = [], [], []
+        for leaf, kind, tenant, peer in leaves(n, lo):
+            h = hashlib.sha256(b"\x00" + leaf).digest()
+            entries.append((frontier.size, leaf, h, kind, tenant, peer, SQL_TS))
+            nodes.extend((ref.level, ref.index, node) for ref, node in frontier.append(h))
+            if frontier.size % every == 0 or frontier.size == size:
+                note = Checkpoint(ORIGIN, frontier.size, frontier.root()).sign(signer)
+                ckpts.append((frontier.size, frontier.root(), note, SQL_TS))
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO log_entries (idx, leaf, leaf_hash, type, tenant_id, "
+                         "peer_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+        conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        conn.executemany("INSERT INTO checkpoints (size, root, note, created_at) "
+                         "VALUES (?, ?, ?, ?)", ckpts)
+        conn.execute("COMMIT")
+        if lo and lo % 1_000_000 == 0:
+            print(f"  built {lo:,} leaves", file=sys.stderr, flush=True)
+    conn.execute("INSERT INTO log_head (id, size, root) VALUES (1, ?, ?)",
+                 (size, frontier.root()))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return {"build_seconds": time.perf_counter() - started}
+
+
+async def bench_proofs(data: Path, url: str, size: int, samples: int) -> dict[str, Any]:
+    db = Database(url, pool_size=2)
+    signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
+    log = AuditLog(db=db, signer=signer, origin=ORIGIN, clock=SystemClock())
+    rng = random.Random(size)
+    root = await log.root_at(size)
+    await log.inclusion_proofs([0], size)  # warm the connection
+    incl, cons = [], []
+    for _ in range(samples):
+        index = rng.randrange(size)
+        started = time.perf_counter()
+        proof = (await log.inclusion_proofs([index], size))[index]
+        incl.append((time.perf_counter() - started) * 1000)
+        leaf_hash = (await log.entries([index]))[0].leaf_hash
+        merkle.verify_inclusion(leaf_hash, index, size, proof, root)
+    for _ in range(samples):
+        old = rng.randrange(1, size)
+        started = time.perf_counter()
+        proof = await log.consistency_proof(old, size)
+        cons.append((time.perf_counter() - started) * 1000)
+        merkle.verify_consistency(old, size, await log.root_at(old), root, proof)
+    await db.dispose()
+    return {"inclusion": incl, "consistency": cons}
+
+
+# --- 3. verify -------------------------------------------------------------------------------
+
+
+async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
+    signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
+    db = Database(url, pool_size=2)
+    out = []
+    for label, check_json in (("verify_log (full: JSON, hashes, tree, signatures)", True),
+                              ("verify_log without the canonical-JSON check", False)):
+        report = await verify_log(db, verifier=signer.verifier, origin=ORIGIN,
+                                  check_json=check_json)
+        assert report.ok and report.entries == size, report.problem
+        out.append({"what": label, "leaves/s": report.rate, "seconds": report.elapsed})
+    await db.dispose()
+
+    # Raw limits on the same rows.
+    conn = sqlite3.connect(data / "vpngw.db")
+    started = time.perf_counter()
+    hashes: list[bytes] = []
+    read_leaves = 0
+    cur = conn.execute("SELECT idx, leaf, leaf_hash FROM log_entries ORDER BY idx")
+    while rows := cur.fetchmany(1 << 15):
+        read_leaves += len(rows)
+    read = time.perf_counter() - started
+    hashing = 0.0
+    cur = conn.execute("SELECT leaf FROM log_entries ORDER BY idx")
+    while rows := cur.fetchmany(1 << 15):
+        started = time.perf_counter()
+        hashes = [hashlib.sha256(b"\x00" + r[0]).digest() for r in rows]
+        _levels(hashes)
+        hashing += time.perf_counter() - started
+    conn.close()
+    out.append({"what": "raw: sqlite3 read of (idx, leaf, leaf_hash)",
+                "leaves/s": read_leaves / read, "seconds": read})
+    out.append({"what": "raw: SHA-256 of leaves + interior nodes", "leaves/s": size / hashing,
+                "seconds": hashing})
+    both = 1 / (1 / out[-1]["leaves/s"] + 1 / out[-2]["leaves/s"])
+    out.append({"what": "raw: read + hash (one core)", "leaves/s": both, "seconds": size / both})
+    for row in out:
+        row["vs raw read+hash"] = f"{row['leaves/s'] / both:.0%}"
+        row["target 500k"] = "met" if row["leaves/s"] >= 500_000 else "MISSED"
+    return out
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(machine_note())
+    root = Path(tempfile.mkdtemp(prefix="vpngw-bench-audit-", dir=args.dir))
+    try:
+        appends = await bench_append(root, args.append, [int(b) for b in args.batches.split(",")])
+        print_table(f"Durable append through AuditLog.sequence ({args.append:,} events, SQLite WAL, "
+                    "synchronous=NORMAL)", appends,
+                    ["batch", "events", "sequence events/s", "sqlite3 executemany rows/s",
+                     "SHA-256 leaves/s", "vs sqlite3", "vs SHA-256", "target 50k"])
+        proof_rows, verify_rows = [], []
+        for size in [int(s) for s in args.sizes.split(",")]:
+            data, url = make_data_dir(root, f"log-{size}")
+            db = Database(url)
+            await db.migrate()
+            await db.dispose()
+            print(f"building a {size:,}-leaf log ...", file=sys.stderr, flush=True)
+            built = build_big_log(data, size)
+            timings = await bench_proofs(data, url, size, args.samples)
+            for kind, values in timings.items():
+                p99 = percentile(values, 99)
+                proof_rows.append({"leaves": size, "proof": kind, "samples": len(values),
+                                   "p50 ms": percentile(values, 50), "p99 ms": p99,
+                                   "max ms": max(values),
+                                   "target 2 ms": "met" if p99 <= 2 else "MISSED",
+                                   "build s": built["build_seconds"]})
+            for row in await bench_verify(data, url, size):
+                verify_rows.append({"leaves": size, **row})
+            if not args.keep:
+                for f in data.glob("vpngw.db*"):
+                    f.unlink()
+        print_table("Proof latency (AuditLog, SQLite; p99 over random indexes/sizes)",
+                    proof_rows, ["leaves", "proof", "samples", "p50 ms", "p99 ms", "max ms",
+                                 "target 2 ms", "build s"])
+        print_table("audit verify throughput", verify_rows,
+                    ["leaves", "what", "leaves/s", "seconds", "vs raw read+hash", "target 500k"])
+    finally:
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000", help="log sizes for proofs and verify")
+    parser.add_argument("--append", type=int, default=200_000, help="events for the append run")
+    parser.add_argument("--batches", default="1000,5000,20000", help="sequencer batch sizes")
+    parser.add_argument("--samples", type=int, default=300, help="proofs timed per kind")
+    parser.add_argument("--dir", default=None, help="where to put the temporary databases")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    _ = datetime.now(UTC), secrets
+    asyncio.run(main(parser.parse_args()))
