@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import ipaddress
 import logging
 import os
@@ -104,9 +105,29 @@ async def timed(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return time.perf_counter() - began, result
 
 
+class GcClock:
+    """Time spent in the cyclic garbage collector (it runs inside whatever is timed)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._began
+
+
+GC = GcClock()
+
+
 @dataclass
 class Stat:
     samples: list[float] = field(default_factory=list)
+    gc: list[float] = field(default_factory=list)  # of each sample, seconds in the GC
+    cpu: list[float] = field(default_factory=list)  # of each sample, our process's CPU time
 
     @property
     def median(self) -> float:
@@ -312,15 +333,22 @@ class Profiler:
         self.directory = directory
         self.profiles: dict[str, cProfile.Profile] = {}
 
-    async def run(self, section: str, work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    async def run(self, stat: Stat, section: str, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Time `work` into `stat` (and its GC share); profile it too when asked."""
+        gc_before, cpu_before = GC.total, time.process_time()
         if self.directory is None:
-            return await timed(work)
-        prof = self.profiles.setdefault(section, cProfile.Profile())
-        prof.enable()
-        try:
-            return await timed(work)
-        finally:
-            prof.disable()
+            took, result = await timed(work)
+        else:
+            prof = self.profiles.setdefault(section, cProfile.Profile())
+            prof.enable()
+            try:
+                took, result = await timed(work)
+            finally:
+                prof.disable()
+        stat.samples.append(took)
+        stat.gc.append(GC.total - gc_before)
+        stat.cpu.append(time.process_time() - cpu_before)
+        return result
 
     def report(self) -> None:
         if self.directory is None:
@@ -373,9 +401,8 @@ class Bench:
             last = i == self.repeat - 1
             o = await Ours.fresh(next(self.ports))
             o.desired.specs = fresh(specs)
-            took, result = await self.profiler.run("bulk", o.reconciler.reconcile)
+            result = await self.profiler.run(ours_bulk, "bulk", o.reconciler.reconcile)
             assert len(result.applied.adds) == self.peers and not result.rejected
-            ours_bulk.samples.append(took)
             d = await asyncio.to_thread(wg_fresh_interface, next(self.ports), key_file)
             wg_bulk.samples.append(await asyncio.to_thread(timed_sh, "wg", "syncconf", d.ifname,
                                                            str(conf)))
@@ -416,9 +443,8 @@ class Bench:
             began = time.perf_counter()
             ours.desired.specs = fresh(specs)
             build_s.samples.append(time.perf_counter() - began)
-            took, result = await self.profiler.run("one_change", ours.reconciler.reconcile)
+            result = await self.profiler.run(ours_one, "one_change", ours.reconciler.reconcile)
             assert result.applied.updates == (specs[k],), result.applied
-            ours_one.samples.append(took)
             await asyncio.to_thread(write_private, conf, wg_config(specs))
             wg_one.samples.append(await asyncio.to_thread(timed_sh, "wg", "syncconf", wg.ifname,
                                                           str(conf)))
@@ -466,8 +492,7 @@ class Bench:
         await collector.collect()  # the first pass creates every track
         ours_c, wg_c = Stat(), Stat()
         for _ in range(self.repeat):
-            took, _events = await self.profiler.run("collect", collector.collect)
-            ours_c.samples.append(took)
+            await self.profiler.run(ours_c, "collect", collector.collect)
             wg_c.samples.append(await asyncio.to_thread(timed_sh, "wg", "show", wg.ifname,
                                                         "dump"))
         assert len(collector.peers) == self.peers
@@ -491,11 +516,9 @@ class Bench:
             changed, unchanged = Stat(), Stat()
             for _ in range(self.repeat):
                 plane._last_status = {}  # every peer differs from what was written last
-                took, _ = await self.profiler.run("collect_db_changed", collector.collect)
-                changed.samples.append(took)
+                await self.profiler.run(changed, "collect_db_changed", collector.collect)
             for _ in range(self.repeat):
-                took, _ = await self.profiler.run("collect_db_unchanged", collector.collect)
-                unchanged.samples.append(took)
+                await self.profiler.run(unchanged, "collect_db_unchanged", collector.collect)
             self.add("  + on_state DB write, all peers changed", changed, None, "", detail=True)
             self.add("  + on_state DB write, no peer changed", unchanged, None, "",
                      detail=True)
@@ -563,8 +586,8 @@ async def setup_database(path: Path, ours: Ours, count: int) -> tuple[Any, Any]:
 
 
 def print_report(bench: Bench, title: str) -> None:
-    head = (f"{'measurement':44} {'ours med':>9} {'ours best':>9} {'wg med':>8} {'wg best':>8} "
-            f"{'ratio':>6}  {'target':14} result")
+    head = (f"{'measurement':44} {'ours med':>9} {'ours best':>9} {'cpu med':>8} {'gc med':>7} "
+            f"{'wg med':>8} {'wg best':>8} {'ratio':>6}  {'target':14} result")
     print(f"\n{title}")
     print(head)
     print("-" * len(head))
@@ -573,10 +596,14 @@ def print_report(bench: Bench, title: str) -> None:
         c_best = row.c_tool.best if row.c_tool else float("nan")
         ratio = f"{row.ours.median / c_med:.2f}x" if row.c_tool else ""
         result = "" if row.passed is None else ("PASS" if row.passed else "MISS")
-        print(f"{row.what:44} {ms(row.ours.median):>9} {ms(row.ours.best):>9} {ms(c_med):>8} "
-              f"{ms(c_best):>8} {ratio:>6}  {row.target:14} {result}")
-    print(f"  (times in ms; {bench.repeat} repeats; the C tool's times include its fork+exec; "
-          f"at the end: {load_note()})")
+        gc_med = statistics.median(row.ours.gc) if row.ours.gc else float("nan")
+        cpu_med = statistics.median(row.ours.cpu) if row.ours.cpu else float("nan")
+        print(f"{row.what:44} {ms(row.ours.median):>9} {ms(row.ours.best):>9} {ms(cpu_med):>8} "
+              f"{ms(gc_med):>7} {ms(c_med):>8} {ms(c_best):>8} {ratio:>6}  {row.target:14} "
+              f"{result}")
+    print(f"  (times in ms; {bench.repeat} repeats; cpu: this process's CPU time in our timed "
+          "runs -- the rest is waiting for wireguard-go or for a CPU; gc: of which the cyclic GC;")
+    print(f"  the C tool's times include its fork+exec; at the end: {load_note()})")
     for row in bench.rows:
         if row.note:
             print(f"  {row.what.strip()}: {row.note}")

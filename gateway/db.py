@@ -39,7 +39,13 @@ class Database:
             self._writer = create_async_engine(url, pool_size=1, max_overflow=0,
                                                async_creator=_inline_connector(url))
             self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
-            _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE", busy_timeout_ms=0)
+            # A 32 MiB page cache for the single writer (SQLite's default is 2 MiB): the
+            # per-request quota count scans the tenant's peer index, which outgrows 2 MiB
+            # near 50,000 peers; then every count re-reads it through the OS (about 20 %
+            # slower at 100,000 peers). Readers keep the default so memory does not
+            # grow with the pool size.
+            _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE", busy_timeout_ms=0,
+                              cache_kib=32768)
             _configure_sqlite(self._reader, begin="BEGIN")
         else:
             self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
@@ -75,7 +81,9 @@ class Database:
             await self._reader.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int = 10000) -> None:
+def _configure_sqlite(
+    engine: AsyncEngine, *, begin: str, busy_timeout_ms: int = 10000, cache_kib: int = 0
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions are wrong for us).
@@ -88,6 +96,11 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int =
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA secure_delete=ON")  # zero freed space: retention erases for real
+        # Sorts and temporary indexes (e.g. ORDER BY id over a tenant's peers) stay in
+        # memory instead of going through temporary files.
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        if cache_kib:
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

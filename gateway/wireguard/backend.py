@@ -66,7 +66,7 @@ def _canonical_network(net: str) -> str:
             bits = int(prefix)
             try:
                 packed = socket.inet_pton(socket.AF_INET, address)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: NUL or non-ASCII in the text
                 packed = b""
             if (
                 packed

@@ -253,16 +253,12 @@ class GetParser:
                 fwmark = _int(key, value) or None
             else:
                 raise UapiProtocolError(f"unexpected device line {line!r}")
-        previous = self._blocks
-        seen: dict[str, PeerState] = {}
-        peers: list[PeerState] = []
-        for block in blocks:
-            state = previous.get(block)
-            if state is None:
-                state = _parse_peer_block(block)
-            seen[block] = state
-            peers.append(state)
-        return UapiDevice(private_key, listen_port, fwmark, tuple(peers)), seen
+        # A PeerState is always true, so `or` parses exactly the blocks not seen last time.
+        known = self._blocks.get
+        peers = tuple([known(block) or _parse_peer_block(block) for block in blocks])
+        return UapiDevice(private_key, listen_port, fwmark, peers), dict(
+            zip(blocks, peers, strict=True)
+        )
 
 
 def parse_get_response(text: str) -> UapiDevice:
