@@ -28,13 +28,11 @@ import asyncio
 import base64
 import hashlib
 import random
-import secrets
 import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,6 @@ from gateway.audit.verify import _levels, verify_log
 from gateway.clock import SystemClock
 from gateway.db import Database
 from gateway.keyfiles import create_keys, load_keys
-from gateway.settings import load_settings
 
 ORIGIN = "vpngw.example/log"
 TS = "2026-11-30T03:00:00Z"
@@ -104,35 +101,46 @@ def make_data_dir(root: Path, name: str) -> tuple[Path, str]:
 # --- 1. append -------------------------------------------------------------------------------
 
 
-async def bench_append(root: Path, count: int, batches: list[int]) -> list[dict[str, Any]]:
+async def bench_append(root: Path, count: int, batches: list[int],
+                       repeat: int) -> list[dict[str, Any]]:
     sample = list(leaves(count, seed=7))
     rows = []
-    sha_rate = count / timed(lambda: [hashlib.sha256(b"\x00" + leaf).digest()
-                                      for leaf, *_ in sample])
+    sha_rate = max(count / timed(lambda: [hashlib.sha256(b"\x00" + leaf).digest()
+                                          for leaf, *_ in sample]) for _ in range(repeat))
     for batch in batches:
-        data, url = make_data_dir(root, f"append-{batch}")
-        db = Database(url, pool_size=2)
-        await db.migrate()
-        settings = load_settings(data, environ={})
-        signer = Ed25519NoteSigner(ORIGIN, load_keys(settings.data_dir).log)
-        log = AuditLog(db=db, signer=signer, origin=ORIGIN, clock=SystemClock())
-        with sqlite3.connect(data / "vpngw.db") as conn:
-            conn.executemany("INSERT INTO outbox (leaf, created_at) VALUES (?, ?)",
-                             ((leaf, SQL_TS) for leaf, *_ in sample))
-        started = time.perf_counter()
-        moved = 0
-        while n := await log.sequence(batch=batch):
-            moved += n
-        elapsed = time.perf_counter() - started
-        await db.dispose()
-        assert moved == count
-        raw = _raw_insert_rate(root / f"raw-{batch}.db", sample, batch)
-        rate = moved / elapsed
+        rate = raw = 0.0
+        for attempt in range(repeat):  # best of `repeat`: the machine may be shared
+            rate = max(rate, await _sequence_rate(root / f"append-{batch}-{attempt}", sample,
+                                                  batch))
+            raw = max(raw, _raw_insert_rate(root / f"raw-{batch}-{attempt}.db", sample, batch))
+        moved = count
         rows.append({"batch": batch, "events": moved, "sequence events/s": rate,
                      "sqlite3 executemany rows/s": raw, "SHA-256 leaves/s": sha_rate,
                      "vs sqlite3": f"{rate / raw:.0%}", "vs SHA-256": f"{rate / sha_rate:.0%}",
                      "target 50k": "met" if rate >= 50_000 else "MISSED"})
     return rows
+
+
+async def _sequence_rate(path: Path, sample: list[tuple[bytes, str, str, str]],
+                         batch: int) -> float:
+    data, url = make_data_dir(path.parent, path.name)
+    db = Database(url, pool_size=2)
+    await db.migrate()
+    signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
+    log = AuditLog(db=db, signer=signer, origin=ORIGIN, clock=SystemClock())
+    with sqlite3.connect(data / "vpngw.db") as conn:
+        conn.executemany("INSERT INTO outbox (leaf, created_at) VALUES (?, ?)",
+                         ((leaf, SQL_TS) for leaf, *_ in sample))
+    started = time.perf_counter()
+    moved = 0
+    while n := await log.sequence(batch=batch):
+        moved += n
+    elapsed = time.perf_counter() - started
+    await db.dispose()
+    assert moved == len(sample)
+    for f in data.glob("vpngw.db*"):
+        f.unlink()
+    return moved / elapsed
 
 
 def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]], batch: int) -> float:
@@ -154,6 +162,8 @@ def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]], batc
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
+    for f in path.parent.glob(path.name + "*"):
+        f.unlink()
     return len(sample) / elapsed
 
 
@@ -276,9 +286,10 @@ async def main(args: argparse.Namespace) -> None:
     print(machine_note())
     root = Path(tempfile.mkdtemp(prefix="vpngw-bench-audit-", dir=args.dir))
     try:
-        appends = await bench_append(root, args.append, [int(b) for b in args.batches.split(",")])
-        print_table(f"Durable append through AuditLog.sequence ({args.append:,} events, SQLite WAL, "
-                    "synchronous=NORMAL)", appends,
+        appends = await bench_append(root, args.append,
+                                     [int(b) for b in args.batches.split(",")], args.repeat)
+        print_table(f"Durable append through AuditLog.sequence ({args.append:,} events, "
+                    f"SQLite WAL, synchronous=NORMAL; best of {args.repeat})", appends,
                     ["batch", "events", "sequence events/s", "sqlite3 executemany rows/s",
                      "SHA-256 leaves/s", "vs sqlite3", "vs SHA-256", "target 50k"])
         proof_rows, verify_rows = [], []
@@ -323,7 +334,7 @@ if __name__ == "__main__":
     parser.add_argument("--append", type=int, default=200_000, help="events for the append run")
     parser.add_argument("--batches", default="1000,5000,20000", help="sequencer batch sizes")
     parser.add_argument("--samples", type=int, default=300, help="proofs timed per kind")
+    parser.add_argument("--repeat", type=int, default=2, help="append runs per batch (best)")
     parser.add_argument("--dir", default=None, help="where to put the temporary databases")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
-    _ = datetime.now(UTC), secrets
     asyncio.run(main(parser.parse_args()))

@@ -103,18 +103,22 @@ async def redact_expired(
 async def _purge(db: Database) -> bool | None:
     """Make the erasure physical: no old page image may outlive the commit on disk."""
     if db.is_sqlite:
-        # Copy the WAL into the database file, then cut the WAL to 0 bytes. It runs on a
-        # reader connection, outside any transaction (a checkpoint cannot run inside one):
-        # that one waits for other readers in its own thread (busy_timeout), never on the
-        # event loop.
-        for attempt in range(5):
+        # Copy the WAL into the database file, then cut the WAL to 0 bytes. A TRUNCATE
+        # checkpoint waits for readers and holds writers off meanwhile, so each attempt
+        # waits at most a quarter second (writers retry for longer than that), on a
+        # reader connection outside any transaction: its own thread, never the loop's.
+        for attempt in range(8):
             async with db.read() as conn:
                 raw: Any = (await conn.get_raw_connection()).driver_connection
-                rows = list(await raw.execute_fetchall(
-                    "PRAGMA wal_checkpoint(TRUNCATE)"))
+                (timeout,), = await raw.execute_fetchall("PRAGMA busy_timeout")
+                await raw.execute_fetchall("PRAGMA busy_timeout=250")
+                try:
+                    rows = list(await raw.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+                finally:
+                    await raw.execute_fetchall(f"PRAGMA busy_timeout={int(timeout)}")
             if not (rows and rows[0][0]):
                 return True
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(0.25 * (attempt + 1))
         log.warning("WAL checkpoint kept busy by readers; erased pages stay in the WAL until "
                     "the next retention run")
         return False
