@@ -1,4 +1,4 @@
-"""`vpngw` command line: init, serve, and the ops commands (tables for people, --json for scripts)."""
+"""`vpngw`: init, serve, and the ops commands (tables for people, --json for scripts)."""
 
 from __future__ import annotations
 
@@ -65,12 +65,9 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-async def _init(args: argparse.Namespace) -> int:
-    from gateway.commands import Commands
-    from gateway.db import Database
-    from gateway.clock import SystemClock
+def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
+    """Create the data dir, its config (first time only) and its keys."""
     from gateway.keyfiles import create_keys
-    from provisioning.tokens import Role, list_tokens
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -88,34 +85,56 @@ async def _init(args: argparse.Namespace) -> int:
             wireguard["interface"] = args.interface
         server = {"listen": args.listen} if args.listen else {}
         database = {"url": args.database_url} if args.database_url else {}
-        write_config(config_path, {"server": server, "database": database, "network": network,
-                                   "wireguard": wireguard})
+        write_config(
+            config_path,
+            {"server": server, "database": database, "network": network, "wireguard": wireguard},
+        )
     elif args.endpoint or args.pool or args.wireguard or args.interface:
         raise CliError(f"{config_path} already exists; edit it instead of passing init options")
     settings = load_settings(data_dir)
     create_keys(data_dir)
+    return data_dir, settings
+
+
+async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) -> int:
+    from gateway.clock import SystemClock
+    from gateway.commands import Commands
+    from gateway.db import Database
+    from provisioning.tokens import Role, list_tokens
+
+    config_path = data_dir / CONFIG_FILE
     db = Database(settings.database_url)
     try:
         await db.migrate()
         commands = Commands(db=db, clock=SystemClock(), settings=settings)
         await commands.ensure_pools()
         async with db.read() as conn:
-            has_ops = any(t.role is Role.OPS and t.revoked_at is None for t in await list_tokens(conn))
+            has_ops = any(
+                t.role is Role.OPS and t.revoked_at is None for t in await list_tokens(conn)
+            )
         token = None
         if not has_ops:
-            token = (await commands.issue_ops_token(label="initial ops token", actor=_actor())).secret
+            token = (
+                await commands.issue_ops_token(label="initial ops token", actor=_actor())
+            ).secret
     finally:
         await db.dispose()
-    doc = {"data_dir": str(data_dir), "config": str(config_path),
-           "database": settings.database_url.split("@")[-1], "ops_token": token}
+    doc = {
+        "data_dir": str(data_dir),
+        "config": str(config_path),
+        "database": settings.database_url.split("@")[-1],
+        "ops_token": token,
+    }
     if args.json:
         print(json.dumps(doc))
     elif token:
         print(f"vpngw initialised in {data_dir}")
         print(f"First ops token (shown once, keep it safe):\n{token}")
     else:
-        print(f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
-              "(`vpngw token issue-ops` mints another)")
+        print(
+            f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
+            "(`vpngw token issue-ops` mints another)"
+        )
     return 0
 
 
@@ -138,8 +157,14 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.replace(**overrides)
     configure_logging(level=settings.server.log_level, fmt=settings.server.log_format)
     app = create_app(settings)
-    web.run_app(app, host=settings.listen_host, port=settings.listen_port, print=None,
-                access_log=None, shutdown_timeout=5.0)
+    web.run_app(
+        app,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
+    )
     return 0
 
 
@@ -177,9 +202,13 @@ async def _tenant(args: argparse.Namespace) -> int:
 
     async def run(c: Any) -> Any:
         if args.tenant_cmd == "create":
-            body = {"legal_name": args.legal_name, "registration_number": args.registration_number,
-                    "tax_id": args.tax_id, "country": args.country,
-                    "contact_email": args.contact_email}
+            body = {
+                "legal_name": args.legal_name,
+                "registration_number": args.registration_number,
+                "tax_id": args.tax_id,
+                "country": args.country,
+                "contact_email": args.contact_email,
+            }
             if args.max_peers is not None:
                 body["max_peers"] = args.max_peers
             new = NewTenant.parse(body, default_max_peers=c.settings.tenants.default_max_peers)
@@ -187,8 +216,11 @@ async def _tenant(args: argparse.Namespace) -> int:
         if args.tenant_cmd == "list":
             async with c.db.read() as conn:
                 found = await tenants.list_tenants(
-                    conn, limit=args.limit, after=None,
-                    status=TenantStatus(args.status) if args.status else None)
+                    conn,
+                    limit=args.limit,
+                    after=None,
+                    status=TenantStatus(args.status) if args.status else None,
+                )
             return [tenant_view(t) for t in found]
         if args.tenant_cmd == "show":
             async with c.db.read() as conn:
@@ -196,10 +228,16 @@ async def _tenant(args: argparse.Namespace) -> int:
                 history = await tenants.list_transitions(conn, args.tenant_id)
             return {**tenant_view(tenant), "history": [transition_view(h) for h in history]}
         if args.tenant_cmd == "verify":
-            return tenant_view(await c.verify_tenant(
-                args.tenant_id, evidence_reference=args.evidence, note=args.note, actor=_actor()))
-        method = {"suspend": c.suspend_tenant, "reinstate": c.reinstate_tenant,
-                  "terminate": c.terminate_tenant}[args.tenant_cmd]
+            return tenant_view(
+                await c.verify_tenant(
+                    args.tenant_id, evidence_reference=args.evidence, note=args.note, actor=_actor()
+                )
+            )
+        method = {
+            "suspend": c.suspend_tenant,
+            "reinstate": c.reinstate_tenant,
+            "terminate": c.terminate_tenant,
+        }[args.tenant_cmd]
         return tenant_view(await method(args.tenant_id, reason=args.reason, actor=_actor()))
 
     doc = await _with_commands(args, run)
@@ -218,20 +256,20 @@ async def _token(args: argparse.Namespace) -> int:
     from provisioning import tokens
 
     async def run(c: Any) -> Any:
-        if args.token_cmd == "issue":
+        if args.credential_cmd == "issue":
             issued = await c.issue_tenant_token(args.tenant_id, label=args.label, actor=_actor())
             return {"id": issued.token_id, "tenant_id": issued.tenant_id, "token": issued.secret}
-        if args.token_cmd == "issue-ops":
+        if args.credential_cmd == "issue-ops":
             issued = await c.issue_ops_token(label=args.label, actor=_actor())
             return {"id": issued.token_id, "token": issued.secret}
-        if args.token_cmd == "revoke":
+        if args.credential_cmd == "revoke":
             return token_view(await c.revoke_token(args.token_id, actor=_actor()))
         async with c.db.read() as conn:
             return [token_view(t) for t in await tokens.list_tokens(conn, tenant_id=args.tenant)]
 
     doc = await _with_commands(args, run)
     columns = ("id", "role", "tenant_id", "label", "created_at", "revoked_at")
-    _emit(args, doc, columns if args.token_cmd in {"list", "revoke"} else None)
+    _emit(args, doc, columns if args.credential_cmd in {"list", "revoke"} else None)
     return 0
 
 
@@ -258,15 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = add("serve", "run the API, sequencer, reconciler and collector")
     serve.add_argument("--listen", help="API HOST:PORT (overrides server.listen)")
-    serve.add_argument("--wireguard", choices=["kernel", "userspace", "off"],
-                       help="WireGuard backend (overrides wireguard.backend)")
+    serve.add_argument(
+        "--wireguard",
+        choices=["kernel", "userspace", "off"],
+        help="WireGuard backend (overrides wireguard.backend)",
+    )
 
     tenant = add("tenant", "onboard and manage tenants", leaf=False)
     tsub = tenant.add_subparsers(dest="tenant_cmd", required=True)
     tsub.add_parser = functools.partial(tsub.add_parser, parents=[common])  # type: ignore[method-assign]
     create = tsub.add_parser("create")
-    for flag in ("--legal-name", "--registration-number", "--tax-id", "--country",
-                 "--contact-email"):
+    for flag in (
+        "--legal-name",
+        "--registration-number",
+        "--tax-id",
+        "--country",
+        "--contact-email",
+    ):
         create.add_argument(flag, required=True)
     create.add_argument("--max-peers", type=int)
     lst = tsub.add_parser("list")
@@ -283,21 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", required=True)
 
     token = add("token", "issue, list and revoke API tokens", leaf=False)
-    ksub = token.add_subparsers(dest="token_cmd", required=True)
+    ksub = token.add_subparsers(dest="credential_cmd", required=True)
     ksub.add_parser = functools.partial(ksub.add_parser, parents=[common])  # type: ignore[method-assign]
     issue = ksub.add_parser("issue", help="issue a tenant token")
     issue.add_argument("tenant_id")
     issue.add_argument("--label", default="tenant api")
-    ksub.add_parser("issue-ops", help="issue an ops token").add_argument(
-        "--label", default="ops")
+    ksub.add_parser("issue-ops", help="issue an ops token").add_argument("--label", default="ops")
     ksub.add_parser("revoke").add_argument("token_id")
     ksub.add_parser("list").add_argument("--tenant")
 
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
-    asub.add_parser("verify", help="recompute the whole log and check every signed checkpoint; "
-                    "exit 1 naming the first bad index")
+    asub.add_parser(
+        "verify",
+        help="recompute the whole log and check every signed checkpoint; "
+        "exit 1 naming the first bad index",
+    )
     asub.add_parser("checkpoint", help="print the latest signed checkpoint and the log's vkey")
     show = asub.add_parser("show", help="list log entries (the newest N unless --since is given)")
     show.add_argument("--type", help="event type, e.g. tenant.created")
@@ -319,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _share_globals(parser, sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "init":
-            return asyncio.run(_init(args))
+            return asyncio.run(_init(args, *_prepare_data_dir(args)))
         if args.command == "serve":
             return _serve(args)
         if args.command == "tenant":

@@ -33,6 +33,7 @@ import enum
 import hashlib
 import itertools
 import json
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ _NODE_CHECK_LEVEL = 6
 _MAX_LEVEL = 64
 
 _sha256 = hashlib.sha256
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 _LEAF = b"\x00"
 _NODE = b"\x01"
 
@@ -318,9 +320,9 @@ def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, st
         parsed = list(map(_scan, lines, itertools.repeat(0)))
     except (ValueError, StopIteration, CanonicalError, RecursionError):
         return _slow_canonical(leaves)
-    objects, ends = zip(*parsed, strict=True) if parsed else ((), ())
-    if (list(ends) != list(map(len, lines)) or set(map(type, objects)) - {dict}
-            or _encode(list(objects)) != "[" + ",".join(lines) + "]"):
+    objects = list(map(_FIRST, parsed))
+    if (list(map(_SECOND, parsed)) != list(map(len, lines)) or set(map(type, objects)) - {dict}
+            or _encode(objects) != "[" + ",".join(lines) + "]"):
         return _slow_canonical(leaves)
     screens: list[Callable[[bytes], bool]] = []
     if b"true" in joined or b"false" in joined or b"null" in joined:
@@ -493,20 +495,24 @@ class _Run:
     async def _chunk(self, rows: list[Sequence[Any]]) -> Problem | None:
         pos = self.pos
         n = len(rows)
-        idxs, leaves, stored = zip(*rows, strict=True)
+        idxs = list(map(_FIRST, rows))
+        leaves = list(map(_SECOND, rows))
+        stored = list(map(_THIRD, rows))
         problem: Problem | None = None
         good = n
         # 1. indexes contiguous from pos
         if idxs[0] != pos or idxs[-1] != pos + n - 1:
             good, problem = _first_gap(pos, idxs)
         # 2. leaf hashes (redacted entries: stored hash only)
-        redacted = None in leaves[:good]
+        if good < n:
+            del leaves[good:], stored[good:]
+        redacted = None in leaves
         if redacted:
             computed = [h if leaf is None else _sha256(_LEAF + leaf).digest()
-                        for leaf, h in zip(leaves[:good], stored, strict=False)]
+                        for leaf, h in zip(leaves, stored, strict=True)]
         else:
-            computed = [_sha256(_LEAF + leaf).digest() for leaf in leaves[:good]]
-        if computed != list(stored[:good]):
+            computed = [_sha256(_LEAF + leaf).digest() for leaf in leaves]
+        if computed != stored:
             good = next(i for i, (a, b) in enumerate(zip(computed, stored, strict=False))
                         if a != b)
             del computed[good:]
@@ -518,7 +524,7 @@ class _Run:
             present = [leaves[i] for i in where]
         else:
             where = None
-            present = list(leaves[:good])
+            present = leaves if good == len(leaves) else leaves[:good]
         if present:
             joined = b"\n".join(present)
             if _RETENTION_MARK in joined:

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     from gateway.audit.log import AuditLog
     from gateway.audit.sequencer import Sequencer
     from gateway.clock import Clock
-    from gateway.dataplane import DataPlane
     from gateway.commands import Commands
+    from gateway.dataplane import DataPlane
     from gateway.db import Database
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
