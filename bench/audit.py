@@ -27,6 +27,8 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import os
+import platform
 import random
 import sqlite3
 import sys
@@ -39,7 +41,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine_note, percentile, print_table
+from bench.common import percentile, print_table
 from gateway.audit import merkle
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleFrontier
@@ -283,7 +285,11 @@ async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(machine_note())
+    print(f"{platform.python_implementation()} {platform.python_version()}, SQLite "
+          f"{sqlite3.sqlite_version}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start. Everything runs in this one process; other "
+          "work on the machine shares the CPUs, so compare each rate with the raw limit "
+          "measured beside it in the same run.")
     root = Path(tempfile.mkdtemp(prefix="vpngw-bench-audit-", dir=args.dir))
     try:
         appends = await bench_append(root, args.append,

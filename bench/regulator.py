@@ -354,6 +354,7 @@ async def measure(
             "from": _wire(datetime.now(UTC) - SPAN), "to": _wire(datetime.now(UTC))}),
     ]
     rows = []
+    reasons: list[str] = []
     number = 0
     async with GatewayClient(base, timeout=60) as gw:
         pins = Pins.from_keys_document(await gw.keys())
@@ -372,6 +373,8 @@ async def measure(
                 latencies.append((time.perf_counter() - t0) * 1000)
                 result = verify_exchange(exchange, pins, now=time.time())
                 failures += not result.ok
+                if not result.ok and len(reasons) < 3:
+                    reasons.append(f"{name}: {result.reason()}")
                 records.append(len(result.records))
                 empty += not result.records
             rows.append({"query": name, "n": queries,
@@ -381,6 +384,8 @@ async def measure(
                          "server rss MiB": server.rss_mb(),
                          "p99 target": ("ok" if percentile(latencies, 99) <= TARGET_P99_MS
                                         else "MISSED") if name.startswith("attr") else ""})
+    for reason in reasons:
+        print(f"  verification FAILED: {reason}", flush=True)
     return rows
 
 

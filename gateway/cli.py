@@ -341,11 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
-    asub.add_parser(
+    verify_cmd = asub.add_parser(
         "verify",
         help="recompute the whole log and check every signed checkpoint; "
         "exit 1 naming the first bad index",
     )
+    verify_cmd.add_argument("--checkpoint", action="append", metavar="FILE",
+                            help="a signed checkpoint kept outside the database (repeatable); "
+                            "the log must still reproduce it")
     asub.add_parser("checkpoint", help="print the latest signed checkpoint and the log's vkey")
     show = asub.add_parser("show", help="list log entries (the newest N unless --since is given)")
     show.add_argument("--type", help="event type, e.g. tenant.created")

@@ -8,6 +8,7 @@ import base64
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,28 +35,46 @@ def run_audit_command(args: argparse.Namespace) -> int:
     """Entry point from gateway.cli.main for `vpngw audit ...`; returns the exit status."""
     try:
         command = {"verify": _verify, "checkpoint": _checkpoint, "show": _show}[args.audit_cmd]
-        return asyncio.run(command(args))
+        if args.audit_cmd == "show":
+            _show_filters(args)  # refuse bad input before touching anything
+        # Files are read here, outside the event loop; the command itself is async.
+        return asyncio.run(command(args, _Context.load(args)))
     except (KeyFileError, SettingsError, _UsageError) as exc:
         print(f"vpngw: {exc}", file=sys.stderr)
         return 1
 
 
-def _context(args: argparse.Namespace) -> tuple[Database, Ed25519NoteSigner, str]:
-    data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
-        raise _UsageError(f"{data_dir} is not a data directory; run `vpngw init --data-dir "
-                          f"{data_dir}` or pass --data-dir")
-    settings = load_settings(data_dir)
-    keys = load_keys(settings.data_dir)
-    origin = settings.audit.origin
-    return Database(settings.database_url, pool_size=2), Ed25519NoteSigner(origin, keys.log), origin
+@dataclass(frozen=True)
+class _Context:
+    db: Database
+    signer: Ed25519NoteSigner
+    origin: str
+    trusted: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> _Context:
+        data_dir = Path(args.data_dir)
+        if not data_dir.is_dir():
+            raise _UsageError(f"{data_dir} is not a data directory; run `vpngw init --data-dir "
+                              f"{data_dir}` or pass --data-dir")
+        trusted = []
+        for name in getattr(args, "checkpoint", None) or ():
+            try:
+                trusted.append(Path(name).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise _UsageError(f"cannot read checkpoint file {name}: {exc.strerror}") from None
+        settings = load_settings(data_dir)
+        keys = load_keys(settings.data_dir)
+        origin = settings.audit.origin
+        return cls(Database(settings.database_url, pool_size=2),
+                   Ed25519NoteSigner(origin, keys.log), origin, tuple(trusted))
 
 
 # --- verify ----------------------------------------------------------------------------------
 
 
-async def _verify(args: argparse.Namespace) -> int:
-    db, signer, origin = _context(args)
+async def _verify(args: argparse.Namespace, ctx: _Context) -> int:
+    db, signer, origin = ctx.db, ctx.signer, ctx.origin
     next_mark = PROGRESS_EVERY
 
     def progress(done: int, total: int) -> None:
@@ -65,7 +84,10 @@ async def _verify(args: argparse.Namespace) -> int:
             next_mark = (done // PROGRESS_EVERY + 1) * PROGRESS_EVERY
 
     try:
-        report = await verify_log(db, verifier=signer.verifier, origin=origin, progress=progress)
+        report = await verify_log(db, verifier=signer.verifier, origin=origin, progress=progress,
+                                  trusted=ctx.trusted)
+    except ValueError as exc:  # a --checkpoint file that is not this log's
+        raise _UsageError(str(exc)) from None
     finally:
         await db.dispose()
     if args.json:
@@ -109,11 +131,11 @@ def _print_report(report: VerifyReport, origin: str) -> None:
 # --- checkpoint -----------------------------------------------------------------------------
 
 
-async def _checkpoint(args: argparse.Namespace) -> int:
+async def _checkpoint(args: argparse.Namespace, ctx: _Context) -> int:
     from gateway.audit.log import AuditLog
     from gateway.clock import SystemClock
 
-    db, signer, origin = _context(args)
+    db, signer, origin = ctx.db, ctx.signer, ctx.origin
     try:
         log = AuditLog(db=db, signer=signer, origin=origin, clock=SystemClock())
         size, note = await log.latest_checkpoint()
@@ -159,11 +181,15 @@ def _summary(event: dict[str, Any] | None, width: int = 80) -> str:
     return summary if len(summary) <= width else summary[: width - 1] + "…"
 
 
-async def _show(args: argparse.Namespace) -> int:
-    since, until = _time_arg(args.since, "--since"), _time_arg(args.until, "--until")
+def _show_filters(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
     if args.limit < 1:
         raise _UsageError("--limit must be at least 1")
-    db, _signer, _origin = _context(args)
+    return _time_arg(args.since, "--since"), _time_arg(args.until, "--until")
+
+
+async def _show(args: argparse.Namespace, ctx: _Context) -> int:
+    since, until = _show_filters(args)
+    db = ctx.db
     t = log_entries
     query = select(t.c.idx, t.c.ts, t.c.type, t.c.tenant_id, t.c.leaf)
     if args.type:

@@ -137,14 +137,27 @@ async def verify_log(
     progress: Progress | None = None,
     chunk_size: int = CHUNK_SIZE,
     check_json: bool = True,
+    trusted: Sequence[str] = (),
 ) -> VerifyReport:
     """Recompute the log in one consistent snapshot; return what was checked and the first problem.
 
     ``progress(done, total)`` is called after every chunk. ``check_json=False`` skips the
     canonical-JSON check of the payloads (hashes, tree and signatures are always checked).
+    ``trusted`` are checkpoint notes kept outside the database (e.g. the last one a
+    regulator saw): the log must still contain and reproduce each, which catches a tail
+    cut off together with its stored checkpoints and tree nodes. A trusted note that is
+    not validly signed raises ValueError.
     """
     if chunk_size < 2 or chunk_size & (chunk_size - 1):
         raise ValueError("chunk_size must be a power of two >= 2")
+    outside = []
+    for text in trusted:
+        try:
+            body = SignedCheckpoint.from_text(text, verifier, origin=origin).checkpoint
+        except NoteError as exc:
+            raise ValueError(f"a trusted checkpoint does not verify with the log key: {exc}") \
+                from None
+        outside.append((body.size, body.root_hash))
     started = time.perf_counter()
     async with db.read() as conn:
         if not db.is_sqlite:
@@ -152,7 +165,7 @@ async def verify_log(
             await conn.execution_options(isolation_level="REPEATABLE READ")
         reader = await _Reader.open(conn, postgres=not db.is_sqlite)
         run = _Run(reader, verifier=verifier, origin=origin, progress=progress,
-                   chunk_size=chunk_size, check_json=check_json)
+                   chunk_size=chunk_size, check_json=check_json, trusted=outside)
         problem = await run.execute()
     return VerifyReport(
         problem=problem, entries=run.pos, redacted=run.redacted, checkpoints=run.checked,
@@ -376,13 +389,16 @@ class _Checkpoint:
 
 class _Run:
     def __init__(self, reader: _Reader, *, verifier: Ed25519NoteVerifier, origin: str,
-                 progress: Progress | None, chunk_size: int, check_json: bool) -> None:
+                 progress: Progress | None, chunk_size: int, check_json: bool,
+                 trusted: Sequence[tuple[int, bytes]] = ()) -> None:
         self.reader = reader
         self.verifier = verifier
         self.origin = origin
         self.progress = progress
         self.chunk = chunk_size
         self.check_json = check_json
+        # Checkpoints held outside the database, largest size first (popped from the end).
+        self._trusted = sorted(trusted, reverse=True)
         self.pos = 0  # entries [0, pos) are verified and folded into the frontier
         self.frontier: list[tuple[int, int, bytes]] = []  # (level, index, hash), left to right
         self.redacted = 0
@@ -456,6 +472,11 @@ class _Run:
                 return self._node_problem
             self.checked += 1
             self.last_good_checkpoint = ckpt.size
+        while self._trusted and self._trusted[-1][0] <= upto:
+            size, root = self._trusted.pop()
+            refs = prefix(size)
+            if _fold([h for _, h in refs]) != root:
+                return await self._diagnose(size, root, refs)
         return None
 
     # main pass ----------------------------------------------------------------------------
@@ -594,6 +615,12 @@ class _Run:
 
     async def _finish(self, head: list[Sequence[Any]]) -> Problem | None:
         count = self.pos
+        if self._trusted:
+            size = self._trusted[0][0]
+            return Problem(ProblemKind.TRUNCATED, count,
+                           f"the log holds {count} entries but a trusted checkpoint signs "
+                           f"{size}: entries {count}..{size - 1} and their checkpoints were "
+                           "removed", size)
         later = await self._peek_checkpoint()
         if later is not None:
             return Problem(ProblemKind.TRUNCATED, count,

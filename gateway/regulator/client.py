@@ -282,9 +282,16 @@ class GatewayClient:
         try:
             async with self.session.request(method, url, data=data, headers=headers,
                                             ssl=self._ssl, allow_redirects=False) as resp:
-                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise ClientError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+                # StreamReader.read(n) returns what has arrived so far, not n bytes: read
+                # to the end, chunk by chunk, with a cap.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise ClientError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
                 return resp.status, tuple((str(k), v) for k, v in resp.headers.items()), body
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             detail = str(exc) or exc.__class__.__name__

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from gateway.audit import merkle
 from gateway.audit.canonical import canonical_json
@@ -308,6 +308,36 @@ async def test_truncation_that_also_removes_checkpoints_and_head(log: Log) -> No
     assert_problem(await log.verify(), ProblemKind.TRUNCATED, kept.size)
 
 
+async def test_consistent_truncation_needs_a_checkpoint_kept_outside(log: Log) -> None:
+    """Entries, the nodes over them, later checkpoints and the head all cut back to a
+    signed size: nothing left in the database contradicts it, but a checkpoint someone
+    kept (a regulator's last one) does."""
+    latest_size, latest_note = await log.audit.latest_checkpoint()
+    kept = await log.checkpoint_near(50)
+    await log.sql(delete(log_entries).where(log_entries.c.idx >= kept.size),
+                  text("DELETE FROM log_nodes WHERE ((idx + 1) << level) > :n")
+                  .bindparams(n=kept.size),
+                  delete(checkpoints).where(checkpoints.c.size > kept.size),
+                  update(log_head).values(size=kept.size, root=kept.root))
+    assert (await log.verify()).ok  # undetectable from inside alone
+    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
+                              trusted=[latest_note])
+    assert_problem(report, ProblemKind.TRUNCATED, kept.size)
+    assert report.problem is not None and report.problem.checkpoint_size == latest_size
+
+
+async def test_trusted_checkpoint_of_another_history_is_a_fork(log: Log) -> None:
+    """A validly signed checkpoint whose root the stored entries do not reproduce."""
+    size = 40
+    forked = Checkpoint(log.origin, size, merkle.leaf_hash(b"another history")).sign(log.signer)
+    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
+                              trusted=[forked])
+    assert report.problem is not None and report.problem.checkpoint_size == size
+    with pytest.raises(ValueError, match="does not verify"):
+        await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
+                         trusted=[forked.replace("\n40\n", "\n41\n")])
+
+
 # --- checkpoints and nodes --------------------------------------------------------------------
 
 
@@ -362,9 +392,9 @@ def sqlite_dir(log: Log) -> Path:
     return log.settings.data_dir
 
 
-def tamper(data: Path, sql: str) -> None:
+def tamper(data: Path, sql: str, *params: int) -> None:
     with contextlib.closing(sqlite3.connect(data / "vpngw.db")) as conn, conn:
-        conn.execute(sql)
+        conn.execute(sql, params)
 
 
 def test_cli_verify_exit_status_and_first_bad_index(
@@ -387,6 +417,31 @@ def test_cli_verify_exit_status_and_first_bad_index(
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False
     assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
+
+
+def test_cli_verify_against_a_kept_checkpoint(
+    sqlite_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "checkpoint", "--data-dir", str(sqlite_dir)]) == 0
+    note = capsys.readouterr().out.rpartition("\nvkey: ")[0].rstrip("\n") + "\n"
+    kept = tmp_path / "last-seen.note"
+    kept.write_text(note, encoding="utf-8")
+    d = ["audit", "verify", "--data-dir", str(sqlite_dir), "--checkpoint", str(kept)]
+    assert main(d) == 0
+    with contextlib.closing(sqlite3.connect(sqlite_dir / "vpngw.db")) as conn:
+        cut = conn.execute("SELECT max(size) FROM checkpoints WHERE size <= 60").fetchone()[0]
+    tamper(sqlite_dir, "DELETE FROM log_entries WHERE idx >= ?", cut)
+    tamper(sqlite_dir, "DELETE FROM log_nodes WHERE ((idx + 1) << level) > ?", cut)
+    tamper(sqlite_dir, "DELETE FROM checkpoints WHERE size > ?", cut)
+    tamper(sqlite_dir, "UPDATE log_head SET size = ?, root = (SELECT root FROM checkpoints "
+                       "WHERE size = ?)", cut, cut)
+    capsys.readouterr()
+    assert main(["audit", "verify", "--data-dir", str(sqlite_dir)]) == 0  # looks fine inside
+    assert main(d) == 1
+    assert "truncated" in capsys.readouterr().out
+    kept.write_text(note.replace("\n70\n", "\n71\n"), encoding="utf-8")
+    assert main(d) == 1
+    assert "does not verify" in capsys.readouterr().err
 
 
 def test_cli_checkpoint_and_show(sqlite_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import yarl
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
@@ -36,7 +37,7 @@ from gateway.regulator.answer import (
     open_checkpoint,
     verify_exchange,
 )
-from gateway.regulator.client import public_key_b64
+from gateway.regulator.client import GatewayClient, public_key_b64
 from gateway.regulator.digest import content_digest
 from gateway.regulator.structured import InnerList, Item, serialize_dictionary
 from gateway.settings import Settings
@@ -349,6 +350,31 @@ async def test_activity_queries_stay_within_their_subject_and_window(
     empty = await reg.ask({"kind": "activity.peer", "peer_id": a1["id"],
                            "from": "2026-11-30T06:00:00Z", "to": "2026-11-30T07:00:00Z"})
     assert empty.records == []
+
+
+async def test_the_regulator_client_reads_and_verifies_a_large_answer(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
+    client = await make_client()
+    reg, ops = await setup_regulator(client, clock)
+    tenant, token = await verified_tenant(client, ops)
+    busy = await peer_of(client, token, tenant, "busy")
+    t0 = clock.now()
+    clock.advance(minutes=1)
+    events = []
+    for i in range(300):  # ~700 KB of answer: many TCP reads for the client
+        events += [started(busy, f"198.51.100.{i % 200 + 1}:{1000 + i}", t0), ended(busy, t0)]
+    await record(client, *events)
+    body = body_of({"kind": "activity.peer", "peer_id": busy["id"],
+                    "from": "2026-11-30T00:00:00Z", "to": "2026-11-30T23:00:00Z"},
+                   max_hits=1000)
+    async with GatewayClient(yarl.URL(f"http://{reg.authority}")) as gw:
+        exchange = await gw.query(body, private_key=reg.key, keyid=reg.keyid, created=reg.now)
+    assert len(exchange.response_body) > 512 * 1024
+    result = verify_exchange(exchange, reg.pins, now=clock.now().timestamp())
+    assert result.ok, result.reason()
+    assert len(result.records) == 601 and result.answer is not None
+    assert result.answer["truncated"] is False
 
 
 # ----------------------------------------------------------------------------- the audit trail
