@@ -24,8 +24,9 @@ import structlog
 from sqlalchemy import and_, delete, func, select, update
 
 from gateway.audit.canonical import format_time, parse_time
+from gateway.audit.log import HEAD_ID
 from gateway.audit.outbox import append_events
-from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries
+from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries, log_head
 from gateway.db import Database
 from provisioning.events import Event
 
@@ -69,6 +70,11 @@ async def redact_expired(
     before = cutoff_for(now, retention_days)
     expired = and_(log_entries.c.ts < before, log_entries.c.leaf.is_not(None))
     async with db.write() as conn:
+        # The tree head's row lock (the sequencers' lock) serialises retention runs of
+        # processes sharing PostgreSQL: otherwise two could count the same entries and
+        # both record an erasure only one of them made.
+        await conn.execute(select(log_head.c.size).where(log_head.c.id == HEAD_ID)
+                           .with_for_update())
         row = (await conn.execute(
             select(func.min(log_entries.c.idx), func.max(log_entries.c.idx), func.count())
             .where(expired))).one()

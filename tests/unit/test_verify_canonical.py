@@ -103,3 +103,13 @@ def test_agrees_with_parse_canonical(docs: list[dict[str, object]], pretty: bool
                              separators=(",", ":")).encode("utf-8", "surrogatepass"))
     leaves = [encode(d) for d in docs]
     assert fast(leaves) == reference(leaves)
+
+
+def test_sequencer_batch_decoding_keeps_leaf_boundaries() -> None:
+    from gateway.audit.log import _parse_events
+
+    assert _parse_events(GOOD) == [json.loads(leaf) for leaf in GOOD]
+    # leaves that are not one canonical object each: decoded one by one, or refused
+    assert _parse_events([b'{"a":\n1}', b'{"b":2}']) == [{"a": 1}, {"b": 2}]
+    with pytest.raises(ValueError):
+        _parse_events([b'{"a":1},{"b":2}', b'{"c":[1', b'2]}'])
