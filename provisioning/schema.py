@@ -112,6 +112,7 @@ peers = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("key_rotated_at", UTCDateTime, nullable=True),
     Index("ix_peers_tenant_status", "tenant_id", "status"),
+    Index("ix_peers_tenant_id", "tenant_id", "id"),
     Index("ix_peers_status_expires", "status", "expires_at"),
 )
 
