@@ -143,9 +143,11 @@ async def query(request: web.Request) -> web.Response:
     try:
         await request.app[appkeys.COMMANDS].record([event])
         await request.app[appkeys.SEQUENCER].drain()
-        size, checkpoint = await audit_log.latest_checkpoint()
-        proofs = await audit_log.inclusion_proofs(indexes, size)
-        entries = await audit_log.entries(indexes)
+        # One read transaction: the checkpoint, the proofs and the entries agree.
+        async with db.read() as conn:
+            size, checkpoint = await audit_log.latest_checkpoint(conn)
+            proofs = await audit_log.inclusion_proofs(indexes, size, conn)
+            entries = await audit_log.entries(indexes, conn)
     except (AuditLogError, OSError, RuntimeError) as exc:
         log.exception("regulator query could not be logged")
         raise Problem(

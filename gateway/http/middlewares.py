@@ -64,10 +64,19 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         elapsed = time.perf_counter() - started
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        route = (
+            request.match_info.route.resource.canonical
+            if request.match_info.route.resource
+            else "unmatched"
+        )
         request.app[appkeys.METRICS].observe_request(request.method, route, status, elapsed)
-        log.info("request", method=request.method, route=route, status=status,
-                 ms=round(elapsed * 1000, 2))
+        log.info(
+            "request",
+            method=request.method,
+            route=route,
+            status=status,
+            ms=round(elapsed * 1000, 2),
+        )
         structlog.contextvars.clear_contextvars()
 
 
@@ -82,27 +91,50 @@ async def _render_errors(
         return problem_response(problem_from_domain(error), request_id=request_id)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[appkeys.SETTINGS].server.max_body_bytes
-        return problem_response(Problem(
-            413, "body-too-large", "Request body too large",
-            f"request bodies are limited to {limit} bytes; send a smaller JSON object",
-        ), request_id=request_id)
+        return problem_response(
+            Problem(
+                413,
+                "body-too-large",
+                "Request body too large",
+                f"request bodies are limited to {limit} bytes; send a smaller JSON object",
+            ),
+            request_id=request_id,
+        )
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
-        refused = Problem(405, "method-not-allowed", "Method not allowed",
-                          f"{request.method} is not allowed here; use {allowed}")
+        refused = Problem(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            f"{request.method} is not allowed here; use {allowed}",
+        )
         refused.headers["Allow"] = allowed
         return problem_response(refused, request_id=request_id)
     except web.HTTPNotFound:
-        return problem_response(Problem(404, "not-found", "Not found",
-                                        f"no route for {request.method} {request.path}; see /openapi.json"),
-                                request_id=request_id)
+        return problem_response(
+            Problem(
+                404,
+                "not-found",
+                "Not found",
+                f"no route for {request.method} {request.path}; see /openapi.json",
+            ),
+            request_id=request_id,
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem_response(Problem(exc.status, f"http-{exc.status}", exc.reason,
-                                        exc.text or exc.reason), request_id=request_id)
+        return problem_response(
+            Problem(exc.status, f"http-{exc.status}", exc.reason, exc.text or exc.reason),
+            request_id=request_id,
+        )
     except Exception:
         log.exception("unhandled error")
-        return problem_response(Problem(500, "internal-error", "Internal error",
-                                        f"the server failed; quote request id {request_id} to support"),
-                                request_id=request_id)
+        return problem_response(
+            Problem(
+                500,
+                "internal-error",
+                "Internal error",
+                f"the server failed; quote request id {request_id} to support",
+            ),
+            request_id=request_id,
+        )
