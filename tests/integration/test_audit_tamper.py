@@ -385,10 +385,13 @@ async def test_payload_erased_without_a_retention_event(log: Log) -> None:
 # --- the CLI ---------------------------------------------------------------------------------
 
 
+# The CLI reads the same tables on both engines; its tests tamper with the SQLite file.
+SQLITE_ONLY = pytest.mark.parametrize("built", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def sqlite_dir(log: Log) -> Path:
-    if not log.db.is_sqlite:
-        pytest.skip("the CLI reads the same tables on both; run it on the SQLite file")
+    assert log.db.is_sqlite
     return log.settings.data_dir
 
 
@@ -397,6 +400,7 @@ def tamper(data: Path, sql: str, *params: int) -> None:
         conn.execute(sql, params)
 
 
+@SQLITE_ONLY
 def test_cli_verify_exit_status_and_first_bad_index(
     sqlite_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -419,6 +423,7 @@ def test_cli_verify_exit_status_and_first_bad_index(
     assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
 
 
+@SQLITE_ONLY
 def test_cli_verify_against_a_kept_checkpoint(
     sqlite_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -444,6 +449,7 @@ def test_cli_verify_against_a_kept_checkpoint(
     assert "does not verify" in capsys.readouterr().err
 
 
+@SQLITE_ONLY
 def test_cli_checkpoint_and_show(sqlite_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = ["--data-dir", str(sqlite_dir)]
     assert main(["audit", "checkpoint", *d]) == 0
