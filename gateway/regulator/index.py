@@ -30,11 +30,24 @@ async def _close(
 
 
 async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]) -> None:
+    """Update the interval tables for one sequenced batch, in log order.
+
+    New intervals are buffered and written with one executemany per table; the buffer
+    is flushed before any interval is closed, so a close always sees what preceded it.
+    """
+    pending: dict[Table, list[dict[str, object]]] = {address_intervals: [], endpoint_intervals: []}
+
+    async def flush() -> None:
+        for table, rows in pending.items():
+            if rows:
+                await conn.execute(insert(table), rows)
+                rows.clear()
+
     for entry in entries:
         event = entry.event
         kind = event["type"]
         if kind == "peer.provisioned":
-            rows = [
+            pending[address_intervals].extend(
                 {
                     "address": ip,
                     "peer_id": event["peer_id"],
@@ -43,9 +56,9 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                     "start_idx": entry.index,
                 }
                 for ip in event["tunnel_ips"]
-            ]
-            await conn.execute(insert(address_intervals), rows)
+            )
         elif kind == "address.released":
+            await flush()
             t = address_intervals
             await _close(
                 conn,
@@ -53,23 +66,23 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                 and_(t.c.address == event["address"], t.c.peer_id == event["peer_id"]),
                 entry,
             )
-        elif kind in ("session.started", "session.roamed"):
+        elif kind in ("session.started", "session.roamed", "session.ended"):
+            await flush()
             t = endpoint_intervals
             await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
-            ip, port = split_endpoint(event["endpoint"])
-            await conn.execute(
-                insert(t).values(
-                    endpoint_ip=ip,
-                    endpoint_port=port,
-                    peer_id=event["peer_id"],
-                    tenant_id=event.get("tenant_id"),
-                    start_ts=_session_start(event, entry),
-                    start_idx=entry.index,
+            if kind != "session.ended":
+                ip, port = split_endpoint(event["endpoint"])
+                pending[t].append(
+                    {
+                        "endpoint_ip": ip,
+                        "endpoint_port": port,
+                        "peer_id": event["peer_id"],
+                        "tenant_id": event.get("tenant_id"),
+                        "start_ts": _session_start(event, entry),
+                        "start_idx": entry.index,
+                    }
                 )
-            )
-        elif kind == "session.ended":
-            t = endpoint_intervals
-            await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
+    await flush()
 
 
 def _session_start(event: dict[str, object], entry: SequencedEntry) -> datetime:

@@ -76,7 +76,7 @@ def servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[str], str,
         )
         urls.append(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # three cold starts on a busy 2-core machine
         for url in urls:
             while True:
                 try:
