@@ -14,18 +14,9 @@ import pytest
 
 from gateway.keyfiles import create_keys
 from gateway.settings import Settings, load_settings
+from tests.components import require_or_skip
 
 PG_ADMIN_URL = os.environ.get("VPNGW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_ALL = os.environ.get("VPNGW_REQUIRE_ALL") == "1"
-
-
-def require_or_skip(condition: bool, reason: str) -> None:
-    """Skip when a real component is missing, except in CI where that is a failure."""
-    if condition:
-        return
-    if REQUIRE_ALL:
-        pytest.fail(f"required component missing (VPNGW_REQUIRE_ALL=1): {reason}")
-    pytest.skip(reason)
 
 
 class FakeClock:

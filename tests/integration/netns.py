@@ -13,20 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from pyroute2 import netns as pyroute2_netns
 
-REQUIRE_ALL = os.environ.get("VPNGW_REQUIRE_ALL") == "1"
+from tests.components import require_or_skip
+
 WIREGUARD_SOCKET_DIR = Path("/var/run/wireguard")
-
-
-def require_or_skip(condition: bool, reason: str) -> None:
-    """Skip when a real component is missing; under VPNGW_REQUIRE_ALL=1 that is a failure."""
-    if condition:
-        return
-    if REQUIRE_ALL:
-        pytest.fail(f"required component missing (VPNGW_REQUIRE_ALL=1): {reason}")
-    pytest.skip(reason)
 
 
 def require_userspace_wireguard() -> None:

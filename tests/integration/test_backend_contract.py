@@ -44,7 +44,7 @@ from gateway.wireguard.plan import plan_changes
 from gateway.wireguard.reconciler import Reconciler
 from gateway.wireguard.sessions import SessionEvent, SessionRoamed, SessionStarted, SessionTracker
 from gateway.wireguard.userspace import UserspaceBackend
-from tests.integration import netns
+from tests import components
 from tests.integration.netns import (
     WIREGUARD_SOCKET_DIR,
     Namespace,
@@ -475,8 +475,8 @@ async def test_kernel_backend_without_module_is_unavailable(inside: Namespace) -
 def test_missing_components_fail_when_everything_is_required(
     monkeypatch: pytest.MonkeyPatch, require_all: bool, outcome: str
 ) -> None:
-    monkeypatch.setattr(netns, "REQUIRE_ALL", require_all)
-    netns.require_or_skip(True, "present")
+    monkeypatch.setattr(components, "REQUIRE_ALL", require_all)
+    components.require_or_skip(True, "present")
     expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
     with pytest.raises(expected, match="wireguard-go is not installed"):
-        netns.require_or_skip(False, "wireguard-go is not installed")
+        components.require_or_skip(False, "wireguard-go is not installed")
