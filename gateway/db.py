@@ -16,7 +16,6 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 import gateway.audit.schema  # noqa: F401  (registers the audit tables on the metadata)
 
@@ -263,10 +262,3 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade_schema(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
-
-
-def make_database(url: str, *, pool_size: int = 10) -> Database:
-    return Database(url, pool_size=pool_size)
-
-
-__all__ = ["Database", "NullPool", "make_database"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +21,6 @@ from provisioning.tokens import Role
 
 
 def _entry_view(row: Any) -> dict[str, Any]:
-    import json
-
     return {
         "index": int(row.idx),
         "type": row.type,

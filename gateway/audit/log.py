@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -277,10 +278,11 @@ class AuditLog:
             note = await conn.scalar(select(checkpoints.c.note).where(checkpoints.c.size == size))
         return None if note is None else str(note)
 
-    def _read(self, conn: AsyncConnection | None) -> Any:
-        if conn is not None:
-            return _AsyncNull(conn)
-        return self.db.read()
+    def _read(
+        self, conn: AsyncConnection | None
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """The caller's connection (its transaction) if given, else a new read."""
+        return contextlib.nullcontext(conn) if conn is not None else self.db.read()
 
     async def size(self) -> int:
         async with self.db.read() as conn:
@@ -332,19 +334,6 @@ class AuditLog:
                                     .order_by(log_entries.c.idx))).all()
         return [LogEntry(int(r.idx), None if r.leaf is None else bytes(r.leaf),
                          bytes(r.leaf_hash), r.type, r.ts) for r in rows]
-
-
-class _AsyncNull:
-    """`async with` over an existing connection (reuse a caller's transaction)."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-
-    async def __aenter__(self) -> AsyncConnection:
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 def _nodes_query(refs: Sequence[NodeRef], *, head: bool) -> tuple[str, list[int]]:

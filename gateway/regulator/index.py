@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Table, and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit.canonical import parse_time
 from gateway.audit.log import SequencedEntry
 from gateway.audit.schema import address_intervals, endpoint_intervals
 
@@ -87,7 +88,5 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
 
 def _session_start(event: dict[str, object], entry: SequencedEntry) -> datetime:
     """A session starts at its first handshake, which precedes the event's own time."""
-    from gateway.audit.canonical import parse_time
-
     first = event.get("first_handshake")
     return parse_time(first) if isinstance(first, str) else entry.ts
