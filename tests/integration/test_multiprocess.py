@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                f"server on port {port} did not become ready:\n" + log_path.read_text()[-3000:]
+            )
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -53,38 +69,36 @@ def servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[str], str,
         cwd=ROOT,
     )
     ops = json.loads(init.stdout)["ops_token"]
-    procs, urls = [], []
-    for _ in range(3):
-        port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "serve",
-                    "--data-dir",
-                    str(data),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                ],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "VPNGW_SERVER_LOG_FORMAT": "json"},
-            )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    env = {**os.environ, "VPNGW_SERVER_LOG_FORMAT": "json"}
     try:
-        deadline = time.monotonic() + 90  # three cold starts on a busy 2-core machine
-        for url in urls:
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "servers did not start"
-                    time.sleep(0.1)
+        # One at a time: each is ready before the next starts, so a slow start shows
+        # up as the process's own log, not as a timeout.
+        for n in range(3):
+            port = free_port()
+            log_path = tmp_path / f"serve-{n}.log"
+            with log_path.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "gateway.cli",
+                            "serve",
+                            "--data-dir",
+                            str(data),
+                            "--listen",
+                            f"127.0.0.1:{port}",
+                        ],
+                        cwd=ROOT,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+            urls.append(f"http://127.0.0.1:{port}")
+            wait_ready(procs[-1], port, log_path)
         yield urls, ops, postgres_url
     finally:
         for proc in procs:
