@@ -19,6 +19,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
 from gateway.dataplane import dataplane_ctx
 from gateway.db import Database
+from gateway.egress.plan import EgressPlan, plan_egress
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context
 from gateway.http.openapi import build_openapi
@@ -51,7 +52,10 @@ def create_app(
     database: Database | None = None,
     indexers: Sequence[Indexer] = (),
     backend: WireGuardBackend | None = None,
+    egress: EgressPlan | None = None,
 ) -> web.Application:
+    """`egress`: an already resolved plan (`vpngw serve` checks it before starting);
+    without one, egress settings are resolved at start when `egress.enabled`."""
     app = web.Application(
         middlewares=[request_context], client_max_size=settings.server.max_body_bytes
     )
@@ -86,6 +90,8 @@ def create_app(
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
+    on_this_host = backend is not None or settings.wireguard.backend != "off"
+    app.cleanup_ctx.append(egress_ctx(egress, on_this_host=on_this_host))
     app.cleanup_ctx.append(dataplane_ctx(backend))
     app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
     app.cleanup_ctx.append(_periodic_ctx("retention", retention_job,
@@ -118,6 +124,39 @@ async def _sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
     # Whatever committed before shutdown still goes into the log now.
     await sequencer.drain()
+
+
+def egress_ctx(
+    plan: EgressPlan | None, *, on_this_host: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Resolve the egress mapping and log it (`egress.configured`) before anything applies it."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings, runtime, clock = app[appkeys.SETTINGS], app[appkeys.RUNTIME], app[appkeys.CLOCK]
+        resolved = plan or await plan_egress(settings, on_this_host=on_this_host)
+        app[appkeys.EGRESS] = resolved
+        if resolved is None:
+            runtime.set("egress", ok=True, detail="off: clients reach the gateway only",
+                        now=clock.now())
+            yield
+            return
+        changed = await app[appkeys.COMMANDS].configure_egress(resolved.egress, actor="system")
+        # In the log, not just the outbox, before the data plane applies it.
+        await app[appkeys.SEQUENCER].drain()
+        e = resolved.egress
+        log.info("egress configured", logged=changed, interface=resolved.interface,
+                 addresses=[str(a) for a in e.addresses], block_size=e.block_size,
+                 capacity=e.capacity)
+        gateway = settings.network.gateway_id
+        app[appkeys.METRICS].gauges[f'egress_capacity_blocks{{gateway="{gateway}"}}'] = (
+            lambda: float(e.capacity)
+        )
+        if not on_this_host:
+            runtime.set("egress", ok=True, detail="mapping logged; applied by the gateway host",
+                        now=clock.now())
+        yield
+
+    return ctx
 
 
 async def _expire_peers(app: web.Application) -> None:

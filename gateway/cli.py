@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.egress.plan import plan_egress
     from gateway.logging import configure_logging
 
     settings = _settings(args)
@@ -156,7 +157,10 @@ def _serve(args: argparse.Namespace) -> int:
     if overrides:
         settings = settings.replace(**overrides)
     configure_logging(level=settings.server.log_level, fmt=settings.server.log_format)
-    app = create_app(settings)
+    on_this_host = settings.wireguard.backend != "off"
+    # Refuse impossible egress settings before anything starts, naming what to change.
+    egress = asyncio.run(plan_egress(settings, on_this_host=on_this_host))
+    app = create_app(settings, egress=egress)
     web.run_app(
         app,
         host=settings.listen_host,
@@ -364,6 +368,7 @@ def _share_globals(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.egress.mapping import EgressConfigError
     from provisioning.errors import DomainError
 
     parser = build_parser()
@@ -381,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         status: int = run_audit_command(args)
         return status
-    except (CliError, SettingsError, DomainError) as exc:
+    except (CliError, SettingsError, DomainError, EgressConfigError) as exc:
         detail = getattr(exc, "detail", None) or str(exc)
         print(f"vpngw: {detail}", file=sys.stderr)
         return 1

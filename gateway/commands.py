@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.outbox import append_events
 from gateway.clock import Clock
 from gateway.db import Database
+from gateway.egress.mapping import EgressMap
+from gateway.egress.store import configure_egress
 from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
@@ -222,6 +224,12 @@ class Commands:
     async def revoke_regulator_key(self, keyid: str, *, actor: str) -> RegulatorKey:
         return await self._run(
             lambda c: registry.revoke_key(c, keyid, actor=actor, now=self.clock.now())
+        )
+
+    async def configure_egress(self, egress: EgressMap, *, actor: str) -> bool:
+        """Log the egress mapping if it changed; True when an event was appended."""
+        return await self._run(
+            lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
         )
 
     async def record(self, events: list[Event]) -> None:

@@ -16,6 +16,10 @@ from sqlalchemy import delete, insert, select, update
 
 from gateway.audit.canonical import format_time
 from gateway.audit.schema import session_state
+from gateway.egress.nft import Forwarding, Nft
+from gateway.egress.plan import EgressPlan
+from gateway.egress.ruleset import Policy
+from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
 from gateway.settings import Settings
 from gateway.wireguard.backend import BackendError, InterfaceSpec, PeerSpec, WireGuardBackend
@@ -92,9 +96,12 @@ def session_event(e: SessionEvent, *, peer_id: str, tenant_id: str, gateway_id: 
 class DataPlane:
     """The app's view of the interface: desired peers in, session events out."""
 
-    def __init__(self, app: web.Application, backend: WireGuardBackend) -> None:
+    def __init__(
+        self, app: web.Application, backend: WireGuardBackend, egress: EgressSync | None = None
+    ) -> None:
         self.app = app
         self.backend = backend
+        self.egress = egress
         self.settings = app[appkeys.SETTINGS]
         self.db = app[appkeys.DATABASE]
         self.clock = app[appkeys.CLOCK]
@@ -107,6 +114,7 @@ class DataPlane:
             load_desired=self.load_desired,
             interval=ws.reconcile_interval_seconds,
             clock=self.clock.now,
+            follow_peers=egress.sync if egress else None,
         )
         self.collector: Collector | None = None
 
@@ -225,7 +233,17 @@ def dataplane_ctx(
             runtime.set("wireguard", ok=True, detail="off (API only)", now=clock.now())
             yield
             return
-        plane = DataPlane(app, backend or make_backend(settings))
+        plan = app[appkeys.EGRESS]
+        egress = (
+            EgressSync(
+                policy=egress_policy(settings, plan), nft=Nft(), forwarding=Forwarding()
+            )
+            if plan is not None
+            else None
+        )
+        plane = DataPlane(app, backend or make_backend(settings), egress)
+        if egress is not None:
+            _egress_gauges(app, egress)
         app[appkeys.DATAPLANE] = plane
         commands = app[appkeys.COMMANDS]
         sequencer = app[appkeys.SEQUENCER]
@@ -270,6 +288,8 @@ def dataplane_ctx(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await plane.flush()
+        if egress is not None and settings.egress.remove_on_stop:
+            await egress.remove()
         # Open sessions are not ended here: they end when their handshake goes stale,
         # which the next start of the service will notice from the saved tracker.
         await plane.backend.close()
@@ -277,10 +297,32 @@ def dataplane_ctx(
     return ctx
 
 
+def egress_policy(settings: Settings, plan: EgressPlan) -> Policy:
+    return Policy(
+        egress=plan.egress,
+        wireguard_interface=settings.wireguard.interface,
+        egress_interface=plan.interface,
+        gateway_addresses=tuple(str(net.network_address + 1) for net in settings.pool_networks),
+    )
+
+
+def _egress_gauges(app: web.Application, egress: EgressSync) -> None:
+    gateway = app[appkeys.SETTINGS].network.gateway_id
+    gauges = app[appkeys.METRICS].gauges
+    gauges[f'egress_peers_mapped{{gateway="{gateway}"}}'] = lambda: float(
+        egress.status.peers_mapped
+    )
+    gauges[f'egress_blocks_free{{gateway="{gateway}"}}'] = lambda: float(egress.status.blocks_free)
+
+
 def _report(app: web.Application, plane: DataPlane) -> None:
     status = plane.reconciler.status
     detail = status.reason or f"{plane.settings.wireguard.backend} interface in sync"
-    app[appkeys.RUNTIME].set("wireguard", ok=status.ok, detail=detail, now=app[appkeys.CLOCK].now())
+    now = app[appkeys.CLOCK].now()
+    runtime = app[appkeys.RUNTIME]
+    runtime.set("wireguard", ok=status.ok, detail=detail, now=now)
+    if plane.egress is not None:
+        runtime.set("egress", ok=plane.egress.status.ok, detail=plane.egress.status.detail, now=now)
 
 
 async def _watch(app: web.Application, plane: DataPlane) -> None:

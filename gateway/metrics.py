@@ -58,8 +58,13 @@ class Metrics:
             )
         for name, n in sorted(self.counters.items()):
             out += [f"# TYPE vpngw_{name} counter", f"vpngw_{name} {n}"]
+        typed: set[str] = set()
         for name, read in sorted(self.gauges.items()):
-            out += [f"# TYPE vpngw_{name} gauge", f"vpngw_{name} {read()}"]
+            base = name.split("{", 1)[0]  # a gauge name may carry labels
+            if base not in typed:
+                out.append(f"# TYPE vpngw_{base} gauge")
+                typed.add(base)
+            out.append(f"vpngw_{name} {read()}")
         return "\n".join(out) + "\n"
 
 

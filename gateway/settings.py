@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.egress.mapping import DEFAULT_BLOCKED, EgressConfigError, parse_ports
+
 CONFIG_FILE = "gateway.toml"
 ENV_PREFIX = "VPNGW_"
 
@@ -42,8 +44,10 @@ class DatabaseSettings:
 class NetworkSettings:
     gateway_id: str = "gw1"
     endpoint: str = "vpn.example.net:51820"
-    pools: tuple[str, ...] = ("10.100.0.0/16", "fd00:100::/64")
-    dns: tuple[str, ...] = ("10.100.0.1",)
+    # 512 IPv4 addresses: what one public address covers with 126-port egress blocks.
+    pools: tuple[str, ...] = ("10.100.0.0/23", "fd00:100::/64")
+    # Resolvers reached through the tunnel (the gateway itself answers only ping).
+    dns: tuple[str, ...] = ("9.9.9.9", "149.112.112.112")
     client_allowed_ips: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     persistent_keepalive: int = 25
     address_quarantine_days: int = 30
@@ -71,6 +75,23 @@ class WireGuardSettings:
 
 
 @dataclass(frozen=True)
+class EgressSettings:
+    # Carry clients' traffic out (forwarding, isolation, translation) and log the mapping.
+    enabled: bool = True
+    # Empty: the interface of the host's default route, found at start.
+    interface: str = ""
+    # Ordered public IPv4 addresses; empty: the address of the default route's interface.
+    addresses: tuple[str, ...] = ()
+    ports: str = "1024-65535"
+    block_size: int | Literal["auto"] = "auto"
+    ipv6: Literal["nat66", "routed", "off"] = "nat66"
+    addresses6: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = DEFAULT_BLOCKED
+    # Delete the vpngw nftables table when the service stops cleanly.
+    remove_on_stop: bool = False
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     origin: str = "vpngw.example/log"
     retention_days: int = 365
@@ -95,6 +116,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     tenants: TenantSettings = field(default_factory=TenantSettings)
     wireguard: WireGuardSettings = field(default_factory=WireGuardSettings)
+    egress: EgressSettings = field(default_factory=EgressSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     regulator: RegulatorSettings = field(default_factory=RegulatorSettings)
 
@@ -188,6 +210,8 @@ def _build_section(
 
 def _parse_env(hint: Any, text: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _parse_env(int, text) if int in typing.get_args(hint) else text
     if origin is tuple:
         return [item.strip() for item in text.split(",") if item.strip()]
     if hint is bool:
@@ -207,6 +231,18 @@ def _parse_env(hint: Any, text: str) -> Any:
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for member in typing.get_args(hint):
+            try:
+                return _coerce(key, member, value)
+            except SettingsError as exc:
+                errors.append(str(exc))
+        raise SettingsError(" or ".join(errors))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{key} must be true or false, got {value!r}")
+        return value
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
@@ -227,8 +263,6 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise SettingsError(f"{key} must be a string, got {value!r}")
-        return value
-    if isinstance(hint, types.UnionType):  # pragma: no cover - no optional settings yet
         return value
     raise SettingsError(f"{key}: unsupported type {hint!r}")
 
@@ -298,8 +332,38 @@ def validate(s: Settings) -> None:
         raise SettingsError("audit.origin must be a non-empty single line")
     if s.audit.retention_days < 1:
         raise SettingsError("audit.retention_days must be >= 1")
+    _check_egress(s)
     if not 1 <= s.regulator.default_max_hits <= s.regulator.max_hits_limit:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
+
+
+def _check_egress(s: Settings) -> None:
+    """Shape checks; whether the addresses cover the pool is checked once they are known."""
+    e = s.egress
+    if e.interface and not _valid_ifname(e.interface):
+        raise SettingsError(
+            "egress.interface must be 1-15 characters of letters, digits, '-', '_' or '.'"
+        )
+    if e.enabled and e.interface and e.interface == s.wireguard.interface:
+        raise SettingsError("egress.interface must not be the WireGuard interface")
+    try:
+        parse_ports(e.ports)
+    except EgressConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+    for label, items, version in (("egress.addresses", e.addresses, 4),
+                                  ("egress.addresses6", e.addresses6, 6)):
+        for item in items:
+            try:
+                ok = ipaddress.ip_address(item).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SettingsError(f"{label}: {item!r} is not an IPv{version} address")
+    for item in e.blocked:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise SettingsError(f"egress.blocked: {item!r} is not a CIDR network ({exc})") from exc
 
 
 def _valid_ifname(name: str) -> bool:

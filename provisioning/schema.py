@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -174,4 +175,13 @@ peer_status = Table(
     Column("tx_bytes", BigInteger, nullable=False, server_default="0"),
     Column("connected", Integer, nullable=False, server_default="0"),
     Column("observed_at", UTCDateTime, nullable=False),
+)
+
+# The egress mapping last logged for each gateway (its `egress.configured` fields, as JSON).
+egress_configs = Table(
+    "egress_configs",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("fields", Text, nullable=False),
+    Column("configured_at", UTCDateTime, nullable=False),
 )

@@ -91,7 +91,12 @@ def write_settings(data_dir: Path, database_url: str | None = None, **sections: 
     data_dir.mkdir(parents=True, exist_ok=True)
     create_keys(data_dir)
     settings = load_settings(data_dir, environ={})
-    changes: dict[str, Any] = {"network": {"endpoint": "vpn.test:51820"}, **sections}
+    # Egress (forwarding and translation on this host) only where a test asks for it.
+    changes: dict[str, Any] = {
+        "network": {"endpoint": "vpn.test:51820"},
+        "egress": {"enabled": False},
+        **sections,
+    }
     if database_url:
         changes["database"] = {"url": database_url}
     return settings.replace(**changes)

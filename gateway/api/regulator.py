@@ -121,7 +121,8 @@ async def query(request: web.Request) -> web.Response:
 
     db = request.app[appkeys.DATABASE]
     async with db.read() as conn:
-        indexes = await find_entries(conn, req.query, limit=req.max_hits + 1)
+        findings = await find_entries(conn, req.query, limit=req.max_hits + 1)
+    indexes = findings.indexes
     truncated = len(indexes) > req.max_hits
     indexes = indexes[: req.max_hits]
 
@@ -167,13 +168,16 @@ async def query(request: web.Request) -> web.Response:
         for e in entries
         if e.leaf is not None
     ]
-    answer = {
+    answer: dict[str, Any] = {
         "request_id": doc["request_id"],
         "query": doc["query"],
         "truncated": truncated,
         "checkpoint": checkpoint,
         "records": records,
     }
+    derivation = findings.derivation_fields()
+    if derivation is not None and records:
+        answer["derivation"] = derivation
     payload = json.dumps(answer, separators=(",", ":")).encode()
     keys = request.app[appkeys.KEYS]
     signed = httpsig.sign_response(

@@ -124,6 +124,20 @@ endpoint_intervals = Table(
     Index("ix_endpoint_intervals_peer", "peer_id"),
 )
 
+# An egress mapping in force for a gateway (attribution by public address and port).
+egress_intervals = Table(
+    "egress_intervals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("start_ts", UTCDateTime, nullable=False),
+    Column("start_idx", BigInteger, nullable=False),
+    Column("end_ts", UTCDateTime, nullable=True),
+    Column("end_idx", BigInteger, nullable=True),
+    Index("ix_egress_intervals_start", "start_ts"),
+)
+
 # Collector state per peer, so a restart neither ends live sessions nor loses totals.
 session_state = Table(
     "session_state",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from gateway.commands import Commands
     from gateway.dataplane import DataPlane
     from gateway.db import Database
+    from gateway.egress.plan import EgressPlan
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
     from gateway.runtime import Runtime
@@ -28,3 +29,5 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
 SEQUENCER: web.AppKey[Sequencer] = web.AppKey("sequencer")
 DATAPLANE: web.AppKey[DataPlane] = web.AppKey("dataplane")
+# The egress mapping in force (None when this gateway carries no traffic).
+EGRESS: web.AppKey[EgressPlan | None] = web.AppKey("egress")

@@ -22,7 +22,10 @@ it breaks):
     every record's RFC 9162 inclusion proof leads from SHA-256(0x00 || leaf) at its index
     to the checkpoint's root;
 ``relevance``
-    every record is one the query could select (subject, window, address).
+    every record is one the query could select (subject, window, address); for
+    ``attribution.egress`` the port-block mapping is recomputed from the returned
+    ``egress.configured`` leaf and must name the tunnel address the returned grant holds
+    (and agree with the answer's ``derivation``, when it gives one).
 
 Consistency with the last checkpoint the client saw is the caller's job (it needs the
 network); :func:`plan_consistency` and :func:`check_consistency_proof` do the pure part.
@@ -46,6 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.audit import merkle
 from gateway.audit.canonical import CanonicalError, canonical_json, parse_canonical, parse_time
 from gateway.audit.note import Ed25519NoteVerifier, NoteError, SignedCheckpoint
+from gateway.egress.mapping import EgressConfigError, EgressMap
 from gateway.regulator import httpsig
 from gateway.regulator.digest import verify_content_digest
 from gateway.regulator.structured import Item, StructuredFieldError, parse_dictionary
@@ -371,6 +375,7 @@ def _check_response_signature(
 
 
 _ANSWER_FIELDS = {"request_id", "query", "truncated", "checkpoint", "records"}
+_ANSWER_OPTIONAL = _ANSWER_FIELDS | {"derivation"}
 _RECORD_FIELDS = {"index", "leaf", "event", "inclusion_proof"}
 
 
@@ -385,8 +390,9 @@ def _check_format(exchange: Exchange, result: Verification) -> dict[str, Any] | 
         except ValueError as exc:
             problem = f"body is not JSON: {exc}"
     if not problem:
-        if not isinstance(doc, dict) or set(doc) != _ANSWER_FIELDS:
-            problem = "body must be an object with exactly " + ", ".join(sorted(_ANSWER_FIELDS))
+        if not isinstance(doc, dict) or not _ANSWER_FIELDS <= set(doc) <= _ANSWER_OPTIONAL:
+            problem = ("body must be an object with exactly " + ", ".join(sorted(_ANSWER_FIELDS))
+                       + " (and optionally derivation)")
         elif not isinstance(doc["checkpoint"], str) or not isinstance(doc["truncated"], bool):
             problem = "checkpoint must be a string and truncated a boolean"
         elif not isinstance(doc["records"], list) or not all(
@@ -509,11 +515,59 @@ def _relevant(query: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
     return lambda event: None
 
 
-def _check_relevance(request: dict[str, Any] | None, records: Sequence[dict[str, Any]],
-                     result: Verification) -> None:
+def _egress_reason(query: dict[str, Any], answer: dict[str, Any],
+                   records: Sequence[dict[str, Any]]) -> str | None:
+    """Why the records do not attribute ip:port at `at` by the section 8 mapping (or None)."""
+    events = [r["event"] for r in records]
+    configured = [e for e in events if e.get("type") == "egress.configured"]
+    if not records:
+        return "derivation without records" if "derivation" in answer else None
+    if len(configured) != 1:
+        return f"expected one egress.configured record, found {len(configured)}"
+    at = validation.timestamp("query.at", query["at"])
+    if parse_time(configured[0]["ts"]) > at:
+        return "the egress.configured record was logged after the queried time"
+    try:
+        mapping = EgressMap.from_event(configured[0])
+    except EgressConfigError as exc:
+        return f"the egress.configured record cannot be read: {exc}"
+    derivation = mapping.derive(ipaddress.ip_address(query["ip"]), int(query["port"]))
+    if derivation is None:
+        return f"{query['ip']}:{query['port']} lies in no block of the returned mapping"
+    claimed = answer.get("derivation")
+    if claimed is not None and claimed != derivation.as_dict():
+        return (f"the answer's derivation {claimed} differs from the recomputed "
+                f"{derivation.as_dict()}")
+    tunnel = derivation.tunnel_ip
+    grants = [e for e in events if e.get("type") in ("peer.provisioned", "peer.key_rotated")]
+    if not any(tunnel in {ipaddress.ip_address(a) for a in e.get("tunnel_ips", [])}
+               for e in grants):
+        return f"no returned grant holds the derived tunnel address {tunnel}"
+    why_not = _relevant({"kind": "attribution.tunnel_ip", "ip": str(tunnel)})
+    for record in records:
+        if record["event"].get("type") != "egress.configured":
+            reason = why_not(record["event"])
+            if reason is not None:
+                return f"record {record.get('index')}: {reason}"
+    return None
+
+
+def _check_relevance(request: dict[str, Any] | None, answer: dict[str, Any],
+                     records: Sequence[dict[str, Any]], result: Verification) -> None:
     query = (request or {}).get("query")
     if not isinstance(query, dict):
         result.add("relevance", False, "the saved request has no query to compare with")
+        return
+    if query.get("kind") == "attribution.egress":
+        try:
+            reason = _egress_reason(query, answer, records)
+        except (KeyError, TypeError, ValueError, CanonicalError, InvalidInput) as exc:
+            reason = f"records cannot be compared with the query: {exc}"
+        if reason is not None:
+            result.add("relevance", False, reason)
+        else:
+            result.add("relevance", True, "the mapping recomputed from the egress.configured "
+                       "record gives the tunnel address the returned grant holds")
         return
     try:
         why_not = _relevant(query)
@@ -552,7 +606,7 @@ def verify_exchange(exchange: Exchange, pins: Pins, *, now: float | None) -> Ver
     _check_checkpoint(answer, pins, result)
     _check_leaves(records, result)
     _check_inclusion(records, result.tree_head, result)
-    _check_relevance(request, records, result)
+    _check_relevance(request, answer, records, result)
     return result
 
 

@@ -78,6 +78,14 @@ def _print_records(records: Sequence[dict[str, Any]]) -> None:
     print(_table(_record_rows(records), ("index", "ts", "type", "tenant", "peer", "details")))
 
 
+def _print_derivation(answer: dict[str, Any]) -> None:
+    d = answer.get("derivation")
+    if isinstance(d, dict):
+        print(f"egress block: gateway {d.get('gateway_id')}, ports {d.get('first_port')}-"
+              f"{d.get('last_port')} belong to tunnel address {d.get('tunnel_ip')} "
+              "(recomputed from the egress.configured record)")
+
+
 def _print_checks(checks: Sequence[Any]) -> None:
     rows = [[c.name, "ok" if c.ok else "FAILED", c.detail] for c in checks]
     print(_table(rows, ("check", "result", "detail")))
@@ -134,6 +142,7 @@ _QUERY_FLAGS = {
     "attribution.endpoint": ({"ip", "at"}, {"port"}),
     "activity.tenant": ({"tenant", "from_", "to"}, set()),
     "activity.peer": ({"peer", "from_", "to"}, set()),
+    "attribution.egress": ({"ip", "port", "at"}, set()),
 }
 _FLAG_NAME = {"from_": "--from", "tenant": "--tenant", "peer": "--peer", "ip": "--ip",
               "at": "--at", "to": "--to", "port": "--port"}
@@ -330,7 +339,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     answer = result.answer or {}
     summary = {
         "ok": result.ok, "body_sha256": exchange.body_sha256,
-        "truncated": answer.get("truncated"),
+        "truncated": answer.get("truncated"), "derivation": answer.get("derivation"),
         "checkpoint": result.tree_head.summary() if result.tree_head else None,
         "records": result.records, "checks": [c.as_dict() for c in result.checks],
         "saved": args.save, "error": result.reason() or None,
@@ -339,6 +348,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         _emit_json(summary)
     else:
         _print_records(result.records)
+        _print_derivation(answer)
         if answer.get("truncated"):
             print("(truncated: more records match; raise --max-hits, at most 1000)")
         print()
@@ -417,12 +427,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _emit_json({"ok": result.ok, "file": args.file, "url": exchange.url,
                     "received_at": exchange.received_at, "body_sha256": exchange.body_sha256,
                     "truncated": answer.get("truncated"),
+                    "derivation": answer.get("derivation"),
                     "checkpoint": result.tree_head.summary() if result.tree_head else None,
                     "records": result.records, "checks": [c.as_dict() for c in result.checks],
                     "error": result.reason() or None})
     else:
         print(f"answer from {exchange.url}, received {exchange.received_at or 'unknown'}\n")
         _print_records(result.records)
+        _print_derivation(answer)
         print()
         _print_checks(result.checks)
     if not result.ok:
@@ -474,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = query.add_argument_group("query flags (instead of --file)")
     q.add_argument("--kind", choices=sorted(_QUERY_FLAGS))
     q.add_argument("--ip", help="tunnel or public IP address")
-    q.add_argument("--port", type=int, help="public source port (attribution.endpoint)")
+    q.add_argument("--port", type=int,
+                   help="public source port (attribution.endpoint, attribution.egress)")
     q.add_argument("--at", metavar="TIME", help="RFC 3339 time, e.g. 2026-11-30T03:00:00Z")
     q.add_argument("--tenant", help="tenant id (activity.tenant)")
     q.add_argument("--peer", help="peer id (activity.peer)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.canonical import parse_time
 from gateway.audit.log import SequencedEntry
-from gateway.audit.schema import address_intervals, endpoint_intervals
+from gateway.audit.schema import address_intervals, egress_intervals, endpoint_intervals
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -36,7 +37,11 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
     New intervals are buffered and written with one executemany per table; the buffer
     is flushed before any interval is closed, so a close always sees what preceded it.
     """
-    pending: dict[Table, list[dict[str, object]]] = {address_intervals: [], endpoint_intervals: []}
+    pending: dict[Table, list[dict[str, object]]] = {
+        address_intervals: [],
+        endpoint_intervals: [],
+        egress_intervals: [],
+    }
 
     async def flush() -> None:
         for table, rows in pending.items():
@@ -66,6 +71,18 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                 t,
                 and_(t.c.address == event["address"], t.c.peer_id == event["peer_id"]),
                 entry,
+            )
+        elif kind == "egress.configured":
+            await flush()
+            t = egress_intervals
+            await _close(conn, t, t.c.gateway_id == event["gateway_id"], entry)
+            pending[t].append(
+                {
+                    "gateway_id": event["gateway_id"],
+                    "fields": json.dumps(event, sort_keys=True),
+                    "start_ts": entry.ts,
+                    "start_idx": entry.index,
+                }
             )
         elif kind in ("session.started", "session.roamed", "session.ended"):
             await flush()

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries
+from gateway.audit.schema import (
+    address_intervals,
+    egress_intervals,
+    endpoint_intervals,
+    log_entries,
+)
+from gateway.egress.mapping import Derivation, EgressMap
 from gateway.regulator.request import Query
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Log indexes answering a query, oldest first, and for egress how they were found."""
+
+    indexes: list[int]
+    derivation: Derivation | None = None
+
+    def derivation_fields(self) -> dict[str, Any] | None:
+        return self.derivation.as_dict() if self.derivation else None
 
 
 async def _subject_entries(
@@ -36,26 +59,63 @@ async def _subject_entries(
     return {int(r.idx) for r in rows}
 
 
-async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> list[int]:
-    """Log indexes answering the query, oldest first, at most `limit` of them."""
-    if query.kind == "attribution.tunnel_ip":
-        t = address_intervals
-        rows = (
-            await conn.execute(
-                select(t)
-                .where(
-                    t.c.address == query.ip,
-                    t.c.start_ts <= query.at,
-                    or_(t.c.end_ts.is_(None), t.c.end_ts > query.at),
-                )
-                .order_by(t.c.start_idx)
-                .limit(limit)
+async def _address_holders(
+    conn: AsyncConnection, address: str, at: datetime, limit: int
+) -> set[int]:
+    """Who held a tunnel address at `at`: the grant, its release if any, the tenant."""
+    t = address_intervals
+    rows = (
+        await conn.execute(
+            select(t)
+            .where(
+                t.c.address == address,
+                t.c.start_ts <= at,
+                or_(t.c.end_ts.is_(None), t.c.end_ts > at),
             )
-        ).all()
-        found = {int(r.start_idx) for r in rows} | {
-            int(r.end_idx) for r in rows if r.end_idx is not None
-        }
-        found |= await _subject_entries(conn, set(), {r.tenant_id for r in rows})
+            .order_by(t.c.start_idx)
+            .limit(limit)
+        )
+    ).all()
+    found = {int(r.start_idx) for r in rows} | {
+        int(r.end_idx) for r in rows if r.end_idx is not None
+    }
+    return found | await _subject_entries(conn, set(), {r.tenant_id for r in rows})
+
+
+async def _egress_holder(conn: AsyncConnection, query: Query, limit: int) -> Findings:
+    """The mapping in force at `at` that contains ip:port, and the holder of its tunnel address.
+
+    Only the few mappings in force at that moment are read; the arithmetic does the rest.
+    """
+    assert query.ip is not None and query.port is not None and query.at is not None
+    t = egress_intervals
+    rows = (
+        await conn.execute(
+            select(t)
+            .where(t.c.start_ts <= query.at, or_(t.c.end_ts.is_(None), t.c.end_ts > query.at))
+            .order_by(t.c.start_idx)
+        )
+    ).all()
+    ip = ipaddress.ip_address(query.ip)
+    for row in rows:
+        derivation = EgressMap.from_event(json.loads(row.fields)).derive(ip, query.port)
+        if derivation is None:
+            continue
+        holders = await _address_holders(conn, str(derivation.tunnel_ip), query.at, limit)
+        if not holders:
+            return Findings([])  # a block nobody held then: nothing to attribute
+        return Findings(sorted({int(row.start_idx)} | holders), derivation)
+    return Findings([])
+
+
+async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> Findings:
+    """Log indexes answering the query, oldest first, at most `limit` of them."""
+    if query.kind == "attribution.egress":
+        findings = await _egress_holder(conn, query, limit)
+        return Findings(findings.indexes[:limit], findings.derivation)
+    if query.kind == "attribution.tunnel_ip":
+        assert query.ip is not None and query.at is not None
+        found = await _address_holders(conn, query.ip, query.at, limit)
     elif query.kind == "attribution.endpoint":
         t = endpoint_intervals
         conds = [
@@ -94,4 +154,4 @@ async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> li
             )
         ).all()
         found = {int(r.idx) for r in rows}
-    return sorted(found)[:limit]
+    return Findings(sorted(found)[:limit])

@@ -10,7 +10,13 @@ from typing import Any
 from provisioning import ids, validation
 from provisioning.errors import InvalidInput
 
-KINDS = ("attribution.tunnel_ip", "attribution.endpoint", "activity.tenant", "activity.peer")
+KINDS = (
+    "attribution.tunnel_ip",
+    "attribution.endpoint",
+    "activity.tenant",
+    "activity.peer",
+    "attribution.egress",
+)
 _TOP = {"request_id", "authorisation", "query", "max_hits"}
 _REQUEST_ID = {"country", "authority", "number"}
 _AUTHORISATION = {"reference", "legal_basis", "valid_from", "valid_until"}
@@ -19,6 +25,7 @@ _QUERY_FIELDS = {
     "attribution.endpoint": ({"kind", "ip", "port", "at"}, {"kind", "ip", "at"}),
     "activity.tenant": ({"kind", "tenant_id", "from", "to"}, {"kind", "tenant_id", "from", "to"}),
     "activity.peer": ({"kind", "peer_id", "from", "to"}, {"kind", "peer_id", "from", "to"}),
+    "attribution.egress": ({"kind", "ip", "port", "at"}, {"kind", "ip", "port", "at"}),
 }
 
 
@@ -130,7 +137,7 @@ def parse_request(
         query = Query(
             kind, ip=_ip("query.ip", q["ip"]), at=validation.timestamp("query.at", q["at"])
         )
-    elif kind == "attribution.endpoint":
+    elif kind in ("attribution.endpoint", "attribution.egress"):
         port = q.get("port")
         if port is not None:
             port = validation.integer("query.port", port, minimum=1, maximum=65535)

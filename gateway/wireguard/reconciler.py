@@ -28,6 +28,8 @@ log = structlog.get_logger(__name__)
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 LoadDesired = Callable[[], Awaitable[Sequence[PeerSpec]]]
+# Brings state that follows the peers (the egress map) in line, in the same pass.
+FollowPeers = Callable[[Sequence[PeerSpec]], Awaitable[None]]
 
 
 def utc_now() -> datetime:
@@ -69,8 +71,10 @@ class Reconciler:
         max_backoff: float = 60.0,
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
+        follow_peers: FollowPeers | None = None,
     ) -> None:
         self._backend = backend
+        self._follow_peers = follow_peers
         self._interface = interface
         self._public_key = public_key_of(interface.private_key)
         self._load_desired = load_desired
@@ -184,7 +188,15 @@ class Reconciler:
 
     async def _reconcile(self) -> ReconcileResult:
         dump = await self._current()
-        desired = {spec.public_key: spec for spec in await self._load_desired()}
+        wanted = await self._load_desired()
+        result = await self._apply_peers({spec.public_key: spec for spec in wanted}, dump)
+        if self._follow_peers is not None:
+            await self._follow_peers(wanted)
+        return result
+
+    async def _apply_peers(
+        self, desired: dict[bytes, PeerSpec], dump: InterfaceDump
+    ) -> ReconcileResult:
         changes = plan_changes(desired, dump.peers)
         if changes.empty:
             return ReconcileResult(applied=changes)

@@ -108,7 +108,7 @@ async def test_peer_with_client_key_and_its_configs(client: Any) -> None:
     gw_pub = client.app[appkeys.KEYS].wireguard_public
     assert "PrivateKey = " not in conf.replace("# PrivateKey", "")
     assert "Address = 10.100.0.2/32, fd00:100::2/128" in conf
-    assert "DNS = 10.100.0.1" in conf
+    assert "DNS = 9.9.9.9, 149.112.112.112" in conf
     assert f"PublicKey = {gw_pub}" in conf and "PresharedKey = " in conf
     assert "Endpoint = vpn.test:51820" in conf and "PersistentKeepalive = 25" in conf
     resp = await client.get(f"/v1/peers/{peer['id']}/config?format=json", headers=bearer(token))

@@ -30,6 +30,8 @@ QUERIES: dict[str, dict[str, Any]] = {
                         "from": "2026-11-29T00:00:00Z", "to": "2026-11-30T00:00:00Z"},
     "activity.peer": {"kind": "activity.peer", "peer_id": PEER,
                       "from": "2026-11-29T00:00:00Z", "to": "2026-11-30T00:00:00Z"},
+    "attribution.egress": {"kind": "attribution.egress", "ip": "203.0.113.7", "port": 40412,
+                           "at": "2026-11-30T03:00:00Z"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Egress: forwarding, tenant isolation and source translation into per-peer port blocks."""
