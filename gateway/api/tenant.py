@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway.api.views import page, peer_view
+from gateway.egress.mapping import EgressMap
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.body import query_int, read_json
@@ -71,7 +72,8 @@ async def list_peers(request: web.Request) -> web.Response:
         found = await peers.list_peers(
             conn, who.tenant_id or "", limit=limit, after=request.query.get("after"), status=status
         )
-    return web.json_response(page([peer_view(p) for p in found], limit=limit))
+    egress = _egress(request)
+    return web.json_response(page([peer_view(p, egress=egress) for p in found], limit=limit))
 
 
 async def get_peer(request: web.Request) -> web.Response:
@@ -79,7 +81,9 @@ async def get_peer(request: web.Request) -> web.Response:
     peer_id = request.match_info["peer_id"]
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, who.tenant_id, peer_id)
-    return web.json_response(peer_view(peer, await _connection(request, peer_id)))
+    return web.json_response(
+        peer_view(peer, await _connection(request, peer_id), egress=_egress(request))
+    )
 
 
 async def revoke_peer(request: web.Request) -> web.Response:
@@ -106,10 +110,15 @@ async def rotate_peer(request: web.Request) -> web.Response:
 
 def _with_config(request: web.Request, peer: Peer, psk: str | None = None) -> dict[str, Any]:
     """A server-generated key exists only in this response, so hand over the full config now."""
-    doc = peer_view(peer)
+    doc = peer_view(peer, egress=_egress(request))
     if peer.private_key:
         doc["config"] = render_conf(client_config(request, peer, psk or peer.preshared_key))
     return doc
+
+
+def _egress(request: web.Request) -> EgressMap | None:
+    plan = request.app.get(appkeys.EGRESS)
+    return plan.egress if plan is not None else None
 
 
 def client_config(request: web.Request, peer: Peer, preshared_key: str | None) -> ClientConfig:

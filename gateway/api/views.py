@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway.egress.mapping import EgressMap
 from provisioning.peers import Peer
 from provisioning.tenants import Tenant, Transition
 from provisioning.tokens import TokenInfo
@@ -53,7 +56,21 @@ def token_view(t: TokenInfo) -> dict[str, Any]:
     }
 
 
-def peer_view(p: Peer, status: dict[str, Any] | None = None) -> dict[str, Any]:
+def egress_block(egress: EgressMap | None, tunnel_ips: Sequence[str]) -> dict[str, Any] | None:
+    """Where a peer's traffic leaves (public address and port block), if it is carried out."""
+    if egress is None:
+        return None
+    for text in tunnel_ips:
+        address = ipaddress.ip_address(text)
+        if isinstance(address, ipaddress.IPv4Address):
+            block = egress.block_of(address)
+            return block.as_dict() if block else None
+    return None
+
+
+def peer_view(
+    p: Peer, status: dict[str, Any] | None = None, egress: EgressMap | None = None
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": p.id,
         "name": p.name,
@@ -70,6 +87,9 @@ def peer_view(p: Peer, status: dict[str, Any] | None = None) -> dict[str, Any]:
         doc["private_key"] = p.private_key
     if status is not None:
         doc["connection"] = status
+    block = egress_block(egress, p.tunnel_ips) if p.status == "active" else None
+    if block is not None:
+        doc["egress"] = block
     return doc
 
 
