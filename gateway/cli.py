@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.egress.mapping import EgressConfigError, largest_pool_prefix
+from gateway.egress.plan import plan_from
+from gateway.egress.uplink import find_uplink
 from gateway.settings import CONFIG_FILE, Settings, SettingsError, load_settings
 
 
@@ -85,15 +88,50 @@ def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
             wireguard["interface"] = args.interface
         server = {"listen": args.listen} if args.listen else {}
         database = {"url": args.database_url} if args.database_url else {}
+        egress: dict[str, Any] = {}
+        if args.egress_interface:
+            egress["interface"] = args.egress_interface
+        if args.egress_address:
+            egress["addresses"] = args.egress_address
+            if not args.pool:
+                network["pools"] = [_default_ipv4_pool(len(args.egress_address)), DEFAULT_POOL6]
         write_config(
             config_path,
-            {"server": server, "database": database, "network": network, "wireguard": wireguard},
+            {"server": server, "database": database, "network": network, "wireguard": wireguard,
+             "egress": egress},
         )
-    elif args.endpoint or args.pool or args.wireguard or args.interface:
+        try:
+            _check_egress_at_init(load_settings(data_dir))
+        except (SettingsError, EgressConfigError):
+            config_path.unlink()  # nothing half-made: fix the options and run init again
+            raise
+    elif args.endpoint or args.pool or args.wireguard or args.interface or args.egress_address:
         raise CliError(f"{config_path} already exists; edit it instead of passing init options")
     settings = load_settings(data_dir)
     create_keys(data_dir)
     return data_dir, settings
+
+
+DEFAULT_POOL6 = "fd00:100::/64"
+
+
+def _default_ipv4_pool(address_count: int) -> str:
+    """The largest pool (at most a /16) the egress addresses cover with 64-port blocks."""
+    prefix = max(largest_pool_prefix(address_count, 65535 - 1024 + 1), 16)
+    return f"10.100.0.0/{prefix}"
+
+
+def _check_egress_at_init(settings: Settings) -> None:
+    """Refuse settings whose egress addresses cannot cover the pool, before anything starts."""
+    if not settings.egress.enabled:
+        return
+    e = settings.egress
+    uplink = asyncio.run(find_uplink()) if not (e.interface and e.addresses) else None
+    if uplink is None and not e.addresses:
+        print("vpngw: note: no default route here; set egress.interface and egress.addresses "
+              "before serving traffic", file=sys.stderr)
+        return
+    plan_from(settings, uplink)
 
 
 async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) -> int:
@@ -297,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--interface", help="WireGuard interface name")
     init.add_argument("--listen", help="API HOST:PORT")
     init.add_argument("--database-url", help="postgresql+asyncpg://... (default: SQLite file)")
+    init.add_argument("--egress-interface",
+                      help="interface towards the internet (default: the default route's)")
+    init.add_argument("--egress-address", action="append",
+                      help="public IPv4 address traffic leaves from (repeatable, in order; "
+                      "default: the egress interface's address)")
 
     serve = add("serve", "run the API, sequencer, reconciler and collector")
     serve.add_argument("--listen", help="API HOST:PORT (overrides server.listen)")
@@ -368,7 +411,6 @@ def _share_globals(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gateway.egress.mapping import EgressConfigError
     from provisioning.errors import DomainError
 
     parser = build_parser()

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.outbox import append_events
@@ -228,9 +229,15 @@ class Commands:
 
     async def configure_egress(self, egress: EgressMap, *, actor: str) -> bool:
         """Log the egress mapping if it changed; True when an event was appended."""
-        return await self._run(
-            lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
-        )
+        try:
+            return await self._run(
+                lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
+            )
+        except IntegrityError:
+            # Another process sharing the database logged it first; compare with theirs.
+            return await self._run(
+                lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
+            )
 
     async def record(self, events: list[Event]) -> None:
         """Append events that come with no state change of their own (e.g. sessions)."""

@@ -143,6 +143,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "VPNGW_WIREGUARD_RECONCILE_INTERVAL_SECONDS": "2",
             "VPNGW_WIREGUARD_COLLECT_INTERVAL_SECONDS": "0.5",
             "VPNGW_SERVER_LOG_FORMAT": "json",
+            # These tests are about the tunnel; tests/e2e/test_egress.py carries traffic out.
+            "VPNGW_EGRESS_ENABLED": "false",
         }
         log_path = data.parent / "serve.log"
         with log_path.open("wb") as log_file:
