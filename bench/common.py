@@ -92,7 +92,8 @@ class Server:
         return self.data_dir / "serve.log"
 
     def _env(self) -> dict[str, str]:
-        env = {**os.environ, **self.env}
+        # These servers measure the API; carrying traffic out is bench/egress.py's subject.
+        env = {**os.environ, "VPNGW_EGRESS_ENABLED": "false", **self.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
 

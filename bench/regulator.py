@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import random
@@ -54,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.common import Server, machine_note, percentile, print_table, run
 from gateway.audit.merkle import MerkleFrontier
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
+from gateway.egress.mapping import EgressMap, resolve
 from gateway.keyfiles import LOG_KEY
 from gateway.regulator import httpsig
 from gateway.regulator.answer import Pins, verify_exchange
@@ -61,6 +63,12 @@ from gateway.regulator.client import GatewayClient, public_key_b64
 from gateway.settings import load_settings
 
 TARGET_P99_MS = 50.0
+# 10.64.0.0/14 holds every bench address up to 10 M entries; 261 public addresses cover it
+# with 64-port blocks.
+EGRESS: EgressMap = resolve(
+    gateway_id="gw1", pools=[ipaddress.ip_network("10.64.0.0/14")],
+    addresses=[str(ipaddress.IPv4Address("198.18.128.0") + i) for i in range(261)],
+    ports="1024-65535", block_size=64, ipv6="off", addresses6=(), blocked=())
 SPAN = timedelta(days=60)
 KEYID = "bench-regulator"
 _LEAF = b"\x00"
@@ -248,6 +256,13 @@ def build_log(data_dir: Path, size: int, seed: int) -> tuple[Samples, dict[str, 
     def address(i: int) -> str:
         return f"10.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
 
+    # The egress mapping in force for the whole log (attribution.egress answers from it).
+    egress = EGRESS.event_fields()
+    egress_idx, egress_ts = b.emit({"type": "egress.configured", **egress, "actor": "system"})
+    db.execute("INSERT INTO egress_intervals (gateway_id, fields, start_ts, start_idx) "
+               "VALUES (?, ?, ?, ?)", ("gw1", json.dumps(egress, sort_keys=True),
+                                       _db_time(egress_ts), egress_idx))
+
     peers: list[tuple[str, str, str]] = []  # (tenant, peer, address)
     for i in range(n_peers):
         t = tenants[i % n_tenants]
@@ -325,7 +340,7 @@ def _between(rng: random.Random, start: datetime, end: datetime) -> str:
 
 
 async def measure(
-    server: Server, samples: Samples, queries: int, seed: int
+    server: Server, samples: Samples, queries: int, seed: int, only: str | None = None
 ) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     key = Ed25519PrivateKey.generate()
@@ -349,10 +364,17 @@ async def measure(
         ("attribution.endpoint ip only", lambda: (lambda e: {
             "kind": "attribution.endpoint", "ip": e[0], "at": _between(rng, e[2], e[3])})(
             rng.choice(samples.endpoint))),
+        ("attribution.egress", lambda: (lambda a: (lambda blk: {
+            "kind": "attribution.egress", "ip": str(blk.address),
+            "port": blk.first_port + rng.randrange(EGRESS.block_size),
+            "at": _between(rng, a[1], a[2])})(EGRESS.block_of(ipaddress.IPv4Address(a[0]))))(
+            rng.choice(samples.tunnel))),
         ("activity.peer (60 days)", lambda: {
             "kind": "activity.peer", "peer_id": rng.choice(samples.peers),
             "from": _wire(datetime.now(UTC) - SPAN), "to": _wire(datetime.now(UTC))}),
     ]
+    if only is not None:
+        kinds = [k for k in kinds if k[0] == only]
     rows = []
     reasons: list[str] = []
     number = 0

@@ -236,7 +236,10 @@ def dataplane_ctx(
         plan = app[appkeys.EGRESS]
         egress = (
             EgressSync(
-                policy=egress_policy(settings, plan), nft=Nft(), forwarding=Forwarding()
+                policy=egress_policy(settings, plan),
+                nft=Nft(),
+                forwarding=Forwarding(),
+                full_check_seconds=settings.wireguard.reconcile_interval_seconds,
             )
             if plan is not None
             else None

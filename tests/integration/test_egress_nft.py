@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -73,8 +74,13 @@ async def test_table_loads_and_map_follows_peers(ns: Namespace) -> None:
     assert set(elements(ns)) == {"10.100.0.3", "10.100.0.4"}
 
 
+def syncer(ns: Namespace, **kw: Any) -> EgressSync:
+    return EgressSync(policy=policy(), nft=Nft(ns.cmd("nft")), forwarding=NoForwarding(),  # type: ignore[arg-type]
+                      **kw)
+
+
 async def test_drift_is_healed(ns: Namespace) -> None:
-    sync = EgressSync(policy=policy(), nft=Nft(ns.cmd("nft")), forwarding=NoForwarding())  # type: ignore[arg-type]
+    sync = syncer(ns, full_check_seconds=0)  # every pass reads the kernel back
     await sync.sync([peer(2), peer(3)])
     # An element deleted by hand comes back.
     run(*ns.cmd("nft", "delete", "element", "inet", "vpngw", MAP4, "{ 10.100.0.2 }"))
@@ -90,6 +96,26 @@ async def test_drift_is_healed(ns: Namespace) -> None:
     run(*ns.cmd("nft", "delete", "table", "inet", "vpngw"))
     await sync.sync([peer(2)])
     assert set(elements(ns)) == {"10.100.0.2"}
+
+
+async def test_fast_passes_apply_differences_and_full_checks_heal(ns: Namespace) -> None:
+    now = [0.0]
+    sync = syncer(ns, full_check_seconds=30, monotonic=lambda: now[0])
+    await sync.sync([peer(2), peer(3)])  # first pass: full
+    run(*ns.cmd("nft", "delete", "element", "inet", "vpngw", MAP4, "{ 10.100.0.2 }"))
+    now[0] = 10.0
+    await sync.sync([peer(2), peer(3), peer(4)])  # fast: only adds 10.100.0.4
+    assert set(elements(ns)) == {"10.100.0.3", "10.100.0.4"}
+    rules = run(*ns.cmd("nft", "list", "chain", "inet", "vpngw", "nat66"))
+    assert "fd00:100::4" in rules
+    now[0] = 31.0
+    await sync.sync([peer(2), peer(3), peer(4)])  # full check: the hand deletion is healed
+    assert set(elements(ns)) == {"10.100.0.2", "10.100.0.3", "10.100.0.4"}
+    now[0] = 32.0
+    await sync.sync([peer(3)])  # removing an IPv6 peer needs rule handles: read back
+    assert set(elements(ns)) == {"10.100.0.3"}
+    rules = run(*ns.cmd("nft", "list", "chain", "inet", "vpngw", "nat66"))
+    assert "fd00:100::4" not in rules and "fd00:100::3" in rules
 
 
 async def test_other_tables_are_never_touched(ns: Namespace) -> None:
