@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.views import page, tenant_view, token_view, transition_view
+from gateway.api.views import page, peer_view, tenant_view, token_view, transition_view
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.body import query_int, read_json
 from gateway.http.problems import bad_request
 from gateway.http.routes import INT, STR, Route, obj
-from provisioning import tenants, tokens, validation
+from provisioning import peers, tenants, tokens, validation
 from provisioning.tenants import NewTenant, TenantStatus
 from provisioning.tokens import Role
 
@@ -142,6 +142,42 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response(token_view(info))
 
 
+async def list_tenant_peers(request: web.Request) -> web.Response:
+    """A tenant's peers as ops see them, with the egress block each one's traffic leaves from."""
+    await require(request, Role.OPS)
+    tenant_id = request.match_info["tenant_id"]
+    limit = query_int(request, "limit", default=50, minimum=1, maximum=500)
+    status = request.query.get("status")
+    if status is not None and status not in {"active", "revoked", "expired"}:
+        raise bad_request("status must be active, revoked or expired", field="status")
+    async with request.app[appkeys.DATABASE].read() as conn:
+        await tenants.get_tenant(conn, tenant_id)  # 404 for an unknown tenant
+        found = await peers.list_peers(
+            conn, tenant_id, limit=limit, after=request.query.get("after"), status=status
+        )
+    plan = request.app.get(appkeys.EGRESS)
+    egress = plan.egress if plan is not None else None
+    return web.json_response(page([peer_view(p, egress=egress) for p in found], limit=limit))
+
+
+async def get_egress(request: web.Request) -> web.Response:
+    """The egress mapping in force here (what the last `egress.configured` logged)."""
+    await require(request, Role.OPS)
+    plan = request.app.get(appkeys.EGRESS)
+    if plan is None:
+        return web.json_response({"enabled": False})
+    e = plan.egress
+    return web.json_response(
+        {
+            "enabled": True,
+            "interface": plan.interface,
+            **e.event_fields(),
+            "blocks_per_address": e.blocks_per_address,
+            "capacity": e.capacity,
+        }
+    )
+
+
 ROUTES = [
     Route(
         "POST",
@@ -214,4 +250,19 @@ ROUTES = [
         responses={201: "Token issued"},
     ),
     Route("DELETE", "/ops/v1/tokens/{token_id}", revoke_token, "Revoke any token", "ops"),
+    Route(
+        "GET",
+        "/ops/v1/tenants/{tenant_id}/peers",
+        list_tenant_peers,
+        "A tenant's peers, each with its egress address and port block (paginated by id)",
+        "ops",
+        query={"limit": INT, "after": STR, "status": STR},
+    ),
+    Route(
+        "GET",
+        "/ops/v1/egress",
+        get_egress,
+        "The egress mapping in force: addresses, ports, block size, capacity",
+        "ops",
+    ),
 ]

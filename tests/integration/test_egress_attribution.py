@@ -65,6 +65,16 @@ async def test_egress_attribution_names_the_block_holder(
     block = mapping.block_of(ipaddress.IPv4Address(peer["tunnel_ips"][0]))
     assert block is not None
     assert view["egress"] == block.as_dict()
+    # Ops see the same, per tenant, and the mapping with its capacity.
+    resp = await client.get(f"/ops/v1/tenants/{tenant['id']}/peers", headers=bearer(ops))
+    listed = {p["id"]: p["egress"] for p in (await resp.json())["items"]}
+    assert listed[peer["id"]] == block.as_dict()
+    resp = await client.get("/ops/v1/egress", headers=bearer(ops))
+    doc = await resp.json()
+    assert doc["enabled"] and doc["capacity"] == 256 and doc["addresses"] == [PUBLIC]
+    resp = await client.get("/ops/v1/tenants/01a22ad1-56ef-77fe-b840-fb5550ada09e/peers",
+                            headers=bearer(ops))
+    assert resp.status == 404
     clock.advance(minutes=5)
 
     at = "2026-11-30T03:01:00Z"
