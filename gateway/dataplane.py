@@ -257,7 +257,7 @@ def dataplane_ctx(
 
         commands.set_on_commit(wake_all)
         if isinstance(plane.backend, UserspaceBackend):
-            plane.backend.add_restart_listener(plane.reconciler.wake)
+            plane.backend.add_restart_listener(plane.reconciler.wake_full)
         # The interface is configured before /readyz says ready.
         try:
             result = await plane.reconciler.reconcile()

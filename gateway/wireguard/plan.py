@@ -34,3 +34,13 @@ def plan_changes(desired: Mapping[bytes, PeerSpec], actual: Sequence[PeerState])
             updates.append(spec)
     removals = tuple(key for key in present if key not in desired)
     return PeerChanges(adds=tuple(adds), updates=tuple(updates), removals=removals)
+
+
+def plan_delta(applied: Mapping[bytes, PeerSpec], desired: Mapping[bytes, PeerSpec]) -> PeerChanges:
+    """The changes from a desired set known to be on the interface to a new one, no dump."""
+    adds = tuple(spec for key, spec in desired.items() if key not in applied)
+    updates = tuple(
+        spec for key, spec in desired.items() if key in applied and applied[key] != spec
+    )
+    removals = tuple(key for key in applied if key not in desired)
+    return PeerChanges(adds=adds, updates=updates, removals=removals)

@@ -21,7 +21,7 @@ from gateway.wireguard.backend import (
     WireGuardBackend,
 )
 from gateway.wireguard.keys import public_key_of, to_base64
-from gateway.wireguard.plan import plan_changes
+from gateway.wireguard.plan import plan_changes, plan_delta
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,13 @@ class ReconcileResult:
 
 
 class Reconciler:
-    """Desired peers (from `load_desired`) versus the backend's dump, healed by minimal changes."""
+    """Desired peers (from `load_desired`) versus the backend's dump, healed by minimal changes.
+
+    A full pass dumps the interface and compares; it runs first, every `interval`, after
+    any failure and when asked (`wake_full`, e.g. after a daemon restart). A pass woken by
+    a commit only applies the difference between the desired set the last pass left on the
+    interface and the new one: no dump, so its cost follows the change, not the peer count.
+    """
 
     def __init__(
         self,
@@ -87,6 +93,9 @@ class Reconciler:
         # Serialises passes when a caller reconciles directly while run() is active.
         self._lock = asyncio.Lock()
         self._interface_ready = False
+        # What the last successful pass left on the interface; None: unknown, dump first.
+        self._applied: dict[bytes, PeerSpec] | None = None
+        self._full_due = True
         self._status = ReconcilerStatus(ok=False, reason="not reconciled yet")
 
     @property
@@ -94,17 +103,29 @@ class Reconciler:
         return self._status
 
     def wake(self) -> None:
-        """Ask for a pass soon (after a provisioning commit, or a daemon restart)."""
+        """Ask for a pass soon (after a provisioning commit)."""
         self._wake.set()
 
-    async def reconcile(self) -> ReconcileResult:
-        """One pass; raises `BackendError` when the interface cannot be brought in line."""
+    def wake_full(self) -> None:
+        """Ask for a full pass soon (the interface may have lost state, e.g. a restart)."""
+        self._full_due = True
+        self._wake.set()
+
+    async def reconcile(self, *, full: bool = True) -> ReconcileResult:
+        """One pass; raises `BackendError` when the interface cannot be brought in line.
+
+        `full=False` applies only the difference from the last pass when that is known.
+        """
         async with self._lock:
             try:
-                result = await self._reconcile()
+                if full or self._applied is None:
+                    result = await self._reconcile()
+                else:
+                    result = await self._reconcile_delta()
             except BackendError:
-                # Whatever broke, re-assert the interface itself on the next pass.
+                # Whatever broke, re-assert the interface itself and dump on the next pass.
                 self._interface_ready = False
+                self._applied = None
                 raise
         rejected = len(result.rejected)
         self._status = ReconcilerStatus(
@@ -120,21 +141,23 @@ class Reconciler:
         failures = 0
         while True:
             self._wake.clear()
+            full, self._full_due = self._full_due, False
             try:
-                await self.reconcile()
+                await self.reconcile(full=full)
                 failures = 0
             except BackendError as exc:
                 failures += 1
                 self._failed(exc, failures)
             except Exception as exc:
                 # A bug or the desired-state store failing must not stop healing for good.
+                self._applied = None
                 failures += 1
                 self._failed(exc, failures)
                 log.exception("wireguard.reconcile.crashed")
             if failures:
                 await self._sleep(self._backoff(failures))
-            else:
-                await self._wait(self._interval)
+            elif not await self._wait(self._interval):
+                self._full_due = True  # the interval passed without a wake: the safety net
 
     def _backoff(self, failures: int) -> float:
         return float(min(self._initial_backoff * 2 ** (failures - 1), self._max_backoff))
@@ -156,11 +179,15 @@ class Reconciler:
             retry_in=self._backoff(failures),
         )
 
-    async def _wait(self, seconds: float) -> None:
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if a wake cut it short."""
         sleeper = asyncio.ensure_future(self._sleep(seconds))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            done, _pending = await asyncio.wait(
+                {sleeper, waker}, return_when=asyncio.FIRST_COMPLETED
+            )
+            return waker in done
         finally:
             for task in (sleeper, waker):
                 task.cancel()
@@ -189,15 +216,30 @@ class Reconciler:
     async def _reconcile(self) -> ReconcileResult:
         dump = await self._current()
         wanted = await self._load_desired()
-        result = await self._apply_peers({spec.public_key: spec for spec in wanted}, dump)
+        desired = {spec.public_key: spec for spec in wanted}
+        result = await self._apply(desired, plan_changes(desired, dump.peers))
         if self._follow_peers is not None:
             await self._follow_peers(wanted)
         return result
 
-    async def _apply_peers(
-        self, desired: dict[bytes, PeerSpec], dump: InterfaceDump
-    ) -> ReconcileResult:
-        changes = plan_changes(desired, dump.peers)
+    async def _reconcile_delta(self) -> ReconcileResult:
+        assert self._applied is not None
+        wanted = await self._load_desired()
+        desired = {spec.public_key: spec for spec in wanted}
+        result = await self._apply(desired, plan_delta(self._applied, desired))
+        if self._follow_peers is not None:
+            await self._follow_peers(wanted)
+        return result
+
+    async def _apply(self, desired: dict[bytes, PeerSpec], changes: PeerChanges) -> ReconcileResult:
+        result = await self._apply_changes(changes)
+        rejected = set(result.rejected)
+        # What is on the interface now: the desired set less what the backend refused
+        # (a refused peer is retried by the next pass, as it would be after a dump).
+        self._applied = {k: v for k, v in desired.items() if k not in rejected}
+        return result
+
+    async def _apply_changes(self, changes: PeerChanges) -> ReconcileResult:
         if changes.empty:
             return ReconcileResult(applied=changes)
         try:

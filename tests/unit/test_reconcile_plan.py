@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from gateway.wireguard.backend import (
@@ -318,3 +320,79 @@ async def test_a_crashing_desired_source_does_not_kill_the_loop() -> None:
     assert any(e["event"] == "wireguard.reconcile.crashed" for e in logs)
     assert len((await backend.dump()).peers) == 3
     assert rec.status.ok
+
+
+# --- fast path: deltas on a commit wake, dumps on the interval ----------------------------
+
+
+class CountingBackend(FakeBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dumps = 0
+
+    async def dump(self) -> InterfaceDump:
+        self.dumps += 1
+        return await super().dump()
+
+
+KEYS = tuple(bytes([n]) * 32 for n in range(0x40, 0x46))
+spec_strategy = st.builds(
+    lambda key, host, psk, keepalive: PeerSpec(
+        key, (f"10.100.0.{host}/32",), PSK if psk else None, keepalive),
+    st.sampled_from(KEYS), st.integers(2, 9), st.booleans(), st.sampled_from([None, 25]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.lists(st.lists(spec_strategy, max_size=5), min_size=1, max_size=8))
+async def test_any_sequence_of_deltas_leaves_what_a_full_pass_would(
+    steps: list[list[PeerSpec]],
+) -> None:
+    backend = CountingBackend()
+    desired = Desired()
+    rec = reconciler(backend, desired)
+    await rec.reconcile()  # the first pass is full
+    for step in steps:
+        desired.specs = list({s.public_key: s for s in step}.values())
+        await rec.reconcile(full=False)
+    assert backend.dumps == 1, "delta passes never dump"
+    # A full pass now finds nothing to change: the deltas left exactly the desired set.
+    assert (await rec.reconcile()).applied.empty
+    dumped = {p.public_key: p for p in (await backend.dump()).peers}
+    assert dumped == {s.public_key: state(s) for s in desired.specs}
+
+
+async def test_commit_wakes_apply_deltas_and_the_interval_dumps() -> None:
+    backend = CountingBackend()
+    desired = Desired(PEERS[0])
+    slept = asyncio.Event()
+    timeouts: list[asyncio.Event] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.set()
+        gate = asyncio.Event()
+        timeouts.append(gate)
+        await gate.wait()  # "the interval" passes only when the test says so
+
+    rec = reconciler(backend, desired, sleep=sleep)
+    with capture_logs():
+        task = asyncio.create_task(rec.run())
+        await slept.wait()
+        assert backend.dumps == 1  # first pass: full
+        for spec in PEERS[1:]:
+            slept.clear()
+            desired.specs.append(spec)
+            rec.wake()
+            await asyncio.wait_for(slept.wait(), timeout=2)
+        assert backend.dumps == 1, "commit wakes apply the difference without a dump"
+        slept.clear()
+        timeouts[-1].set()  # the interval passes: a full pass with a dump
+        await asyncio.wait_for(slept.wait(), timeout=2)
+        assert backend.dumps == 2
+        slept.clear()
+        backend.reset()  # a restarted daemon: nothing on the interface
+        rec.wake_full()
+        await asyncio.wait_for(slept.wait(), timeout=2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert {p.public_key for p in (await backend.dump()).peers} == {K1, K2, K3}
