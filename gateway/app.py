@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import structlog
 from aiohttp import web
 
-from gateway.api import audit, ops, public, regulator, tenant
+from gateway.api import audit, ops, public, regulator, tenant, transparency
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
@@ -35,7 +35,14 @@ log = structlog.get_logger("vpngw.app")
 
 
 def all_routes() -> list[Route]:
-    return [*public.ROUTES, *ops.ROUTES, *audit.ROUTES, *tenant.ROUTES, *regulator.ROUTES]
+    return [
+        *public.ROUTES,
+        *ops.ROUTES,
+        *audit.ROUTES,
+        *tenant.ROUTES,
+        *regulator.ROUTES,
+        *transparency.ROUTES,
+    ]
 
 
 def _version() -> str:

@@ -109,6 +109,12 @@ class RegulatorSettings:
 
 
 @dataclass(frozen=True)
+class TransparencySettings:
+    # Days after a quarter ends before its public report appears.
+    embargo_days: int = 90
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -119,6 +125,7 @@ class Settings:
     egress: EgressSettings = field(default_factory=EgressSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     regulator: RegulatorSettings = field(default_factory=RegulatorSettings)
+    transparency: TransparencySettings = field(default_factory=TransparencySettings)
 
     @property
     def database_url(self) -> str:
@@ -333,6 +340,8 @@ def validate(s: Settings) -> None:
     if s.audit.retention_days < 1:
         raise SettingsError("audit.retention_days must be >= 1")
     _check_egress(s)
+    if not 0 <= s.transparency.embargo_days <= 3650:
+        raise SettingsError("transparency.embargo_days must be 0-3650")
     if not 1 <= s.regulator.default_max_hits <= s.regulator.max_hits_limit:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
 

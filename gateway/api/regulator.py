@@ -135,6 +135,8 @@ async def query(request: web.Request) -> web.Response:
             "request_number": req.request_id["number"],
             "key_id": verified.keyid,
             "authorisation_reference": req.authorisation.reference,
+            # For the public transparency report's counts by legal basis.
+            "legal_basis": req.authorisation.legal_basis,
             "query_kind": req.query.kind,
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "result_count": len(indexes),

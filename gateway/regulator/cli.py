@@ -446,6 +446,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.transparency.cli import add_report_parser
+
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="exit status: 0 all checks passed, 1 a check failed, 2 usage error, "
@@ -505,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint = sub.add_parser("checkpoint", parents=[common, net, log_pin, state],
                                 help="fetch and verify the latest checkpoint; check consistency")
     checkpoint.set_defaults(func=cmd_checkpoint)
+    add_report_parser(sub, [common, net, log_pin])
 
     verify = sub.add_parser("verify", parents=[common, pins],
                             help="re-verify a saved answer offline")

@@ -1,0 +1,61 @@
+"""Public transparency reports (/transparency/v1): counts of lawful-access queries, signed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiohttp import web
+
+from gateway.http import appkeys
+from gateway.http.problems import Problem, bad_request
+from gateway.http.routes import Route
+from gateway.transparency.report import Period, PeriodError
+from gateway.transparency.service import NotPublished, build_report
+from provisioning.validation import rfc3339
+
+
+async def get_report(request: web.Request) -> web.Response:
+    try:
+        period = Period.parse(request.match_info["period"])
+    except PeriodError as error:
+        raise bad_request(str(error), field="period") from error
+    settings = request.app[appkeys.SETTINGS]
+    audit_log = request.app[appkeys.AUDIT_LOG]
+    try:
+        async with request.app[appkeys.DATABASE].read() as conn:
+            document, note = await build_report(
+                conn,
+                period,
+                now=request.app[appkeys.CLOCK].now(),
+                embargo=timedelta(days=settings.transparency.embargo_days),
+                signer=audit_log.signer,
+            )
+    except NotPublished as error:
+        raise Problem(
+            404,
+            "report-not-published",
+            "Report not published yet",
+            f"the report for {period} is published from {rfc3339(error.published_from)} "
+            f"(the end of the quarter plus {settings.transparency.embargo_days} days)",
+            field="period",
+        ) from error
+    except LookupError as error:
+        raise Problem(
+            503,
+            "report-not-ready",
+            "Report not ready",
+            "the log has no checkpoint covering the quarter yet; retry shortly",
+        ) from error
+    return web.json_response({"report": document, "note": note})
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/transparency/v1/reports/{period}",
+        get_report,
+        "A quarter's transparency report (e.g. 2026-Q3), as JSON and as a note signed "
+        "by the log key; published once the quarter has ended plus the embargo",
+        "public",
+    ),
+]
