@@ -1,0 +1,42 @@
+"""Every benchmark still runs: each bench/*.py on small sizes must finish and print its
+table. No timing is checked here (figures come from full runs on a quiet machine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.components import require_or_skip
+
+ROOT = Path(__file__).resolve().parents[2]
+
+QUICK = {
+    "provision": ["--peers", "300", "--concurrency", "8", "--page-samples", "5"],
+    "dataplane": ["--peers", "200", "--repeat", "1"],
+    "audit": ["--sizes", "3000", "--append", "3000", "--batches", "1000", "--samples", "10",
+              "--repeat", "1"],
+    "regulator": ["--sizes", "3000", "--queries", "5", "--signatures", "200"],
+    "egress": ["--elements", "300", "--seconds", "0.5", "--changes", "3", "--log-size", "3000",
+               "--queries", "5"],
+}
+NEEDS_ROOT = {"dataplane", "egress"}
+
+
+def test_every_benchmark_is_listed() -> None:
+    scripts = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"__init__", "common"}
+    assert scripts == set(QUICK), "give a new benchmark its quick arguments here"
+
+
+@pytest.mark.parametrize("name", sorted(QUICK))
+def test_benchmark_completes_and_prints_its_table(name: str) -> None:
+    if name in NEEDS_ROOT:
+        require_or_skip(os.geteuid() == 0, f"bench.{name} needs root (namespaces)")
+    done = subprocess.run([sys.executable, "-m", f"bench.{name}", *QUICK[name]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    # print_table underlines each header with dashes: at least one table was printed.
+    assert any(line.startswith("---") for line in done.stdout.splitlines()), done.stdout[-2000:]
