@@ -26,6 +26,8 @@ from provisioning.tenants import Action, NewTenant, Tenant
 from provisioning.tokens import IssuedToken, Principal, Role, TokenInfo
 
 T = TypeVar("T")
+# (peer with its server-generated private key, preshared key) → the wg-quick config text
+RenderConfig = Callable[[Peer, str | None], str]
 
 
 class Commands:
@@ -196,6 +198,7 @@ class Commands:
     async def expire_due_peers(self) -> int:
         async with self._transaction() as (conn, events):
             events.extend(await peers.expire_due_peers(conn, now=self.clock.now()))
+            await links.drop_expired_seals(conn, now=self.clock.now())
         return len(events)
 
     async def create_link(self, who: Principal, peer_id: str, ttl: timedelta) -> links.ConfigLink:
@@ -204,7 +207,51 @@ class Commands:
                 conn, who.tenant_id or "", peer_id, ttl=ttl, now=self.clock.now()
             )
 
-    async def redeem_link(self, token: str) -> tuple[str, str]:
+    async def provision_peer_with_link(
+        self, who: Principal, new: NewPeer, ttl: timedelta, render: RenderConfig
+    ) -> tuple[Peer, links.ConfigLink]:
+        """A peer and its one-time link in one transaction. A server-generated key is
+        sealed into the link (`render` gives the full config) and returned nowhere else."""
+
+        async def step(conn: AsyncConnection) -> Outcome[tuple[Peer, links.ConfigLink]]:
+            created = await peers.provision_peer(
+                conn, who.tenant_id or "", new, policy=self.policy, now=self.clock.now(),
+                actor=who.actor,
+            )
+            return await self._link_for(conn, who, created, ttl, render)
+
+        return await self._run(step)
+
+    async def rotate_peer_with_link(
+        self, who: Principal, peer_id: str, ttl: timedelta, render: RenderConfig
+    ) -> tuple[Peer, links.ConfigLink]:
+        """A server-generated rotation whose new config travels only in a sealed link."""
+
+        async def step(conn: AsyncConnection) -> Outcome[tuple[Peer, links.ConfigLink]]:
+            rotated = await peers.rotate_peer_key(
+                conn, who.tenant_id or "", peer_id, public_key=None, now=self.clock.now(),
+                actor=who.actor,
+            )
+            return await self._link_for(conn, who, rotated, ttl, render)
+
+        return await self._run(step)
+
+    async def _link_for(
+        self, conn: AsyncConnection, who: Principal, outcome: Outcome[Peer], ttl: timedelta,
+        render: RenderConfig,
+    ) -> Outcome[tuple[Peer, links.ConfigLink]]:
+        peer = outcome.value
+        sealed = None
+        if peer.private_key:
+            psk = await peers.get_preshared_key(conn, who.tenant_id or "", peer.id)
+            sealed = render(peer, psk)
+        link = await links.create_link(
+            conn, who.tenant_id or "", peer.id, ttl=ttl, now=self.clock.now(),
+            config_to_seal=sealed,
+        )
+        return Outcome((peer, link), outcome.events)
+
+    async def redeem_link(self, token: str) -> links.Redeemed:
         async with self.db.write() as conn:
             return await links.redeem_link(conn, token, now=self.clock.now())
 

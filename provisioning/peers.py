@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -78,6 +79,10 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"Peer(id={self.id!r}, public_key={self.public_key!r}, status={self.status!r})"
+
+    def without_private_key(self) -> Peer:
+        """The same peer with its one-time secrets dropped (they went into a sealed link)."""
+        return dataclasses.replace(self, private_key=None, preshared_key=None)
 
 
 @dataclass(frozen=True)

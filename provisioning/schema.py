@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -162,6 +163,8 @@ config_links = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
+    # nonce || AES-256-GCM of a config holding a server-generated key, under the token.
+    Column("sealed_config", LargeBinary, nullable=True),
 )
 
 # Latest observed WireGuard state per peer, written by the collector for the API.

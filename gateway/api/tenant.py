@@ -8,7 +8,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from gateway.api.sealed_page import render_text, sealed_config_page
 from gateway.api.views import page, peer_view
+from gateway.commands import RenderConfig
 from gateway.egress.mapping import EgressMap
 from gateway.http import appkeys
 from gateway.http.auth import require
@@ -18,11 +20,18 @@ from gateway.http.routes import BOOL, INT, STR, TIME, Route, obj
 from provisioning import keys, peers, validation
 from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
 from provisioning.errors import PeerNotActive
+from provisioning.links import ConfigLink
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
 from provisioning.tokens import Role
 
-PEER_FIELDS = {"name": STR, "public_key": STR, "preshared_key": BOOL, "expires_at": TIME}
+PEER_FIELDS = {
+    "name": STR,
+    "public_key": STR,
+    "preshared_key": BOOL,
+    "expires_at": TIME,
+    "link": BOOL,
+}
 
 
 async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
@@ -49,11 +58,44 @@ async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
     }
 
 
+def _wants_link(body: dict[str, Any]) -> bool:
+    wanted = body.pop("link", False)
+    if not isinstance(wanted, bool):
+        raise bad_request("link must be true or false", field="link")
+    return wanted
+
+
+def _sealed_renderer(request: web.Request) -> RenderConfig:
+    def render(peer: Peer, psk: str | None) -> str:
+        return render_conf(client_config(request, peer, psk))
+
+    return render
+
+
+def _link_view(request: web.Request, link: ConfigLink) -> dict[str, Any]:
+    return {
+        "url": f"{request.app[appkeys.SETTINGS].public_url}/links/{link.token}",
+        "expires_at": validation.rfc3339(link.expires_at),
+    }
+
+
 async def create_peer(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
     body = await read_json(request, allowed=PEER_FIELDS)
     commands = request.app[appkeys.COMMANDS]
+    with_link = _wants_link(body)
     new = NewPeer.parse(body, now=commands.clock.now())
+    if with_link:
+        # A server-generated key then travels only inside the sealed link, never here.
+        peer, link = await commands.provision_peer_with_link(
+            who, new, _default_link_ttl(request), _sealed_renderer(request)
+        )
+        return web.json_response(
+            {**peer_view(peer.without_private_key(), egress=_egress(request)),
+             "link": _link_view(request, link)},
+            status=201,
+            headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
+        )
     peer = await commands.provision_peer(who, new)
     return web.json_response(
         _with_config(request, peer),
@@ -94,7 +136,20 @@ async def revoke_peer(request: web.Request) -> web.Response:
 
 async def rotate_peer(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
-    body = await read_json(request, allowed={"public_key"}, optional=True)
+    body = await read_json(request, allowed={"public_key", "link"}, optional=True)
+    if _wants_link(body):
+        if body.get("public_key") is not None:
+            raise bad_request("link is for a server-generated key; leave out public_key "
+                              "(a client key needs no sealed link)", field="link")
+        peer, link = await request.app[appkeys.COMMANDS].rotate_peer_with_link(
+            who, request.match_info["peer_id"], _default_link_ttl(request),
+            _sealed_renderer(request),
+        )
+        return web.json_response(
+            {**peer_view(peer.without_private_key(), egress=_egress(request)),
+             "link": _link_view(request, link)},
+            headers={"Cache-Control": "no-store"},
+        )
     public_key = body.get("public_key")
     if public_key is not None:
         public_key = keys.normalise_public_key(public_key)
@@ -189,20 +244,31 @@ async def create_link(request: web.Request) -> web.Response:
     link = await request.app[appkeys.COMMANDS].create_link(
         who, request.match_info["peer_id"], timedelta(seconds=ttl)
     )
-    url = f"{request.app[appkeys.SETTINGS].public_url}/links/{link.token}"
     return web.json_response(
-        {"url": url, "expires_at": validation.rfc3339(link.expires_at)},
-        status=201,
-        headers={"Cache-Control": "no-store"},
+        _link_view(request, link), status=201, headers={"Cache-Control": "no-store"}
     )
+
+
+def _default_link_ttl(request: web.Request) -> timedelta:
+    return timedelta(seconds=request.app[appkeys.SETTINGS].tenants.link_ttl_seconds)
 
 
 async def redeem_link(request: web.Request) -> web.Response:
     fmt = _format(request)
-    tenant_id, peer_id = await request.app[appkeys.COMMANDS].redeem_link(
-        request.match_info["token"]
+    redeemed = await request.app[appkeys.COMMANDS].redeem_link(request.match_info["token"])
+    if redeemed.sealed_config is None:
+        return await config_response(request, redeemed.tenant_id, redeemed.peer_id, fmt)
+    if "format" not in request.query and "text/html" in request.headers.get("Accept", ""):
+        return sealed_config_page(redeemed.sealed_config)
+    body = redeemed.sealed_config.encode() if fmt == "conf" else render_text(
+        redeemed.sealed_config, fmt)
+    return web.Response(
+        body=body,
+        content_type=CONFIG_FORMATS[fmt].split(";")[0],
+        charset="utf-8" if fmt == "conf" else None,
+        headers={"Cache-Control": "no-store",
+                 "Content-Disposition": f'attachment; filename="wg.{fmt.split(".")[-1]}"'},
     )
-    return await config_response(request, tenant_id, peer_id, fmt)
 
 
 ROUTES = [
