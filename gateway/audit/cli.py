@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from gateway.audit.canonical import format_time
 from gateway.audit.note import Ed25519NoteSigner
+from gateway.audit.progress import ProgressReporter
 from gateway.audit.schema import log_entries
 from gateway.audit.verify import VerifyReport, verify_log
 from gateway.db import Database
@@ -75,20 +76,17 @@ class _Context:
 
 async def _verify(args: argparse.Namespace, ctx: _Context) -> int:
     db, signer, origin = ctx.db, ctx.signer, ctx.origin
-    next_mark = PROGRESS_EVERY
-
-    def progress(done: int, total: int) -> None:
-        nonlocal next_mark
-        if done >= next_mark:
-            print(f"verified {done:,} of {total:,} entries", file=sys.stderr, flush=True)
-            next_mark = (done // PROGRESS_EVERY + 1) * PROGRESS_EVERY
-
+    # A bar on a terminal, plain lines in a log, nothing extra for --json.
+    progress = None if args.json else ProgressReporter(
+        sys.stderr, terminal=sys.stderr.isatty(), line_every=PROGRESS_EVERY)
     try:
         report = await verify_log(db, verifier=signer.verifier, origin=origin, progress=progress,
                                   trusted=ctx.trusted)
     except ValueError as exc:  # a --checkpoint file that is not this log's
         raise _UsageError(str(exc)) from None
     finally:
+        if progress is not None:
+            progress.close()
         await db.dispose()
     if args.json:
         print(json.dumps({**report.to_dict(), "origin": origin, "vkey": signer.vkey()},
