@@ -120,6 +120,9 @@ async def query(request: web.Request) -> web.Response:
         ) from error
 
     db = request.app[appkeys.DATABASE]
+    # Everything committed before the query is in the log (and its index) before the
+    # lookup, so an answer never misses an event that was still in the outbox.
+    await request.app[appkeys.SEQUENCER].drain()
     async with db.read() as conn:
         findings = await find_entries(conn, req.query, limit=req.max_hits + 1)
     indexes = findings.indexes
