@@ -97,9 +97,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 @contextlib.contextmanager
-def running_gateway(data: Path, *, backend: str) -> Iterator[Gateway]:
+def running_gateway(data: Path, *, backend: str, ready_within: float = 30) -> Iterator[Gateway]:
     """`vpngw serve` on the given WireGuard backend in its own namespace, a client namespace
-    beside it (tests/vm runs this on the kernel backend)."""
+    beside it (tests/vm runs this on the kernel backend, in an emulated VM: slower to start)."""
     gw_ns, cl_ns = Namespace.create("vgwg"), Namespace.create("vgwc")
     net = secrets.randbelow(200) + 20
     try:
@@ -172,7 +172,7 @@ def running_gateway(data: Path, *, backend: str) -> Iterator[Gateway]:
                 return False
 
         try:
-            wait_for(ready, within=30, step=0.2)
+            wait_for(ready, within=ready_within, step=0.2)
         except AssertionError:
             raise AssertionError("gateway not ready:\n" + log_path.read_text()[-4000:]) from None
         yield gateway

@@ -317,6 +317,35 @@ async def test_peer_add_update_remove(rig: Rig) -> None:
 
 
 @pytest.mark.root
+async def test_large_changes_and_dumps_span_several_messages(rig: Rig) -> None:
+    """300 peers, one with 1000 allowed IPs: more than one request and one dump message each."""
+    await rig.backend.ensure_interface(rig.spec)
+    wide = PeerSpec(K1, tuple(f"10.{80 + i // 256}.{i % 256}.0/24" for i in range(1000)), PSK1)
+    many = tuple(
+        PeerSpec(
+            public_key_of(bytes(1) + n.to_bytes(2, "big") + bytes(29)),
+            (f"10.78.{n // 256}.{n % 256}/32",),
+        )
+        for n in range(1, 301)
+    )
+    desired = {p.public_key: p for p in (wide, *many)}
+    await rig.backend.apply(PeerChanges(adds=(wide, *many)))
+    dump = await rig.backend.dump()
+    assert len(dump.peers) == 301
+    assert plan_changes(desired, dump.peers).empty
+
+    narrow = PeerSpec(K1, wide.allowed_ips[:3], PSK1)
+    desired[K1] = narrow
+    await rig.backend.apply(plan_changes(desired, (await rig.backend.dump()).peers))
+    by_key = {p.public_key: p for p in (await rig.backend.dump()).peers}
+    assert by_key[K1].allowed_ips == narrow.allowed_ips
+    assert plan_changes(desired, tuple(by_key.values())).empty
+
+    await rig.backend.apply(PeerChanges(removals=tuple(desired)))
+    assert (await rig.backend.dump()).peers == ()
+
+
+@pytest.mark.root
 async def test_hand_edits_are_undone_by_the_reconciler(rig: Rig) -> None:
     rec = Reconciler(backend=rig.backend, interface=rig.spec, load_desired=Desired(*PEERS))
     with capture_logs():

@@ -19,6 +19,11 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
+# What udev would add and the tests use (`wg setconf IF /dev/stdin`).
+ln -s /proc/self/fd /dev/fd
+ln -s fd/0 /dev/stdin
+ln -s fd/1 /dev/stdout
+ln -s fd/2 /dev/stderr
 # Scratch space: temp dirs, /run (netns mounts, /run/wireguard UAPI sockets), /var/tmp.
 for dir in /tmp /run /var/tmp; do
   mount -t tmpfs tmpfs "$dir"
@@ -50,7 +55,8 @@ done < "$RESULTS/pytest-args"
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo" || report 3
+# The repository is read-only here: no pytest cache, no hypothesis example database.
 # Every real component is required here, the kernel module included: nothing may skip.
 VPNGW_REQUIRE_ALL=1 VPNGW_REQUIRE_KERNEL_WIREGUARD=1 PYTHONDONTWRITEBYTECODE=1 \
-  "$repo/.venv/bin/python" -m pytest -p no:cacheprovider -p tests.vm.no_skips --color=no "$@"
+  "$repo/.venv/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest -p tests.vm.no_skips --color=no "$@"
 report $?

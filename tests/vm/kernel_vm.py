@@ -72,14 +72,16 @@ def qemu_command(
     if qemu is None:
         raise SystemExit("kernel VM: qemu-system-x86_64 missing (apt-get install qemu-system-x86)")
     append = f"console=ttyS0 panic=-1 quiet loglevel=4 vpngw_guest={GUEST_SCRIPT}"
+    # Software emulation works anywhere; KVM (opt-in) only where nested virtualisation does.
+    machine = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg"]
+    machine += [] if accel == "kvm" else ["-cpu", "max"]
     return [
         qemu,
         "-nographic",
         "-no-reboot",
         "-m", memory,
         "-smp", str(cpus),
-        # Software emulation works anywhere; KVM (opt-in) only where nested virtualisation does.
-        *(["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]),
+        *machine,
         "-kernel", str(kernel.image),
         "-initrd", str(initrd),
         "-append", append,
@@ -134,7 +136,9 @@ def run_vm(pytest_args: list[str], *, timeout: float, accel: str, memory: str, c
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timeout", type=float, default=900, help="seconds before the VM is killed")
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds before the VM is killed"
+    )
     parser.add_argument("--accel", choices=["tcg", "kvm"], default="tcg")
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--cpus", type=int, default=2)

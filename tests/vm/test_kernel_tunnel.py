@@ -41,7 +41,8 @@ def kernel_gateway(tmp_path: Path) -> Iterator[Gateway]:
         components.require_kernel_wireguard_or_skip(kernel_wireguard_available(probe))
     finally:
         probe.delete()
-    with running_gateway(tmp_path / "data", backend="kernel") as gateway:
+    # Under software emulation the service takes a while to import and migrate.
+    with running_gateway(tmp_path / "data", backend="kernel", ready_within=180) as gateway:
         yield gateway
 
 
