@@ -406,7 +406,7 @@ async def test_killed_wireguard_go_is_restarted_and_refilled(rig: Rig) -> None:
 
 
 @pytest.mark.root
-async def test_deleted_kernel_link_is_recreated_and_refilled(rig: Rig) -> None:
+async def test_deleted_link_is_recreated_and_refilled(rig: Rig) -> None:
     if rig.kind != "kernel":
         pytest.skip("a userspace link goes with its daemon: see the restart test")
     rec = Reconciler(backend=rig.backend, interface=rig.spec, load_desired=Desired(*PEERS))
