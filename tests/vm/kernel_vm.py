@@ -36,6 +36,7 @@ DEFAULT_TESTS = (
     "-k",
     "kernel and not without_module and not killed_wireguard_go",
     "-v",
+    "--durations=5",
 )
 
 
