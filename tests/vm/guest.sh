@@ -58,5 +58,6 @@ cd "$repo" || report 3
 # The repository is read-only here: no pytest cache, no hypothesis example database.
 # Every real component is required here, the kernel module included: nothing may skip.
 VPNGW_REQUIRE_ALL=1 VPNGW_REQUIRE_KERNEL_WIREGUARD=1 PYTHONDONTWRITEBYTECODE=1 \
-  "$repo/.venv/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest -p tests.vm.no_skips --color=no "$@"
+  "$repo/.venv/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest \
+  -p tests.vm.no_skips --color=no "$@"
 report $?

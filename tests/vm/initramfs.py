@@ -8,6 +8,7 @@ repository (tests/vm/guest.sh).
 from __future__ import annotations
 
 import io
+import lzma
 import stat
 import subprocess
 from collections.abc import Iterable
@@ -87,6 +88,15 @@ def module_paths(kernel_version: str, modules: Iterable[str]) -> list[Path]:
     return ordered
 
 
+def module_bytes(path: Path) -> bytes:
+    """A module as busybox insmod loads it: uncompressed."""
+    if path.name.endswith(".ko"):
+        return path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(path.read_bytes())
+    raise RuntimeError(f"{path}: only .ko and .ko.xz modules are supported")
+
+
 def build(kernel_version: str, busybox: Path) -> bytes:
     directories = ("bin", "dev", "proc", "newroot", "modules")
     entries = [Entry(d, stat.S_IFDIR | 0o755) for d in directories]
@@ -94,8 +104,8 @@ def build(kernel_version: str, busybox: Path) -> bytes:
     entries.append(Entry("bin/sh", stat.S_IFLNK | 0o777, b"busybox"))
     loaded = []
     for path in module_paths(kernel_version, ROOT_MODULES):
-        name = f"modules/{path.name}"
-        entries.append(Entry(name, stat.S_IFREG | 0o644, path.read_bytes()))
+        name = f"modules/{path.name.removesuffix('.xz')}"
+        entries.append(Entry(name, stat.S_IFREG | 0o644, module_bytes(path)))
         loaded.append(f"/{name}")
     order = "".join(f"{name}\n" for name in loaded).encode()
     entries.append(Entry("modules.order", stat.S_IFREG | 0o644, order))

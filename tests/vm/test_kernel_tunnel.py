@@ -42,7 +42,7 @@ def kernel_gateway(tmp_path: Path) -> Iterator[Gateway]:
     finally:
         probe.delete()
     # Under software emulation the service takes a while to import and migrate.
-    with running_gateway(tmp_path / "data", backend="kernel", ready_within=180) as gateway:
+    with running_gateway(tmp_path / "data", backend="kernel", ready_within=240) as gateway:
         yield gateway
 
 

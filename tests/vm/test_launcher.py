@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import lzma
 import stat
 from pathlib import Path
 
 import pytest
 
-from tests.vm.initramfs import Entry, newc_archive
+from tests.vm.initramfs import Entry, module_bytes, newc_archive
 from tests.vm.kernel_vm import find_kernel
 
 
@@ -46,3 +47,13 @@ def test_the_newest_kernel_with_a_wireguard_module_is_booted(tmp_path: Path) -> 
 def test_no_kernel_with_wireguard_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="apt-get install linux-image-amd64"):
         find_kernel(tmp_path / "boot", tmp_path / "modules")
+
+
+def test_compressed_modules_go_in_uncompressed(tmp_path: Path) -> None:
+    plain, packed = tmp_path / "a.ko", tmp_path / "b.ko.xz"
+    plain.write_bytes(b"\x7fELF plain")
+    packed.write_bytes(lzma.compress(b"\x7fELF packed"))
+    assert module_bytes(plain) == b"\x7fELF plain"
+    assert module_bytes(packed) == b"\x7fELF packed"
+    with pytest.raises(RuntimeError, match=r"only \.ko and \.ko\.xz"):
+        module_bytes(tmp_path / "c.ko.zst")
