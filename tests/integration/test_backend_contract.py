@@ -385,7 +385,7 @@ async def test_killed_wireguard_go_is_restarted_and_refilled(rig: Rig) -> None:
     rec = Reconciler(
         backend=rig.backend, interface=rig.spec, load_desired=Desired(*PEERS), interval=3600
     )
-    rig.backend.add_restart_listener(rec.wake)
+    rig.backend.add_restart_listener(rec.wake_full)
     with capture_logs() as logs:
         task = asyncio.create_task(rec.run())
         try:
