@@ -93,9 +93,21 @@ def qemu_command(
     ]  # fmt: skip
 
 
+def precompile() -> None:
+    """Byte-compile the repository's own modules here, at native speed.
+
+    Every Python process in the VM (pytest, `vpngw init`, `vpngw serve`) would otherwise
+    compile them again from source under emulation; the dependencies already ship .pyc files.
+    The __pycache__ directories are git-ignored.
+    """
+    sources = [str(REPO / name) for name in ("gateway", "provisioning", "tests")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *sources], check=True)
+
+
 def run_vm(pytest_args: list[str], *, timeout: float, accel: str, memory: str, cpus: int) -> int:
     started = time.monotonic()
     kernel = find_kernel()
+    precompile()
     busybox = shutil.which("busybox")
     if busybox is None:
         raise SystemExit("kernel VM: busybox missing (apt-get install busybox-static)")
