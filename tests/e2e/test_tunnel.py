@@ -3,6 +3,7 @@ the served config in another namespace, real pings through the tunnel."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -91,6 +92,14 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     require_userspace_wireguard()
+    with running_gateway(tmp_path_factory.mktemp("gw") / "data", backend="userspace") as gateway:
+        yield gateway
+
+
+@contextlib.contextmanager
+def running_gateway(data: Path, *, backend: str, ready_within: float = 30) -> Iterator[Gateway]:
+    """`vpngw serve` on the given WireGuard backend in its own namespace, a client namespace
+    beside it (tests/vm runs this on the kernel backend, in an emulated VM: slower to start)."""
     gw_ns, cl_ns = Namespace.create("vgwg"), Namespace.create("vgwc")
     net = secrets.randbelow(200) + 20
     try:
@@ -106,7 +115,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             gw_ns, unique("vw"), f"10.202.{net}.1/24", cl_ns, unique("vc"), f"10.202.{net}.2/24"
         )
 
-        data = tmp_path_factory.mktemp("gw") / "data"
         interface = unique("vgw")
         endpoint = f"10.202.{net}.1:51820"
         api = f"http://10.201.{net}.2:8080"
@@ -126,7 +134,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 "--pool",
                 "fd00:100::/64",
                 "--wireguard",
-                "userspace",
+                backend,
                 "--interface",
                 interface,
                 "--listen",
@@ -164,7 +172,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 return False
 
         try:
-            wait_for(ready, within=30, step=0.2)
+            wait_for(ready, within=ready_within, step=0.2)
         except AssertionError:
             raise AssertionError("gateway not ready:\n" + log_path.read_text()[-4000:]) from None
         yield gateway
