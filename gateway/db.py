@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 import gateway.audit.schema  # noqa: F401  (registers the audit tables on the metadata)
+import provisioning.accounts.schema  # noqa: F401  (registers the account tables)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -1,0 +1,1 @@
+"""Human accounts: ops users and tenant admins, their sign-in, sessions and invitations."""
