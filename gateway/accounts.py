@@ -91,7 +91,8 @@ class Accounts:
         invited = await self.open_invitation(token)
         check_new_password("password", password)
         step = None
-        if totp_secret or totp_code or invited.role is UserRole.OPS:
+        # The form always carries a fresh secret; a tenant admin who types no code skips TOTP.
+        if totp_code.strip() or invited.role is UserRole.OPS:
             if not totp_secret:
                 raise InvalidInput("totp_secret", "reload the page to get a second-factor secret")
             try:

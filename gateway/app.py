@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import structlog
 from aiohttp import web
 
+from gateway.accounts import Accounts
 from gateway.api import audit, ops, public, regulator, tenant, transparency
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
@@ -29,7 +30,9 @@ from gateway.metrics import Metrics
 from gateway.regulator.index import index_entries
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.web.routes import mount_pages
 from gateway.wireguard.backend import WireGuardBackend
+from provisioning.accounts.passwords import Passwords
 
 log = structlog.get_logger("vpngw.app")
 
@@ -60,6 +63,7 @@ def create_app(
     indexers: Sequence[Indexer] = (),
     backend: WireGuardBackend | None = None,
     egress: EgressPlan | None = None,
+    passwords: Passwords | None = None,
 ) -> web.Application:
     """`egress`: an already resolved plan (`vpngw serve` checks it before starting);
     without one, egress settings are resolved at start when `egress.enabled`."""
@@ -94,6 +98,9 @@ def create_app(
     )
     routes = all_routes()
     mount(app, routes)
+    mount_pages(app, accounts=Accounts(
+        db=db, clock=clock, passwords=passwords or Passwords(), on_commit=sequencer.wake
+    ))
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)

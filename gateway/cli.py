@@ -168,6 +168,10 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
     elif token:
         print(f"vpngw initialised in {data_dir}")
         print(f"First ops token (shown once, keep it safe):\n{token}")
+        print(
+            "First ops user for the web console (/console): "
+            f"vpngw user invite --data-dir {data_dir} --email you@example.com --role ops"
+        )
     else:
         print(
             f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
@@ -315,6 +319,45 @@ async def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _user(args: argparse.Namespace) -> int:
+    from gateway.accounts import Accounts
+    from gateway.clock import SystemClock
+    from gateway.db import Database
+    from gateway.web.views import user_view
+    from provisioning.accounts.passwords import Passwords
+    from provisioning.accounts.users import UserRole
+
+    settings = _settings(args)
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        await db.migrate()
+        accounts = Accounts(db=db, clock=SystemClock(), passwords=Passwords())
+        if args.user_cmd == "invite":
+            invitation = await accounts.invite(
+                email=args.email, role=UserRole(args.role), tenant_id=args.tenant, actor=_actor()
+            )
+            doc: Any = {
+                "user_id": invitation.user.id,
+                "email": invitation.user.email,
+                "role": invitation.user.role.value,
+                "url": f"{settings.public_url}/invitations/{invitation.token}",
+                "expires_at": invitation.expires_at.isoformat(),
+            }
+            _emit(args, doc)
+            if not args.json:
+                print("Open the url (once, before it expires) to set a password"
+                      + (" and a second factor." if args.role == "ops" else "."))
+            return 0
+        if args.user_cmd == "disable":
+            doc = user_view(await accounts.disable(args.user_id, actor=_actor()))
+        else:
+            doc = [user_view(u) for u in await accounts.list_users(tenant_id=args.tenant)]
+    finally:
+        await db.dispose()
+    _emit(args, doc, ("id", "email", "role", "tenant_id", "status", "second_factor"))
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------
 
 
@@ -385,6 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
     ksub.add_parser("revoke").add_argument("token_id")
     ksub.add_parser("list").add_argument("--tenant")
 
+    user = add("user", "invite, list and disable people (web portal and console)", leaf=False)
+    usub = user.add_subparsers(dest="user_cmd", required=True)
+    usub.add_parser = functools.partial(usub.add_parser, parents=[common])  # type: ignore[method-assign]
+    invite = usub.add_parser("invite", help="print a one-time invitation link")
+    invite.add_argument("--email", required=True)
+    invite.add_argument("--role", choices=["ops", "tenant"], required=True)
+    invite.add_argument("--tenant", help="tenant id (for --role tenant)")
+    usub.add_parser("list").add_argument("--tenant")
+    usub.add_parser("disable").add_argument("user_id")
+
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -424,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_tenant(args))
         if args.command == "token":
             return asyncio.run(_token(args))
+        if args.command == "user":
+            return asyncio.run(_user(args))
         from gateway.audit.cli import run_audit_command
 
         status: int = run_audit_command(args)
