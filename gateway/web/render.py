@@ -30,7 +30,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     # Invitation and link tokens sit in URLs: never send them to another site.
-    "Referrer-Policy": "no-referrer",
+    # ("no-referrer" would also make browsers send `Origin: null` on form posts.)
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 

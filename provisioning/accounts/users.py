@@ -88,6 +88,9 @@ class Activation:
     totp_secret: str | None
     totp_step: int | None
 
+    def __repr__(self) -> str:
+        return f"Activation(totp={self.totp_secret is not None})"
+
 
 def user_actor(user_id: str) -> str:
     return f"user:{user_id}"
