@@ -63,6 +63,11 @@ def _cache_for(db: Database) -> _TokenCache:
     return cache
 
 
+def forget_cached_tokens(db: Database) -> None:
+    """After a revocation made outside the ops API (the web console and portal)."""
+    _cache_for(db).clear()
+
+
 async def require(request: web.Request, role: Role) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

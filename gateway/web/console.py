@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.audit import merkle
 from gateway.http import appkeys
+from gateway.http.auth import forget_cached_tokens
 from gateway.regulator import registry
 from gateway.web import appkeys as web_keys
 from gateway.web.queries import audit_entries
@@ -149,6 +150,8 @@ async def tenant_action(request: web.Request) -> web.StreamResponse:
             if change is None:
                 raise web.HTTPNotFound()
             await change(tenant_id, reason=reason, actor=actor)
+            if action == "terminate":  # termination revoked the tenant's tokens
+                forget_cached_tokens(request.app[appkeys.DATABASE])
     except DomainError as error:
         return await _tenant_page(request, who, tenant_id, status=400, action=action,
                                   **field_error(error))
@@ -177,6 +180,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     info = await request.app[appkeys.COMMANDS].revoke_token(
         request.match_info["token_id"], actor=_actor(who)
     )
+    forget_cached_tokens(request.app[appkeys.DATABASE])
     back = fields.get("back", "")
     return redirect(f"/console/tenants/{info.tenant_id}" if info.tenant_id else back or "/console")
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.api.tenant import client_config, config_response
 from gateway.http import appkeys
+from gateway.http.auth import forget_cached_tokens
 from gateway.web import appkeys as web_keys
 from gateway.web.queries import peer_statuses
 from gateway.web.session import (
@@ -223,6 +224,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     await request.app[appkeys.COMMANDS].revoke_token(
         request.match_info["token_id"], actor=principal_for(who).actor, tenant_id=_tenant_id(who)
     )
+    forget_cached_tokens(request.app[appkeys.DATABASE])
     return redirect("/portal/tokens")
 
 
