@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import structlog
 from aiohttp import web
@@ -90,7 +90,10 @@ async def require_user(request: web.Request, role: UserRole) -> SignedInUser:
 
 def _same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    public = urlsplit(request.app[appkeys.SETTINGS].public_url)
+    # Behind a TLS proxy the browser's origin is the public URL, not what this process sees.
+    allowed = {f"{request.scheme}://{request.host}", f"{public.scheme}://{public.netloc}"}
+    if origin is not None and origin not in allowed:
         raise Problem(403, "csrf", "Cross-site request refused",
                       "this form was posted from another site; reload the page and try again")
 

@@ -31,14 +31,17 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        # Checked when the account does not exist, so such a sign-in costs the same time.
-        self._decoy = self._hasher.hash("no such account: a decoy to keep timing even")
+        # Checked when the account does not exist, so such a sign-in costs the same time;
+        # made on first use so creating the service stays cheap.
+        self._decoy: str | None = None
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
+        if stored is None and self._decoy is None:
+            self._decoy = self._hasher.hash("no such account: a decoy to keep timing even")
         try:
-            return self._hasher.verify(stored or self._decoy, password) and stored is not None
+            return self._hasher.verify(stored or self._decoy or "", password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False

@@ -250,3 +250,22 @@ async def test_ops_need_their_second_factor_and_web_actions_name_the_user(
     (event,) = [e for e in leaves if e["type"] == "tenant.created"]
     (user,) = await web.app[web_keys.ACCOUNTS].list_users()
     assert event["actor"] == f"user:{user.id}"
+
+
+async def test_posts_from_the_public_origin_behind_a_tls_proxy_are_accepted(
+    aiohttp_client: Any, make_settings: Any, database_url: str
+) -> None:
+    settings = make_settings(database_url, server={"public_url": "https://vpn.example"})
+    client = await aiohttp_client(create_app(
+        settings, passwords=Passwords(time_cost=1, memory_kib=8192, parallelism=1)))
+    page = await client.get("/signin")
+    fields = {"csrf": csrf_of(await page.text()), "email": "nobody@example.com",
+              "password": "wrong password"}
+    # The cookie is Secure, so this plain-HTTP client sends it only by hand (as the proxy would).
+    cookie = {"Cookie": f"vpngw_csrf={fields['csrf']}"}
+    proxied = await client.post("/signin", data=fields, allow_redirects=False,
+                                headers={"Origin": "https://vpn.example", **cookie})
+    assert proxied.status == 401  # reached the password check: the origin was accepted
+    elsewhere = await client.post("/signin", data=fields, allow_redirects=False,
+                                  headers={"Origin": "https://vpn.example.evil", **cookie})
+    assert elsewhere.status == 403
