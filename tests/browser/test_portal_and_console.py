@@ -147,6 +147,9 @@ async def test_a_tenant_admin_adds_a_device_with_a_key_made_in_the_browser(
     endpoint = page.locator(f"tr[data-peer-id='{peer_id}'] [data-field=endpoint]")
     await expect(endpoint).to_have_text("198.51.100.20:51820")
     await screenshot(page, "portal-devices")
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await screenshot(page, "portal-devices-phone")
+    await page.set_viewport_size({"width": 1280, "height": 800})
 
     await page.goto(f"{base}/portal/devices/{peer_id}")
     await page.click("#revoke")
