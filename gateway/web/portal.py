@@ -12,6 +12,7 @@ from gateway.http import appkeys
 from gateway.http.auth import forget_cached_tokens
 from gateway.web import appkeys as web_keys
 from gateway.web.queries import peer_statuses
+from gateway.web.render import qr_svg
 from gateway.web.session import (
     field_error,
     form,
@@ -20,7 +21,6 @@ from gateway.web.session import (
     redirect,
     require_user,
 )
-from gateway.web.signin import qr_svg
 from provisioning import keys, peers, tenants, tokens, validation
 from provisioning.accounts.sessions import SignedInUser
 from provisioning.accounts.users import UserRole

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
-import segno
 from aiohttp import web
 
 from gateway.web import appkeys as web_keys
+from gateway.web.render import qr_svg
 from gateway.web.session import (
     PRE_SESSION_COOKIE,
     SESSION_COOKIE,
@@ -90,13 +88,6 @@ async def signout(request: web.Request) -> web.StreamResponse:
     response = redirect("/signin")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-def qr_svg(text: str) -> str:
-    out = io.BytesIO()
-    segno.make(text, error="m").save(out, kind="svg", scale=4, border=4, xmldecl=False,
-                                     svgns=True, omitsize=False)
-    return out.getvalue().decode()
 
 
 @page

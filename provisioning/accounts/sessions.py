@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning.accounts.schema import users, web_sessions
@@ -96,4 +96,14 @@ async def end_session(conn: AsyncConnection, token: str, *, now: datetime) -> No
         update(web_sessions)
         .where(web_sessions.c.token_hash == token_hash(token), web_sessions.c.revoked_at.is_(None))
         .values(revoked_at=now)
+    )
+
+
+async def forget_dead_sessions(conn: AsyncConnection, user_id: str, *, now: datetime) -> None:
+    """Drop a user's expired or ended session rows (their story is in the audit log)."""
+    await conn.execute(
+        delete(web_sessions).where(
+            web_sessions.c.user_id == user_id,
+            or_(web_sessions.c.expires_at <= now, web_sessions.c.revoked_at.is_not(None)),
+        )
     )

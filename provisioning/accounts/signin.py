@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning.accounts import totp
 from provisioning.accounts.schema import signin_failures, users
-from provisioning.accounts.sessions import NewSession, create_session
+from provisioning.accounts.sessions import NewSession, create_session, forget_dead_sessions
 from provisioning.accounts.users import User
 from provisioning.events import Event, Outcome
 
@@ -100,6 +100,12 @@ async def record_failure(
         )
     )
     log_it = last_logged is None or now - last_logged >= policy.log_every
+    # Failures older than the window count for nothing any more: drop them as we go.
+    since = now - policy.window
+    await conn.execute(delete(signin_failures).where(
+        signin_failures.c.account == account, signin_failures.c.at <= since))
+    await conn.execute(delete(signin_failures).where(
+        signin_failures.c.address == address[:64], signin_failures.c.at <= since))
     await conn.execute(
         insert(signin_failures).values(
             account=account, address=address[:64], at=now, logged=1 if log_it else 0
@@ -129,6 +135,7 @@ async def record_success(
     await conn.execute(update(users).where(users.c.id == user.id).values(**values))
     # A right password clears the account's count (the address's count stays).
     await conn.execute(delete(signin_failures).where(signin_failures.c.account == user.email))
+    await forget_dead_sessions(conn, user.id, now=now)
     session = await create_session(conn, user.id, address=address, now=now, lifetime=lifetime)
     attrs: dict[str, str | int] = {
         "user_id": user.id, "role": user.role.value, "actor": user.actor, "address": address,

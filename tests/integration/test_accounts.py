@@ -23,6 +23,7 @@ from provisioning.accounts.errors import (
     SigninThrottled,
 )
 from provisioning.accounts.passwords import Passwords
+from provisioning.accounts.schema import signin_failures
 from provisioning.accounts.signin import ThrottlePolicy
 from provisioning.accounts.users import UserRole, UserStatus
 from provisioning.errors import IllegalTransition, InvalidInput
@@ -178,7 +179,7 @@ async def test_sign_in_is_throttled_per_account_and_failures_are_logged_sparsely
 
 
 async def test_sign_in_is_throttled_per_address(env: Any, clock: FakeClock) -> None:
-    accounts, commands, _db = env
+    accounts, commands, db = env
     await _tenant_admin(accounts, await _tenant(commands))
     for n in range(5):
         with pytest.raises(SigninFailed):
@@ -190,6 +191,14 @@ async def test_sign_in_is_throttled_per_address(env: Any, clock: FakeClock) -> N
     # Another address is not affected.
     await accounts.sign_in(email="it@acme.example", password=PASSWORD, code="",
                            address="198.51.100.8")
+    # Failures older than the window are dropped as new ones come in.
+    clock.advance(minutes=16)
+    with pytest.raises(SigninFailed):
+        await accounts.sign_in(email="guess@acme.example", password="nope nope nope",
+                               code="", address="198.51.100.7")
+    async with db.read() as conn:
+        kept = (await conn.execute(select(signin_failures.c.address))).all()
+    assert [r.address for r in kept] == ["198.51.100.7"]
 
 
 async def test_disabling_a_user_ends_their_sessions_at_once(env: Any, clock: FakeClock) -> None:
