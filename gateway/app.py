@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+import aiohttp
 import structlog
 from aiohttp import web
 
@@ -16,6 +18,7 @@ from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
+from gateway.audit.witnessing import AiohttpTransport, Witnessing, parse_witness_entry
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
 from gateway.dataplane import dataplane_ctx
@@ -104,6 +107,7 @@ def create_app(
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
+    app.cleanup_ctx.append(witnessing_ctx(settings, audit_log))
     on_this_host = backend is not None or settings.wireguard.backend != "off"
     app.cleanup_ctx.append(egress_ctx(egress, on_this_host=on_this_host))
     app.cleanup_ctx.append(dataplane_ctx(backend))
@@ -138,6 +142,49 @@ async def _sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
     # Whatever committed before shutdown still goes into the log now.
     await sequencer.drain()
+
+
+def witnessing_ctx(
+    settings: Settings, audit_log: AuditLog
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Submit each new checkpoint to the configured witnesses, in the background."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runtime, clock, metrics = app[appkeys.RUNTIME], app[appkeys.CLOCK], app[appkeys.METRICS]
+        endpoints = [parse_witness_entry(e) for e in settings.witness.witnesses]
+        timeout = aiohttp.ClientTimeout(total=settings.witness.timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            witnessing = Witnessing(
+                log=audit_log, db=app[appkeys.DATABASE], witnesses=endpoints,
+                transport=AiohttpTransport(session), clock=clock,
+                answer_wait=settings.witness.answer_wait_seconds,
+            )
+            app[appkeys.WITNESSING] = witnessing
+            for status in witnessing.statuses:
+                label = status.endpoint.label
+                metrics.gauges[f'witness_lag_entries{{witness="{label}"}}'] = (
+                    functools.partial(witnessing.lag_gauge, status))
+            if endpoints:
+                runtime.informational["witnesses"] = witnessing.report
+            stop = asyncio.Event()
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    try:
+                        await witnessing.catch_up()
+                    except Exception:
+                        log.exception("witness round failed")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(),
+                                               timeout=settings.witness.interval_seconds)
+
+            task = asyncio.create_task(loop(), name="witnessing") if endpoints else None
+            yield
+            stop.set()
+            if task is not None:
+                await task
+
+    return ctx
 
 
 def egress_ctx(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,6 +17,8 @@ class ComponentStatus:
 @dataclass
 class Runtime:
     components: dict[str, ComponentStatus] = field(default_factory=dict)
+    # Shown by /readyz but never making the service unready (e.g. witness lag).
+    informational: dict[str, Callable[[], object]] = field(default_factory=dict)
 
     def set(self, name: str, *, ok: bool, detail: str, now: datetime) -> None:
         current = self.components.get(name)

@@ -115,6 +115,18 @@ class TransparencySettings:
 
 
 @dataclass(frozen=True)
+class WitnessSettings:
+    # Each entry: "<witness URL prefix> <witness vkey>" (C2SP tlog-witness, cosignature/v1).
+    witnesses: tuple[str, ...] = ()
+    # Seconds between rounds that bring every witness up to the newest checkpoint.
+    interval_seconds: float = 5.0
+    # Longest a regulator answer or GET /regulator/v1/checkpoint waits for reachable
+    # witnesses to cosign the newest checkpoint before it is served with what exists.
+    answer_wait_seconds: float = 2.0
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -126,6 +138,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     regulator: RegulatorSettings = field(default_factory=RegulatorSettings)
     transparency: TransparencySettings = field(default_factory=TransparencySettings)
+    witness: WitnessSettings = field(default_factory=WitnessSettings)
 
     @property
     def database_url(self) -> str:
@@ -342,6 +355,7 @@ def validate(s: Settings) -> None:
     _check_egress(s)
     if not 0 <= s.transparency.embargo_days <= 3650:
         raise SettingsError("transparency.embargo_days must be 0-3650")
+    _check_witness(s)
     if not 1 <= s.regulator.default_max_hits <= s.regulator.max_hits_limit:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
 
@@ -373,6 +387,25 @@ def _check_egress(s: Settings) -> None:
             ipaddress.ip_network(item)
         except ValueError as exc:
             raise SettingsError(f"egress.blocked: {item!r} is not a CIDR network ({exc})") from exc
+
+
+def _check_witness(s: Settings) -> None:
+    from gateway.audit.witnessing import WitnessConfigError, parse_witness_entry
+
+    names = set()
+    for entry in s.witness.witnesses:
+        try:
+            witness = parse_witness_entry(entry)
+        except WitnessConfigError as exc:
+            raise SettingsError(f"witness.witnesses: {exc}") from exc
+        if witness.verifier.key_id in names:
+            raise SettingsError(f"witness.witnesses: {witness.verifier.label} is listed twice")
+        names.add(witness.verifier.key_id)
+    for name in ("interval_seconds", "answer_wait_seconds", "timeout_seconds"):
+        if not 0 <= getattr(s.witness, name) <= 3600:
+            raise SettingsError(f"witness.{name} must be between 0 and 3600 seconds")
+    if s.witness.interval_seconds <= 0 or s.witness.timeout_seconds <= 0:
+        raise SettingsError("witness.interval_seconds and witness.timeout_seconds must be > 0")
 
 
 def _valid_ifname(name: str) -> bool:

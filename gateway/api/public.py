@@ -20,8 +20,11 @@ async def readyz(request: web.Request) -> web.Response:
         for name, c in sorted(runtime.components.items())
     }
     ready = runtime.ready
+    doc: dict[str, object] = {"status": "ready" if ready else "not ready",
+                              "components": components}
+    doc.update({name: read() for name, read in sorted(runtime.informational.items())})
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "components": components},
+        doc,
         status=200 if ready else 503,
     )
 

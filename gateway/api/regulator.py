@@ -149,9 +149,12 @@ async def query(request: web.Request) -> web.Response:
     try:
         await request.app[appkeys.COMMANDS].record([event])
         await request.app[appkeys.SEQUENCER].drain()
+        witnessing = request.app[appkeys.WITNESSING]
+        await witnessing.cosign_newest()
         # One read transaction: the checkpoint, the proofs and the entries agree.
         async with db.read() as conn:
             size, checkpoint = await audit_log.latest_checkpoint(conn)
+            checkpoint = await witnessing.with_cosignatures(size, checkpoint, conn)
             proofs = await audit_log.inclusion_proofs(indexes, size, conn)
             entries = await audit_log.entries(indexes, conn)
     except (AuditLogError, OSError, RuntimeError) as exc:
@@ -200,7 +203,11 @@ async def query(request: web.Request) -> web.Response:
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    _, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint()
+    witnessing = request.app[appkeys.WITNESSING]
+    await witnessing.cosign_newest()
+    async with request.app[appkeys.DATABASE].read() as conn:
+        size, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint(conn)
+        note = await witnessing.with_cosignatures(size, note, conn)
     return web.Response(
         text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"}
     )
@@ -298,7 +305,7 @@ ROUTES = [
         "GET",
         "/regulator/v1/checkpoint",
         checkpoint,
-        "Latest signed checkpoint (C2SP note)",
+        "Latest signed checkpoint (C2SP note) with the witnesses' cosignatures",
         "public",
         produces=("text/plain",),
     ),

@@ -145,3 +145,15 @@ session_state = Table(
     Column("public_key", String(44), primary_key=True),
     Column("state", Text, nullable=False),
 )
+
+# Cosignatures of checkpoints by the witnesses in [witness] (C2SP tlog-cosignature):
+# the signature line as the witness sent it, appended when the checkpoint is served.
+witness_cosignatures = Table(
+    "witness_cosignatures",
+    metadata,
+    Column("witness", String(300), primary_key=True),
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("line", Text, nullable=False),
+    Column("cosigned_at", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.audit.log import AuditLog
     from gateway.audit.sequencer import Sequencer
+    from gateway.audit.witnessing import Witnessing
     from gateway.clock import Clock
     from gateway.commands import Commands
     from gateway.dataplane import DataPlane
@@ -31,3 +32,4 @@ SEQUENCER: web.AppKey[Sequencer] = web.AppKey("sequencer")
 DATAPLANE: web.AppKey[DataPlane] = web.AppKey("dataplane")
 # The egress mapping in force (None when this gateway carries no traffic).
 EGRESS: web.AppKey[EgressPlan | None] = web.AppKey("egress")
+WITNESSING: web.AppKey[Witnessing] = web.AppKey("witnessing")

@@ -131,6 +131,15 @@ def _base(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from exc
 
 
+def _witness_policy(args: argparse.Namespace) -> Any:
+    from gateway.regulator.witnesses import WitnessPolicy
+
+    try:
+        return WitnessPolicy.from_flags(args.witness, args.quorum)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _state_path(args: argparse.Namespace) -> Path:
     from gateway.regulator.client import DEFAULT_STATE
 
@@ -225,6 +234,19 @@ def _query_body(args: argparse.Namespace) -> bytes:
     return body
 
 
+def _add_witness_check(result: Any, pins: Any, policy: Any) -> None:
+    from gateway.regulator.answer import Check
+    from gateway.regulator.witnesses import witness_check
+
+    if policy is None:
+        return
+    note = (result.answer or {}).get("checkpoint")
+    if not isinstance(note, str):
+        result.checks.append(Check("witnesses", False, "not checked: no checkpoint in the answer"))
+        return
+    result.checks.append(witness_check(note, pins.log, policy))
+
+
 def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -306,6 +328,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     )
 
     pins = _pins(args)
+    policy = _witness_policy(args)
     body = _query_body(args)
     try:
         key = load_private_key(Path(args.key))
@@ -334,6 +357,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.save:
         write_json_file(Path(args.save), exchange.to_document())
     result.checks.append(consistency)
+    _add_witness_check(result, pins, policy)
     if consistency.ok and result.tree_head is not None:
         state.store(pins.log, result.tree_head, url=str(base))
     answer = result.answer or {}
@@ -371,8 +395,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         StateFile,
         check_consistency,
     )
+    from gateway.regulator.witnesses import witness_check
 
     log_key = _log_key(args)
+    policy = _witness_policy(args)
     base = _base(args)
     state = StateFile(_state_path(args))
     try:
@@ -389,7 +415,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
                 return None, [Check("checkpoint-signature", False, str(exc))]
             signed = Check("checkpoint-signature", True,
                            f"signed by {log_key.name}+{log_key.key_id.hex()}")
-            return head, [signed, await check_consistency(gw, old, head)]
+            checks = [signed, await check_consistency(gw, old, head)]
+            if policy is not None:
+                checks.append(witness_check(note, log_key, policy))
+            return head, checks
 
     head, checks = _run(run())
     ok = all(c.ok for c in checks)
@@ -417,11 +446,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.regulator.client import ClientError, read_json_file
 
     pins = _pins(args)
+    policy = _witness_policy(args)
     try:
         exchange = Exchange.from_document(read_json_file(Path(args.file), "saved answer"))
     except (ClientError, AnswerFormatError) as exc:
         raise UsageError(f"{args.file}: {exc}") from exc
     result = verify_exchange(exchange, pins, now=None)
+    _add_witness_check(result, pins, policy)
     answer = result.answer or {}
     if args.json:
         _emit_json({"ok": result.ok, "file": args.file, "url": exchange.url,
@@ -513,6 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
                             help="re-verify a saved answer offline")
     verify.add_argument("file", help="answer saved by `query --save`")
     verify.set_defaults(func=cmd_verify)
+    for command in (checkpoint, verify, query):
+        command.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                             help="a trusted witness's vkey (cosignature/v1, repeatable)")
+        command.add_argument("--quorum", type=int, default=None, metavar="N",
+                             help="fail unless N of the --witness keys cosigned the "
+                                  "checkpoint (default: all of them)")
+
+    from gateway.witness.cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -523,6 +564,7 @@ def _die(code: int, message: str) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from gateway.regulator.client import ClientError, RefusedError
+    from gateway.witness.cli import WitnessUsageError
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -533,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _emit_json({"ok": False, "error": str(exc)})
         _fail_line(str(exc))
         return EXIT_FAILED
-    except UsageError as exc:
+    except (UsageError, WitnessUsageError) as exc:
         _die(EXIT_USAGE, str(exc))
     except RefusedError as exc:
         if getattr(args, "json", False):
