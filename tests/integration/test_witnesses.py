@@ -216,7 +216,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         out = regulator("witness", "keygen", "--name", f"witness.test/{name}", "--out", str(key))
         assert "witness vkey: witness.test/" in out.stdout
         witnesses.append(WitnessProcess(name, key, base / f"{name}-state", log_vkey))
-    w1, w2, stranger = witnesses
+    w1, w2, _ = witnesses
     for w in (w1, w2):
         w.start()
     stranger_vkey = (base / "stranger.key.vkey").read_text().strip()
