@@ -40,9 +40,13 @@ __all__ = [
     "CosignerVerifier",
     "VerifiedCosignature",
     "WitnessedCheckpoint",
+    "check_quorum",
     "cosigned_message",
+    "cosigner_key_id",
     "open_witnessed_checkpoint",
     "parse_signature_lines",
+    "signature_line",
+    "verify_cosignatures",
 ]
 
 ALG_COSIGNATURE_V1 = 0x04

@@ -155,7 +155,9 @@ class Witnessing:
         up = [s for s in self.statuses if s.error is None]
         if not up or self.answer_wait <= 0:
             return
-        work = asyncio.ensure_future(asyncio.gather(*(self._sync(s) for s in up)))
+        # return_exceptions: whatever goes wrong with a witness, the answer still goes out.
+        work = asyncio.ensure_future(
+            asyncio.gather(*(self._sync(s) for s in up), return_exceptions=True))
         # The work goes on after the wait ends; it is never cancelled half-way.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(work), timeout=self.answer_wait)

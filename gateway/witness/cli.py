@@ -10,9 +10,13 @@ import sqlite3
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.audit.cosignature import Cosigner
+    from gateway.witness.server import Witness
 
 DEFAULT_STATE = Path("~/.vpngw-witness")
 
@@ -44,7 +48,7 @@ def keygen(name: str, out: Path) -> tuple[Path, str]:
     return out, vkey
 
 
-def load_cosigner(path: Path) -> object:
+def load_cosigner(path: Path) -> Cosigner:
     from gateway.audit.cosignature import CosignatureError, Cosigner
 
     path = path.expanduser()
@@ -68,8 +72,7 @@ def _hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _build(args: argparse.Namespace) -> Any:
-    from gateway.audit.cosignature import Cosigner
+def _build(args: argparse.Namespace) -> Witness:
     from gateway.audit.note import Ed25519NoteVerifier, NoteError
     from gateway.witness.server import Witness
     from gateway.witness.store import WitnessStore
@@ -77,7 +80,6 @@ def _build(args: argparse.Namespace) -> Any:
     if not args.log_vkey:
         raise WitnessUsageError("give at least one --log-vkey (the vpngw log's note vkey)")
     cosigner = load_cosigner(Path(args.key))
-    assert isinstance(cosigner, Cosigner)
     logs: dict[str, Ed25519NoteVerifier] = {}
     for vkey in args.log_vkey:
         try:
@@ -93,7 +95,7 @@ def _build(args: argparse.Namespace) -> Any:
     return Witness(cosigner=cosigner, logs=logs, store=store)
 
 
-async def _serve(witness: Any, host: str, port: int, prefix: str) -> None:
+async def _serve(witness: Witness, host: str, port: int, prefix: str) -> None:
     from gateway.witness.server import create_witness_app
 
     runner = web.AppRunner(create_witness_app(witness, prefix=prefix),
