@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,14 +107,12 @@ class Witnessing:
     def __init__(
         self, *, log: AuditLog, db: Database, witnesses: Sequence[WitnessEndpoint],
         transport: WitnessTransport, clock: Clock, answer_wait: float,
-        on_status: Callable[[str, bool, str], None] = lambda name, ok, detail: None,
     ) -> None:
         self.log = log
         self.db = db
         self.transport = transport
         self.clock = clock
         self.answer_wait = answer_wait
-        self.on_status = on_status
         self.statuses = [WitnessStatus(w) for w in witnesses]
         self.log_size = 0
 
@@ -167,24 +165,14 @@ class Witnessing:
             try:
                 size, note = await self.log.latest_checkpoint()
                 self.log_size = max(self.log_size, size)
-                if size == 0 or status.cosigned_size == size:
-                    return
-                await self._submit(status, size, note)
+                if size and status.cosigned_size != size:
+                    await self._submit(status, size, note)
             except (OSError, TimeoutError, AuditLogError, NoteError, _Refused) as exc:
                 status.error = str(exc) or exc.__class__.__name__
                 log.warning("witness did not cosign", witness=status.endpoint.label,
                             url=status.endpoint.url, error=status.error)
             else:
                 status.error = None
-            finally:
-                self._report(status)
-
-    def _report(self, status: WitnessStatus) -> None:
-        label = status.endpoint.label
-        if status.error is None:
-            self.on_status(label, True, f"cosigned size {status.cosigned_size}")
-        else:
-            self.on_status(label, False, f"{status.error} (lag {self.lag(status)} entries)")
 
     async def _known_size(self, status: WitnessStatus) -> int:
         if status.cosigned_size is not None:
