@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway.accounts import Accounts
-from gateway.api import audit, ops, public, regulator, tenant, transparency
+from gateway.api import audit, ops, public, regulator, schemas, tenant, transparency
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
@@ -30,7 +30,9 @@ from gateway.http.openapi import build_openapi
 from gateway.http.routes import Route, mount
 from gateway.keyfiles import load_keys
 from gateway.metrics import Metrics
+from gateway.regulator import registry
 from gateway.regulator.index import index_entries
+from gateway.regulator.request import QUERY_FIELDS
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web.routes import mount_pages
@@ -104,7 +106,12 @@ def create_app(
     mount_pages(app, accounts=Accounts(
         db=db, clock=clock, passwords=passwords or Passwords(), on_commit=sequencer.wake
     ))
-    app[public.OPENAPI] = build_openapi(routes, version=_version())
+    app[public.OPENAPI] = build_openapi(
+        routes,
+        version=_version(),
+        schemas=schemas.components(query_fields=QUERY_FIELDS, keyid=registry.KEYID),
+        signature_checks=regulator.SIGNATURE_CHECKS,
+    )
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
     app.cleanup_ctx.append(witnessing_ctx(settings, audit_log))

@@ -414,5 +414,5 @@ def _valid_ifname(name: str) -> bool:
 
 def _check_hostport(key: str, value: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise SettingsError(f"{key} must be HOST:PORT (IPv6 as [addr]:port), got {value!r}")

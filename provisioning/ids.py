@@ -6,6 +6,16 @@ import secrets
 import time
 import uuid
 
+from provisioning.validation import IdFormat
+
+# The canonical lower-case form, the only one the API hands out.
+UUID = IdFormat(
+    "id",
+    "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    36,
+    "01936a5e-8f3c-7d2a-9b1e-4c5d6e7f8a9b",
+)
+
 
 def new_id(now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -18,8 +28,5 @@ def new_id(now_ms: int | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
-def is_id(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except (ValueError, TypeError, AttributeError):
-        return False
+def is_id(text: object) -> bool:
+    return isinstance(text, str) and UUID.matches(text)

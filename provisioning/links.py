@@ -14,8 +14,11 @@ from provisioning.errors import LinkUnavailable, NotFound, PeerNotActive
 from provisioning.peers import get_peer
 from provisioning.schema import config_links, peers
 from provisioning.sealing import SealError, seal, unseal
+from provisioning.validation import IdFormat
 
 TOKEN_BYTES = 24  # 192 bits
+# secrets.token_urlsafe(24) gives 32 characters; older or longer tokens still fit.
+LINK_TOKEN_FORMAT = IdFormat("link token", "^[A-Za-z0-9_-]{16,128}$", 128, "q3Zk" * 8)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ async def redeem_link(conn: AsyncConnection, token: str, *, now: datetime) -> Re
     """Mark the link used (and drop its sealed config); any second use is refused."""
     unavailable = LinkUnavailable("this link was already used or has expired; ask for a new link")
     unknown = NotFound("this link is unknown; check the address or ask for a new link")
-    if not 16 <= len(token) <= 128:
+    if not LINK_TOKEN_FORMAT.matches(token):
         raise unknown
     token_hash = _hash(token)
     sealed = await conn.scalar(

@@ -26,6 +26,9 @@ from provisioning.schema import addresses as address_table
 from provisioning.schema import peers, public_keys, tenants
 from provisioning.tenants import TenantStatus, count_active_peers, get_tenant
 
+NAME_MAX = 64
+STATUSES = ("active", "revoked", "expired")
+
 
 @dataclass(frozen=True)
 class PoolPolicy:
@@ -53,7 +56,7 @@ class NewPeer:
             if parsed_expiry <= now:
                 raise InvalidInput("expires_at", "must be in the future")
         return cls(
-            name=validation.text("name", body.get("name")),
+            name=validation.text("name", body.get("name"), max_len=NAME_MAX),
             public_key=None if public_key is None else keys.normalise_public_key(public_key),
             preshared_key=validation.boolean("preshared_key", body.get("preshared_key", False)),
             expires_at=parsed_expiry,

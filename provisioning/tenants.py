@@ -16,6 +16,11 @@ from provisioning.errors import DuplicateTenant, IllegalTransition, InvalidInput
 from provisioning.events import Event, Outcome
 from provisioning.schema import peers, tenant_transitions, tenants
 
+LEGAL_NAME_MAX = 200
+REFERENCE_MAX = 64  # registration number, tax id
+MAX_PEERS_LIMIT = 1_000_000
+REASON_MAX = 500  # suspension, reinstatement, termination reasons and verification notes
+
 
 class TenantStatus(enum.StrEnum):
     PENDING = "pending"
@@ -74,15 +79,20 @@ class NewTenant:
     @classmethod
     def parse(cls, body: dict[str, Any], *, default_max_peers: int) -> NewTenant:
         return cls(
-            legal_name=validation.text("legal_name", body.get("legal_name"), max_len=200),
-            registration_number=validation.reference(
-                "registration_number", body.get("registration_number"), max_len=64
+            legal_name=validation.text(
+                "legal_name", body.get("legal_name"), max_len=LEGAL_NAME_MAX
             ),
-            tax_id=validation.reference("tax_id", body.get("tax_id"), max_len=64),
+            registration_number=validation.reference(
+                "registration_number", body.get("registration_number"), max_len=REFERENCE_MAX
+            ),
+            tax_id=validation.reference("tax_id", body.get("tax_id"), max_len=REFERENCE_MAX),
             country=validation.country("country", body.get("country")),
             contact_email=validation.email("contact_email", body.get("contact_email")),
             max_peers=validation.integer(
-                "max_peers", body.get("max_peers", default_max_peers), minimum=1, maximum=1_000_000
+                "max_peers",
+                body.get("max_peers", default_max_peers),
+                minimum=1,
+                maximum=MAX_PEERS_LIMIT,
             ),
         )
 

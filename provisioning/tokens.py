@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from provisioning.errors import NotFound
 from provisioning.events import Event, Outcome
 from provisioning.schema import tokens
+from provisioning.validation import IdFormat
 
 # vgw_<role letter>_<12 hex id>_<43 chars urlsafe secret>; the prefix lets secret
 # scanners spot leaked tokens, the id finds the row without touching the secret.
 _TOKEN = re.compile(r"^vgw_([ot])_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+TOKEN_ID = IdFormat("token id", "^[0-9a-f]{12}$", 12, "3f9a0c1b2d4e")
 
 
 class Role(enum.StrEnum):

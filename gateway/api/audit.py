@@ -12,11 +12,9 @@ from sqlalchemy import select
 from gateway.audit.schema import log_entries
 from gateway.http import appkeys
 from gateway.http.auth import require
-from gateway.http.body import query_int
-from gateway.http.problems import bad_request
-from gateway.http.routes import INT, STR, TIME, Route
+from gateway.http.params import Identifier, Time, WholeNumber
+from gateway.http.routes import Route
 from provisioning import ids, validation
-from provisioning.errors import InvalidInput
 from provisioning.tokens import Role
 
 
@@ -33,32 +31,39 @@ def _entry_view(row: Any) -> dict[str, Any]:
     }
 
 
+EVENT_TYPE = validation.IdFormat(
+    "event type", "^[a-z][a-z_]*(?:[.][a-z][a-z_]*)+$", 40, "peer.provisioned"
+)
+TYPE = Identifier("type", EVENT_TYPE, description="Only entries of this event type")
+TENANT = Identifier("tenant", ids.UUID, description="Only entries about this tenant")
+SINCE = Time("since", description="Only entries at or after this time")
+UNTIL = Time("until", description="Only entries before this time")
+LIMIT = WholeNumber(
+    "limit", minimum=1, maximum=1000, default=100, description="Page size (at most 1000)"
+)
+AFTER = WholeNumber(
+    "after",
+    minimum=0,
+    maximum=2**62,
+    description="The `next` value of the previous page: entries after this index",
+)
+
+
 async def list_audit(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
-    limit = query_int(request, "limit", default=100, minimum=1, maximum=1000)
-    after = query_int(request, "after", default=-1, minimum=0, maximum=2**62)
-    query = (
-        select(log_entries)
-        .where(log_entries.c.idx > after)
-        .order_by(log_entries.c.idx)
-        .limit(limit)
-    )
-    q = request.query
-    if "type" in q:
-        if not q["type"] or len(q["type"]) > 40:
-            raise bad_request("type must be an event type such as peer.provisioned", field="type")
-        query = query.where(log_entries.c.type == q["type"])
-    if "tenant" in q:
-        if not ids.is_id(q["tenant"]):
-            raise bad_request("tenant must be a tenant id", field="tenant")
-        query = query.where(log_entries.c.tenant_id == q["tenant"])
-    try:
-        if "since" in q:
-            query = query.where(log_entries.c.ts >= validation.timestamp("since", q["since"]))
-        if "until" in q:
-            query = query.where(log_entries.c.ts < validation.timestamp("until", q["until"]))
-    except InvalidInput as error:
-        raise bad_request(error.detail, field=error.field) from error
+    limit = LIMIT.value(request)
+    after = AFTER.optional(request)
+    query = select(log_entries).order_by(log_entries.c.idx).limit(limit)
+    if after is not None:
+        query = query.where(log_entries.c.idx > after)
+    if (event_type := TYPE.optional(request)) is not None:
+        query = query.where(log_entries.c.type == event_type)
+    if (tenant_id := TENANT.optional(request)) is not None:
+        query = query.where(log_entries.c.tenant_id == tenant_id)
+    if (since := SINCE.optional(request)) is not None:
+        query = query.where(log_entries.c.ts >= since)
+    if (until := UNTIL.optional(request)) is not None:
+        query = query.where(log_entries.c.ts < until)
     async with request.app[appkeys.DATABASE].read() as conn:
         rows = (await conn.execute(query)).all()
     items = [_entry_view(r) for r in rows]
@@ -74,13 +79,6 @@ ROUTES = [
         list_audit,
         "Audit log entries for compliance staff",
         "ops",
-        query={
-            "type": STR,
-            "tenant": STR,
-            "since": TIME,
-            "until": TIME,
-            "limit": INT,
-            "after": INT,
-        },
+        params=(TYPE, TENANT, SINCE, UNTIL, LIMIT, AFTER),
     ),
 ]

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api import schemas
 from gateway.api.views import page, peer_view, tenant_view, token_view, transition_view
 from gateway.http import appkeys
 from gateway.http.auth import require
-from gateway.http.body import query_int, read_json
-from gateway.http.problems import bad_request
-from gateway.http.routes import INT, STR, Route, obj
-from provisioning import peers, tenants, tokens, validation
+from gateway.http.body import read_json
+from gateway.http.params import Choice, Identifier, WholeNumber
+from gateway.http.routes import Route, Schema, json_reply, location, obj, ref
+from provisioning import ids, peers, tenants, tokens, validation
 from provisioning.tenants import NewTenant, TenantStatus
 from provisioning.tokens import Role
 
-TENANT_FIELDS = {
-    "legal_name": STR,
-    "registration_number": STR,
-    "tax_id": STR,
-    "country": STR,
-    "contact_email": STR,
-    "max_peers": INT,
-}
+TENANT_FIELDS = frozenset(schemas.NEW_TENANT["properties"])
+
+TENANT_ID = Identifier("tenant_id", ids.UUID, location="path", description="The tenant's id")
+TOKEN_ID = Identifier(
+    "token_id", tokens.TOKEN_ID, location="path", description="The token's id (not its secret)"
+)
+LIMIT = WholeNumber(
+    "limit", minimum=1, maximum=500, default=50, description="Page size (at most 500)"
+)
+AFTER = Identifier(
+    "after", ids.UUID, description="The `next` value of the previous page: items after this id"
+)
+PEER_STATUS = Choice("status", peers.STATUSES, description="Only peers in this state")
+TENANT_STATUS = Choice(
+    "status", tuple(s.value for s in TenantStatus), description="Only tenants in this state"
+)
 
 
 async def create_tenant(request: web.Request) -> web.Response:
@@ -37,17 +46,13 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 async def list_tenants(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
-    limit = query_int(request, "limit", default=50, minimum=1, maximum=500)
-    status = request.query.get("status")
-    if status is not None and status not in TenantStatus.__members__.values():
-        raise bad_request(
-            f"status must be one of {', '.join(s.value for s in TenantStatus)}", field="status"
-        )
+    limit = LIMIT.value(request)
+    status = TENANT_STATUS.optional(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         found = await tenants.list_tenants(
             conn,
             limit=limit,
-            after=request.query.get("after"),
+            after=AFTER.optional(request),
             status=TenantStatus(status) if status else None,
         )
     return web.json_response(page([tenant_view(t) for t in found], limit=limit))
@@ -55,7 +60,7 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 async def get_tenant(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
-    tenant_id = request.match_info["tenant_id"]
+    tenant_id = TENANT_ID.value(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         tenant = await tenants.get_tenant(conn, tenant_id)
         history = await tenants.list_transitions(conn, tenant_id)
@@ -77,22 +82,22 @@ async def verify_tenant(request: web.Request) -> web.Response:
     evidence = validation.reference("evidence_reference", body.get("evidence_reference"))
     note = body.get("note")
     if note is not None:
-        note = validation.text("note", note, max_len=500)
+        note = validation.text("note", note, max_len=tenants.REASON_MAX)
     tenant = await request.app[appkeys.COMMANDS].verify_tenant(
-        request.match_info["tenant_id"], evidence_reference=evidence, note=note, actor=who.actor
+        TENANT_ID.value(request), evidence_reference=evidence, note=note, actor=who.actor
     )
     return web.json_response(tenant_view(tenant))
 
 
 def _reason(body: dict[str, object]) -> str:
-    return validation.text("reason", body.get("reason"), max_len=500)
+    return validation.text("reason", body.get("reason"), max_len=tenants.REASON_MAX)
 
 
 async def suspend_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].suspend_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor
+        TENANT_ID.value(request), reason=reason, actor=who.actor
     )
     return web.json_response(tenant_view(tenant))
 
@@ -101,7 +106,7 @@ async def reinstate_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].reinstate_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor
+        TENANT_ID.value(request), reason=reason, actor=who.actor
     )
     return web.json_response(tenant_view(tenant))
 
@@ -110,7 +115,7 @@ async def terminate_tenant(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     reason = _reason(await read_json(request, allowed={"reason"}))
     tenant = await request.app[appkeys.COMMANDS].terminate_tenant(
-        request.match_info["tenant_id"], reason=reason, actor=who.actor
+        TENANT_ID.value(request), reason=reason, actor=who.actor
     )
     return web.json_response(tenant_view(tenant))
 
@@ -120,7 +125,7 @@ async def issue_tenant_token(request: web.Request) -> web.Response:
     body = await read_json(request, allowed={"label"}, optional=True)
     label = validation.text("label", body.get("label", "tenant api"))
     issued = await request.app[appkeys.COMMANDS].issue_tenant_token(
-        request.match_info["tenant_id"], label=label, actor=who.actor
+        TENANT_ID.value(request), label=label, actor=who.actor
     )
     return web.json_response(
         {
@@ -137,7 +142,7 @@ async def issue_tenant_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     info = await request.app[appkeys.COMMANDS].revoke_token(
-        request.match_info["token_id"], actor=who.actor
+        TOKEN_ID.value(request), actor=who.actor
     )
     return web.json_response(token_view(info))
 
@@ -145,15 +150,16 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def list_tenant_peers(request: web.Request) -> web.Response:
     """A tenant's peers as ops see them, with the egress block each one's traffic leaves from."""
     await require(request, Role.OPS)
-    tenant_id = request.match_info["tenant_id"]
-    limit = query_int(request, "limit", default=50, minimum=1, maximum=500)
-    status = request.query.get("status")
-    if status is not None and status not in {"active", "revoked", "expired"}:
-        raise bad_request("status must be active, revoked or expired", field="status")
+    tenant_id = TENANT_ID.value(request)
+    limit = LIMIT.value(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         await tenants.get_tenant(conn, tenant_id)  # 404 for an unknown tenant
         found = await peers.list_peers(
-            conn, tenant_id, limit=limit, after=request.query.get("after"), status=status
+            conn,
+            tenant_id,
+            limit=limit,
+            after=AFTER.optional(request),
+            status=PEER_STATUS.optional(request),
         )
     plan = request.app.get(appkeys.EGRESS)
     egress = plan.egress if plan is not None else None
@@ -178,6 +184,14 @@ async def get_egress(request: web.Request) -> web.Response:
     )
 
 
+_TENANT = ref("Tenant")
+_TRANSITION_ERRORS = {409: ("illegal-transition",)}
+
+
+def _reason_body(what: str) -> Schema:
+    return obj({"reason": {**schemas.REASON, "description": what}}, "reason")
+
+
 ROUTES = [
     Route(
         "POST",
@@ -185,9 +199,17 @@ ROUTES = [
         create_tenant,
         "Onboard a commercial tenant (pending)",
         "ops",
-        body=obj(TENANT_FIELDS),
-        required=("legal_name", "registration_number", "tax_id", "country", "contact_email"),
-        responses={201: "Tenant created"},
+        body=ref("NewTenant"),
+        body_example={
+            "legal_name": "Acme Bank Ltd",
+            "registration_number": "RC-123",
+            "tax_id": "NTN-42",
+            "country": "PK",
+            "contact_email": "it@acme.example",
+            "max_peers": 50,
+        },
+        replies=(json_reply(201, "Tenant created (pending)", _TENANT, headers=location("tenant")),),
+        errors={409: ("duplicate-tenant",)},
     ),
     Route(
         "GET",
@@ -195,7 +217,8 @@ ROUTES = [
         list_tenants,
         "List tenants (paginated by id)",
         "ops",
-        query={"limit": INT, "after": STR, "status": STR},
+        params=(LIMIT, AFTER, TENANT_STATUS),
+        replies=(json_reply(200, "A page of tenants", ref("TenantPage")),),
     ),
     Route(
         "GET",
@@ -203,6 +226,8 @@ ROUTES = [
         get_tenant,
         "One tenant with its state history and tokens",
         "ops",
+        params=(TENANT_ID,),
+        replies=(json_reply(200, "The tenant", ref("TenantDetail")),),
     ),
     Route(
         "POST",
@@ -210,8 +235,19 @@ ROUTES = [
         verify_tenant,
         "Verify a pending tenant's papers",
         "ops",
-        body=obj({"evidence_reference": STR, "note": STR}),
-        required=("evidence_reference",),
+        params=(TENANT_ID,),
+        body=obj(
+            {
+                "evidence_reference": schemas.ascii_reference(
+                    200, "Where the checked papers are filed, e.g. KYC-2026-0042"
+                ),
+                "note": schemas.text(tenants.REASON_MAX),
+            },
+            "evidence_reference",
+        ),
+        body_example={"evidence_reference": "KYC-2026-0042"},
+        replies=(json_reply(200, "Verified", _TENANT),),
+        errors=_TRANSITION_ERRORS,
     ),
     Route(
         "POST",
@@ -219,8 +255,10 @@ ROUTES = [
         suspend_tenant,
         "Suspend a tenant; its tunnels go down",
         "ops",
-        body=obj({"reason": STR}),
-        required=("reason",),
+        params=(TENANT_ID,),
+        body=_reason_body("Why, e.g. unpaid invoice"),
+        replies=(json_reply(200, "Suspended", _TENANT),),
+        errors=_TRANSITION_ERRORS,
     ),
     Route(
         "POST",
@@ -228,8 +266,10 @@ ROUTES = [
         reinstate_tenant,
         "Reinstate a suspended tenant",
         "ops",
-        body=obj({"reason": STR}),
-        required=("reason",),
+        params=(TENANT_ID,),
+        body=_reason_body("Why the suspension ends"),
+        replies=(json_reply(200, "Verified again", _TENANT),),
+        errors=_TRANSITION_ERRORS,
     ),
     Route(
         "POST",
@@ -237,8 +277,10 @@ ROUTES = [
         terminate_tenant,
         "Terminate a tenant: peers revoked, addresses released, tokens revoked",
         "ops",
-        body=obj({"reason": STR}),
-        required=("reason",),
+        params=(TENANT_ID,),
+        body=_reason_body("Why the tenant is terminated (or the application turned down)"),
+        replies=(json_reply(200, "Terminated", _TENANT),),
+        errors=_TRANSITION_ERRORS,
     ),
     Route(
         "POST",
@@ -246,17 +288,29 @@ ROUTES = [
         issue_tenant_token,
         "Issue a tenant API token (shown once)",
         "ops",
-        body=obj({"label": STR}),
-        responses={201: "Token issued"},
+        params=(TENANT_ID,),
+        body=obj({"label": {**schemas.text(64), "default": "tenant api"}}),
+        body_required=False,
+        replies=(json_reply(201, "Token issued; the secret is in `token`", ref("IssuedToken")),),
+        errors=_TRANSITION_ERRORS,
     ),
-    Route("DELETE", "/ops/v1/tokens/{token_id}", revoke_token, "Revoke any token", "ops"),
+    Route(
+        "DELETE",
+        "/ops/v1/tokens/{token_id}",
+        revoke_token,
+        "Revoke any token",
+        "ops",
+        params=(TOKEN_ID,),
+        replies=(json_reply(200, "Revoked (or already revoked)", ref("TokenInfo")),),
+    ),
     Route(
         "GET",
         "/ops/v1/tenants/{tenant_id}/peers",
         list_tenant_peers,
         "A tenant's peers, each with its egress address and port block (paginated by id)",
         "ops",
-        query={"limit": INT, "after": STR, "status": STR},
+        params=(TENANT_ID, LIMIT, AFTER, PEER_STATUS),
+        replies=(json_reply(200, "A page of the tenant's peers", ref("PeerPage")),),
     ),
     Route(
         "GET",
@@ -264,5 +318,6 @@ ROUTES = [
         get_egress,
         "The egress mapping in force: addresses, ports, block size, capacity",
         "ops",
+        replies=(json_reply(200, "The mapping, or enabled: false", ref("EgressMapping")),),
     ),
 ]

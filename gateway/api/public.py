@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http import appkeys
-from gateway.http.routes import Route
+from gateway.http.routes import Reply, Route, json_reply, ref
 from provisioning.validation import rfc3339
 
 
@@ -46,15 +46,27 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/healthz", healthz, "Liveness", "public"),
+    Route(
+        "GET", "/healthz", healthz, "Liveness", "public",
+        replies=(json_reply(200, "Alive", ref("Health")),),
+    ),
     Route(
         "GET",
         "/readyz",
         readyz,
         "Readiness of the database and background components",
         "public",
-        responses={200: "Ready", 503: "Not ready"},
+        replies=(
+            json_reply(200, "Ready", ref("Readiness")),
+            json_reply(503, "Not ready: see the failing component", ref("Readiness")),
+        ),
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "public", produces=("text/plain",)),
-    Route("GET", "/openapi.json", openapi, "This API's OpenAPI 3.1 document", "public"),
+    Route(
+        "GET", "/metrics", metrics, "Prometheus metrics", "public",
+        replies=(Reply(200, "Prometheus text format", {"text/plain": {"type": "string"}}),),
+    ),
+    Route(
+        "GET", "/openapi.json", openapi, "This API's OpenAPI 3.1 document", "public",
+        replies=(json_reply(200, "OpenAPI 3.1", {"type": "object"}),),
+    ),
 ]

@@ -17,8 +17,9 @@ from gateway.audit.note import Ed25519NoteSigner
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.body import parse_json_object, read_json
+from gateway.http.params import Identifier, WholeNumber
 from gateway.http.problems import Problem, bad_request
-from gateway.http.routes import INT, STR, Route, obj
+from gateway.http.routes import Reply, Route, json_reply, ref
 from gateway.keyfiles import GatewayKeys
 from gateway.regulator import httpsig, registry
 from gateway.regulator.queries import find_entries
@@ -28,6 +29,9 @@ from provisioning.events import Event
 from provisioning.tokens import Role
 
 log = structlog.get_logger("vpngw.regulator")
+
+# Each refused signature is a 401 `signature-<check>` naming the check that failed.
+SIGNATURE_CHECKS = tuple(sorted({error.check for error in httpsig.SignatureError.__subclasses__()}))
 
 
 def response_keyid(keys: GatewayKeys, gateway_id: str) -> str:
@@ -213,19 +217,24 @@ async def checkpoint(request: web.Request) -> web.Response:
     )
 
 
+TREE_SIZE_MAX = 2**62
+FROM = WholeNumber(
+    "from", minimum=1, maximum=TREE_SIZE_MAX, required=True, description="The older tree size"
+)
+TO = WholeNumber(
+    "to", minimum=1, maximum=TREE_SIZE_MAX, required=True, description="The newer tree size"
+)
+KEY_ID = Identifier(
+    "keyid", registry.KEYID, location="path", description="The regulator key's id"
+)
+
+
 async def consistency(request: web.Request) -> web.Response:
-    values = {}
-    for name in ("from", "to"):
-        text = request.query.get(name, "")
-        if not text.isdigit():
-            raise bad_request(
-                f"query parameter {name} must be a tree size (a whole number)", field=name
-            )
-        values[name] = int(text)
+    old, new = FROM.value(request), TO.value(request)
     try:
-        proof = await request.app[appkeys.AUDIT_LOG].consistency_proof(values["from"], values["to"])
+        proof = await request.app[appkeys.AUDIT_LOG].consistency_proof(old, new)
     except AuditLogError as error:
-        raise bad_request(str(error), field="from") from error
+        raise bad_request(str(error), field="from" if old > new else "to") from error
     return web.json_response([_b64(h) for h in proof])
 
 
@@ -278,7 +287,7 @@ async def list_regulator_keys(request: web.Request) -> web.Response:
 async def revoke_regulator_key(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
     key = await request.app[appkeys.COMMANDS].revoke_regulator_key(
-        request.match_info["keyid"], actor=who.actor
+        KEY_ID.value(request), actor=who.actor
     )
     return web.json_response(_key_view(key))
 
@@ -290,16 +299,35 @@ ROUTES = [
         query,
         "Signed, authorisation-scoped query; signed answer with inclusion proofs",
         "regulator",
-        body=obj(
-            {
-                "request_id": {"type": "object"},
-                "authorisation": {"type": "object"},
-                "query": {"type": "object"},
-                "max_hits": INT,
-            }
+        description="The request is signed per RFC 9421 (see the regulatorSignature scheme); "
+        "the answer carries the gateway's signature (label `gw`) bound to the request's. "
+        "The query is committed to the audit log before it is answered.",
+        body=ref("RegulatorRequest"),
+        body_example={
+            "request_id": {"country": "PK", "authority": "PTA", "number": "2026-000123"},
+            "authorisation": {
+                "reference": "PTA/LI/2026/0042",
+                "legal_basis": "PECA 2016 s.32",
+                "valid_from": "2026-11-01T00:00:00Z",
+                "valid_until": "2026-12-31T00:00:00Z",
+            },
+            "query": {"kind": "attribution.tunnel_ip", "ip": "10.100.0.7",
+                      "at": "2026-11-30T03:00:00Z"},
+            "max_hits": 100,
+        },
+        replies=(
+            json_reply(
+                200,
+                "Signed answer (RFC 9421 label gw)",
+                ref("RegulatorAnswer"),
+                headers={
+                    name: {"description": f"RFC 9421 {name} of the answer",
+                           "schema": {"type": "string"}}
+                    for name in ("Signature", "Signature-Input", "Content-Digest")
+                },
+            ),
         ),
-        required=("request_id", "authorisation", "query"),
-        responses={200: "Signed answer (RFC 9421 label gw)"},
+        errors={403: ("out-of-scope",), 503: ("not-logged",)},
     ),
     Route(
         "GET",
@@ -307,7 +335,7 @@ ROUTES = [
         checkpoint,
         "Latest signed checkpoint (C2SP note) with the witnesses' cosignatures",
         "public",
-        produces=("text/plain",),
+        replies=(Reply(200, "C2SP signed note", {"text/plain": {"type": "string"}}),),
     ),
     Route(
         "GET",
@@ -315,10 +343,16 @@ ROUTES = [
         consistency,
         "Consistency proof between two tree sizes",
         "public",
-        query={"from": INT, "to": INT},
+        params=(FROM, TO),
+        replies=(json_reply(200, "RFC 9162 consistency proof", ref("ConsistencyProof")),),
     ),
     Route(
-        "GET", "/regulator/v1/keys", keys, "The log's vkey and the response-signing key", "public"
+        "GET",
+        "/regulator/v1/keys",
+        keys,
+        "The log's vkey and the response-signing key",
+        "public",
+        replies=(json_reply(200, "Keys to pin", ref("GatewayKeys")),),
     ),
     Route(
         "POST",
@@ -326,16 +360,25 @@ ROUTES = [
         add_regulator_key,
         "Register a regulator key",
         "ops",
-        body=obj({"keyid": STR, "public_key": STR, "label": STR}),
-        required=("keyid", "public_key", "label"),
-        responses={201: "Registered"},
+        body=ref("NewRegulatorKey"),
+        replies=(json_reply(201, "Registered", ref("RegulatorKey")),),
+        errors={409: ("duplicate-keyid",)},
     ),
-    Route("GET", "/ops/v1/regulator-keys", list_regulator_keys, "List regulator keys", "ops"),
+    Route(
+        "GET",
+        "/ops/v1/regulator-keys",
+        list_regulator_keys,
+        "List regulator keys",
+        "ops",
+        replies=(json_reply(200, "All registered keys", ref("RegulatorKeyList")),),
+    ),
     Route(
         "DELETE",
         "/ops/v1/regulator-keys/{keyid}",
         revoke_regulator_key,
         "Revoke a regulator key",
         "ops",
+        params=(KEY_ID,),
+        replies=(json_reply(200, "Revoked (or already revoked)", ref("RegulatorKey")),),
     ),
 ]

@@ -8,30 +8,39 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from gateway.api import schemas
 from gateway.api.sealed_page import render_text, sealed_config_page
 from gateway.api.views import page, peer_view
 from gateway.commands import RenderConfig
 from gateway.egress.mapping import EgressMap
 from gateway.http import appkeys
 from gateway.http.auth import require
-from gateway.http.body import query_int, read_json
+from gateway.http.body import read_json
+from gateway.http.params import Choice, Identifier, WholeNumber
 from gateway.http.problems import bad_request
-from gateway.http.routes import BOOL, INT, STR, TIME, Route, obj
-from provisioning import keys, peers, validation
+from gateway.http.routes import NO_STORE, Reply, Route, json_reply, location, obj, ref
+from provisioning import ids, keys, peers, validation
 from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
 from provisioning.errors import PeerNotActive
-from provisioning.links import ConfigLink
+from provisioning.links import LINK_TOKEN_FORMAT, ConfigLink
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
 from provisioning.tokens import Role
 
-PEER_FIELDS = {
-    "name": STR,
-    "public_key": STR,
-    "preshared_key": BOOL,
-    "expires_at": TIME,
-    "link": BOOL,
-}
+PEER_FIELDS = frozenset(schemas.NEW_PEER["properties"])
+
+PEER_ID = Identifier("peer_id", ids.UUID, location="path", description="The peer's id")
+LIMIT = WholeNumber(
+    "limit", minimum=1, maximum=500, default=50, description="Page size (at most 500)"
+)
+AFTER = Identifier(
+    "after", ids.UUID, description="The `next` value of the previous page: items after this id"
+)
+PEER_STATUS = Choice("status", peers.STATUSES, description="Only peers in this state")
+FORMAT = Choice("format", tuple(CONFIG_FORMATS), default="conf", description="Config format")
+LINK_TOKEN = Identifier(
+    "token", LINK_TOKEN_FORMAT, location="path", description="The token from the link's URL"
+)
 
 
 async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
@@ -106,13 +115,14 @@ async def create_peer(request: web.Request) -> web.Response:
 
 async def list_peers(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
-    limit = query_int(request, "limit", default=50, minimum=1, maximum=500)
-    status = request.query.get("status")
-    if status is not None and status not in {"active", "revoked", "expired"}:
-        raise bad_request("status must be active, revoked or expired", field="status")
+    limit = LIMIT.value(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         found = await peers.list_peers(
-            conn, who.tenant_id or "", limit=limit, after=request.query.get("after"), status=status
+            conn,
+            who.tenant_id or "",
+            limit=limit,
+            after=AFTER.optional(request),
+            status=PEER_STATUS.optional(request),
         )
     egress = _egress(request)
     return web.json_response(page([peer_view(p, egress=egress) for p in found], limit=limit))
@@ -120,7 +130,7 @@ async def list_peers(request: web.Request) -> web.Response:
 
 async def get_peer(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
-    peer_id = request.match_info["peer_id"]
+    peer_id = PEER_ID.value(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, who.tenant_id, peer_id)
     return web.json_response(
@@ -130,7 +140,7 @@ async def get_peer(request: web.Request) -> web.Response:
 
 async def revoke_peer(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
-    await request.app[appkeys.COMMANDS].revoke_peer(who, request.match_info["peer_id"])
+    await request.app[appkeys.COMMANDS].revoke_peer(who, PEER_ID.value(request))
     return web.Response(status=204)
 
 
@@ -142,7 +152,7 @@ async def rotate_peer(request: web.Request) -> web.Response:
             raise bad_request("link is for a server-generated key; leave out public_key "
                               "(a client key needs no sealed link)", field="link")
         peer, link = await request.app[appkeys.COMMANDS].rotate_peer_with_link(
-            who, request.match_info["peer_id"], _default_link_ttl(request),
+            who, PEER_ID.value(request), _default_link_ttl(request),
             _sealed_renderer(request),
         )
         return web.json_response(
@@ -154,7 +164,7 @@ async def rotate_peer(request: web.Request) -> web.Response:
     if public_key is not None:
         public_key = keys.normalise_public_key(public_key)
     peer = await request.app[appkeys.COMMANDS].rotate_peer(
-        who, request.match_info["peer_id"], public_key
+        who, PEER_ID.value(request), public_key
     )
     async with request.app[appkeys.DATABASE].read() as conn:
         psk = await peers.get_preshared_key(conn, who.tenant_id or "", peer.id)
@@ -191,13 +201,6 @@ def client_config(request: web.Request, peer: Peer, preshared_key: str | None) -
     )
 
 
-def _format(request: web.Request) -> str:
-    fmt = request.query.get("format", "conf")
-    if fmt not in CONFIG_FORMATS:
-        raise bad_request(f"format must be one of {', '.join(CONFIG_FORMATS)}", field="format")
-    return fmt
-
-
 async def config_response(
     request: web.Request, tenant_id: str, peer_id: str, fmt: str
 ) -> web.Response:
@@ -227,7 +230,7 @@ def _safe_filename(name: str) -> str:
 async def get_config(request: web.Request) -> web.Response:
     who = await require(request, Role.TENANT)
     return await config_response(
-        request, who.tenant_id or "", request.match_info["peer_id"], _format(request)
+        request, who.tenant_id or "", PEER_ID.value(request), FORMAT.value(request)
     )
 
 
@@ -242,7 +245,7 @@ async def create_link(request: web.Request) -> web.Response:
         maximum=tenants.link_max_ttl_seconds,
     )
     link = await request.app[appkeys.COMMANDS].create_link(
-        who, request.match_info["peer_id"], timedelta(seconds=ttl)
+        who, PEER_ID.value(request), timedelta(seconds=ttl)
     )
     return web.json_response(
         _link_view(request, link), status=201, headers={"Cache-Control": "no-store"}
@@ -254,8 +257,8 @@ def _default_link_ttl(request: web.Request) -> timedelta:
 
 
 async def redeem_link(request: web.Request) -> web.Response:
-    fmt = _format(request)
-    redeemed = await request.app[appkeys.COMMANDS].redeem_link(request.match_info["token"])
+    fmt = FORMAT.value(request)
+    redeemed = await request.app[appkeys.COMMANDS].redeem_link(LINK_TOKEN.value(request))
     if redeemed.sealed_config is None:
         return await config_response(request, redeemed.tenant_id, redeemed.peer_id, fmt)
     if "format" not in request.query and "text/html" in request.headers.get("Accept", ""):
@@ -271,6 +274,31 @@ async def redeem_link(request: web.Request) -> web.Response:
     )
 
 
+_PEER = ref("Peer")
+_CONFIG_CONTENT = {
+    "text/plain": {"type": "string", "description": "wg-quick config (format=conf)"},
+    "application/json": ref("ClientConfig"),
+    "image/svg+xml": {"type": "string", "description": "QR code of the config (format=qr.svg)"},
+    "image/png": {
+        "type": "string",
+        "format": "binary",
+        "description": "QR code of the config (format=qr.png)",
+    },
+}
+_CONFIG_REPLY = Reply(
+    200,
+    "The client config in the requested format, as an attachment",
+    _CONFIG_CONTENT,
+    {
+        **NO_STORE,
+        "Content-Disposition": {
+            "description": "attachment; filename=<peer name>.<format>",
+            "schema": {"type": "string"},
+        },
+    },
+)
+_NOT_ACTIVE = {409: ("peer-not-active",)}
+
 ROUTES = [
     Route(
         "POST",
@@ -278,9 +306,24 @@ ROUTES = [
         create_peer,
         "Provision a peer (client-side key preferred)",
         "tenant",
-        body=obj(PEER_FIELDS),
-        required=("name",),
-        responses={201: "Peer created; private_key present only if the server generated it"},
+        description="With `public_key` the private key never leaves the device. Without "
+        "it the server generates a key pair: `private_key` and a ready `config` appear in "
+        "this response only and are never stored.",
+        body=ref("NewPeer"),
+        body_example={"name": "alice-laptop", "public_key": schemas.WG_KEY["examples"][0]},
+        replies=(
+            json_reply(
+                201,
+                "Peer created; `private_key` and `config` only if the server generated the key",
+                _PEER,
+                headers={**location("peer"), **NO_STORE},
+            ),
+        ),
+        errors={
+            403: ("tenant-not-verified",),
+            409: ("duplicate-public-key", "quota-exceeded"),
+            507: ("pool-exhausted",),
+        },
     ),
     Route(
         "GET",
@@ -288,7 +331,8 @@ ROUTES = [
         list_peers,
         "List this tenant's peers (paginated by id)",
         "tenant",
-        query={"limit": INT, "after": STR, "status": STR},
+        params=(LIMIT, AFTER, PEER_STATUS),
+        replies=(json_reply(200, "A page of peers", ref("PeerPage")),),
     ),
     Route(
         "GET",
@@ -296,6 +340,8 @@ ROUTES = [
         get_peer,
         "One peer with its latest handshake, endpoint and byte counts",
         "tenant",
+        params=(PEER_ID,),
+        replies=(json_reply(200, "The peer, with `connection`", _PEER),),
     ),
     Route(
         "DELETE",
@@ -303,7 +349,9 @@ ROUTES = [
         revoke_peer,
         "Revoke a peer",
         "tenant",
-        responses={204: "Revoked"},
+        params=(PEER_ID,),
+        replies=(Reply(204, "Revoked; its key leaves the interface"),),
+        errors=_NOT_ACTIVE,
     ),
     Route(
         "POST",
@@ -311,7 +359,23 @@ ROUTES = [
         rotate_peer,
         "Replace the peer's key; the old key leaves the interface",
         "tenant",
-        body=obj({"public_key": STR}),
+        description="Send the device's new `public_key`, or no body to have the server "
+        "generate a new key pair (returned once, with a ready `config`).",
+        params=(PEER_ID,),
+        body=obj(
+            {
+                "public_key": {**schemas.WG_KEY, "description": "The device's new key"},
+                "link": {
+                    **schemas.BOOLEAN,
+                    "default": False,
+                    "description": "Without public_key: hand the new config over only through "
+                    "a sealed one-time link (returned as `link`)",
+                },
+            }
+        ),
+        body_required=False,
+        replies=(json_reply(200, "The peer with its new key", _PEER, headers=NO_STORE),),
+        errors={409: ("peer-not-active", "duplicate-public-key")},
     ),
     Route(
         "GET",
@@ -319,8 +383,9 @@ ROUTES = [
         get_config,
         "Client config",
         "tenant",
-        query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
-        produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()})),
+        params=(PEER_ID, FORMAT),
+        replies=(_CONFIG_REPLY,),
+        errors=_NOT_ACTIVE,
     ),
     Route(
         "POST",
@@ -328,8 +393,19 @@ ROUTES = [
         create_link,
         "One-time config download link",
         "tenant",
-        body=obj({"ttl_seconds": INT}),
-        responses={201: "Link created"},
+        params=(PEER_ID,),
+        body=obj(
+            {
+                "ttl_seconds": {
+                    "type": "integer",
+                    "minimum": 60,
+                    "description": "How long the link works (default and maximum: settings)",
+                }
+            }
+        ),
+        body_required=False,
+        replies=(json_reply(201, "Link created", ref("Link"), headers=NO_STORE),),
+        errors=_NOT_ACTIVE,
     ),
     Route(
         "GET",
@@ -337,7 +413,20 @@ ROUTES = [
         redeem_link,
         "Download a config once through a link",
         "public",
-        query={"format": {"type": "string", "enum": list(CONFIG_FORMATS)}},
-        produces=tuple(sorted({v.split(";")[0] for v in CONFIG_FORMATS.values()})),
+        description="Unknown links are 404, used or expired ones 410. A sealed link opened "
+        "by a browser (Accept: text/html, no format) shows a page for phones.",
+        params=(LINK_TOKEN, FORMAT),
+        replies=(
+            Reply(
+                200,
+                _CONFIG_REPLY.description,
+                {
+                    **_CONFIG_CONTENT,
+                    "text/html": {"type": "string", "description": "Page for a phone"},
+                },
+                _CONFIG_REPLY.headers,
+            ),
+        ),
+        errors={409: ("peer-not-active",), 410: ("link-unavailable",)},
     ),
 ]

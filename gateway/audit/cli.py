@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from gateway.audit.verify import VerifyReport, verify_log
 from gateway.db import Database
 from gateway.keyfiles import KeyFileError, load_keys
 from gateway.settings import SettingsError, load_settings
+from provisioning import validation
+from provisioning.errors import InvalidInput
 
 PROGRESS_EVERY = 1_000_000
 _SUMMARY_SKIP = {"v", "type", "ts", "salt", "tenant_id"}
@@ -156,13 +158,9 @@ def _time_arg(value: str | None, flag: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _UsageError(f"{flag} {value!r} is not an RFC 3339 time, e.g. "
-                          "2026-11-30T03:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise _UsageError(f"{flag} {value!r} has no time zone; end it with Z or +00:00")
-    return parsed.astimezone(UTC)
+        return validation.timestamp(flag, value)
+    except InvalidInput as error:
+        raise _UsageError(f"{flag} {value!r}: {error.detail.split(': ', 1)[1]}") from None
 
 
 def _summary(event: dict[str, Any] | None, width: int = 80) -> str:

@@ -68,7 +68,26 @@ def forget_cached_tokens(db: Database) -> None:
     _cache_for(db).clear()
 
 
+_PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+
+
 async def require(request: web.Request, role: Role) -> Principal:
+    """The caller, who must hold a valid token of this role (checked once per request)."""
+    principal = request.get(_PRINCIPAL)
+    if principal is None:
+        principal = await _authenticate(request)
+        request[_PRINCIPAL] = principal
+    if principal.role is not role:
+        raise Problem(
+            403,
+            "wrong-role",
+            "Wrong token role",
+            f"this endpoint needs a {role.value} token, not a {principal.role.value} token",
+        )
+    return principal
+
+
+async def _authenticate(request: web.Request) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -89,13 +108,6 @@ async def require(request: web.Request, role: Role) -> Principal:
     if principal is None:
         raise unauthorized(
             "the token is unknown or revoked; ask for a new one", code="invalid-token"
-        )
-    if principal.role is not role:
-        raise Problem(
-            403,
-            "wrong-role",
-            "Wrong token role",
-            f"this endpoint needs a {role.value} token, not a {principal.role.value} token",
         )
     if principal.role is Role.OPS and request.method not in _SAFE_METHODS:
         cache.clear()  # this request may revoke tokens: see TOKEN_CACHE_SECONDS

@@ -1,8 +1,9 @@
-"""Strict JSON request bodies: size-capped, no duplicate keys, no unknown fields."""
+"""Strict JSON request bodies: size-capped, depth-capped, no duplicate keys, no unknown fields."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,12 +29,62 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# No request body of this API nests deeper than 3; the cap keeps the decoder far from
+# Python's recursion limit whatever a client sends.
+MAX_DEPTH = 16
+
+
+_STRUCTURE = re.compile(r'[\\"\[\]{}]')
+
+
+def _too_deep(text: str) -> str | None:
+    """The top-level field whose value nests deeper than MAX_DEPTH ("" if not in a field).
+
+    One pass over the text's quotes, backslashes and brackets before it is decoded.
+    """
+    depth = 0
+    in_string = False
+    string_start = escaped_at = -1
+    field = ""
+    for match in _STRUCTURE.finditer(text):
+        ch, i = match.group(), match.start()
+        if in_string:
+            if i == escaped_at:
+                continue
+            if ch == "\\":
+                escaped_at = i + 1
+            elif ch == '"':
+                in_string = False
+                if depth == 1:  # a top-level key or string value: the latest names the field
+                    field = text[string_start : i + 1]
+        elif ch == '"':
+            in_string, string_start = True, i
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                try:
+                    return str(json.loads(field)) if field else ""
+                except ValueError:
+                    return ""
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
 def parse_json_object(raw: bytes, *, allowed: Iterable[str]) -> dict[str, Any]:
     """Decode a JSON object; name the first problem precisely."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise bad_request("request body must be UTF-8 encoded JSON") from exc
+    field = _too_deep(text)
+    if field is not None:
+        raise bad_request(
+            f"request body nests deeper than {MAX_DEPTH} levels"
+            + (f" in field {field!r}" if field else "")
+            + "; no field of this API needs that",
+            field=field or None,
+        )
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except _DuplicateKey as exc:
@@ -70,14 +121,3 @@ async def read_json(
         )
     raw = await request.read()
     return parse_json_object(raw, allowed=allowed)
-
-
-def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or not minimum <= int(text) <= maximum:
-        raise bad_request(
-            f"query parameter {name} must be an integer {minimum}..{maximum}", field=name
-        )
-    return int(text)

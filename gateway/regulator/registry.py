@@ -18,6 +18,7 @@ from gateway.audit.schema import regulator_keys, regulator_nonces
 from provisioning import validation
 from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.events import Event, Outcome
+from provisioning.validation import IdFormat
 
 
 class DuplicateKeyId(DomainError):
@@ -56,11 +57,21 @@ def parse_public_key(value: object) -> str:
     return base64.b64encode(raw).decode()
 
 
+# Printable ASCII without quotes or backslashes (it is quoted in Signature-Input), no
+# space at either end.
+KEYID = IdFormat(
+    "regulator key id",
+    r'^[\x21\x23-\x5b\x5d-\x7e](?:[\x20\x21\x23-\x5b\x5d-\x7e]{0,126}[\x21\x23-\x5b\x5d-\x7e])?$',
+    128,
+    "pta-2026",
+)
+
+
 def parse_keyid(value: object) -> str:
-    keyid = validation.reference("keyid", value, max_len=128)
+    keyid = validation.reference("keyid", value, max_len=KEYID.max_len)
     if '"' in keyid or "\\" in keyid:
         raise InvalidInput("keyid", "must not contain quotes or backslashes")
-    return keyid
+    return validation.identifier("keyid", keyid, KEYID)
 
 
 def _key(row: object) -> RegulatorKey:

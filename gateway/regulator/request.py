@@ -10,23 +10,19 @@ from typing import Any
 from provisioning import ids, validation
 from provisioning.errors import InvalidInput
 
-KINDS = (
-    "attribution.tunnel_ip",
-    "attribution.endpoint",
-    "activity.tenant",
-    "activity.peer",
-    "attribution.egress",
-)
 _TOP = {"request_id", "authorisation", "query", "max_hits"}
 _REQUEST_ID = {"country", "authority", "number"}
 _AUTHORISATION = {"reference", "legal_basis", "valid_from", "valid_until"}
-_QUERY_FIELDS = {
+QUERY_FIELDS = {
     "attribution.tunnel_ip": ({"kind", "ip", "at"}, {"kind", "ip", "at"}),
     "attribution.endpoint": ({"kind", "ip", "port", "at"}, {"kind", "ip", "at"}),
     "activity.tenant": ({"kind", "tenant_id", "from", "to"}, {"kind", "tenant_id", "from", "to"}),
     "activity.peer": ({"kind", "peer_id", "from", "to"}, {"kind", "peer_id", "from", "to"}),
     "attribution.egress": ({"kind", "ip", "port", "at"}, {"kind", "ip", "port", "at"}),
 }
+# The query kinds, in the order they are documented; adding a kind here (and its fields'
+# schemas in gateway.api.schemas) also adds it to the OpenAPI document.
+KINDS = tuple(QUERY_FIELDS)
 
 
 class ScopeError(Exception):
@@ -131,7 +127,7 @@ def parse_request(
     if not isinstance(raw_query, dict) or raw_query.get("kind") not in KINDS:
         raise InvalidInput("query.kind", f"must be one of {', '.join(KINDS)}")
     kind = raw_query["kind"]
-    allowed, required = _QUERY_FIELDS[kind]
+    allowed, required = QUERY_FIELDS[kind]
     q = _object("query", raw_query, allowed, required)
     if kind == "attribution.tunnel_ip":
         query = Query(

@@ -476,3 +476,5 @@ def test_cli_checkpoint_and_show(sqlite_dir: Path, capsys: pytest.CaptureFixture
 
     assert main(["audit", "show", *d, "--since", "yesterday"]) == 1
     assert "RFC 3339" in capsys.readouterr().err
+    assert main(["audit", "show", *d, "--since", "0001-01-01T00:30:00+01:00"]) == 1
+    assert "must lie between" in capsys.readouterr().err

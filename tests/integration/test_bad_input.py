@@ -249,4 +249,4 @@ async def test_link_ttl_bounds(client: Any, tenant_token: str) -> None:
             f"/v1/peers/{peer['id']}/links", json={"ttl_seconds": ttl}, headers=bearer(tenant_token)
         )
         await assert_problem(resp, 400, "invalid-input", detail_has="ttl_seconds")
-    await assert_problem(await client.get("/links/short"), 404, "not-found")
+    await assert_problem(await client.get("/links/short"), 404, "not-found", detail_has="token")

@@ -578,3 +578,41 @@ async def test_public_log_endpoints(make_client: MakeClient, clock: FakeClock) -
     listed = await client.get("/ops/v1/regulator-keys", headers=bearer(ops))
     assert [k["keyid"] for k in (await listed.json())["items"]] == [KEYID]
     assert (await client.get("/ops/v1/regulator-keys")).status == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("query.at", "0001-01-01T00:00:00Z"),
+        ("query.at", "0001-01-01T00:30:00+01:00"),
+        ("query.at", "9999-12-31T23:59:59-01:00"),
+        ("query.at", "²026-11-30T03:00:00Z"),
+        ("authorisation.valid_from", "0001-01-01T00:30:00+01:00"),
+        ("authorisation.valid_until", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+async def test_times_at_the_edge_of_the_range_are_refused(
+    make_client: MakeClient, clock: FakeClock, field: str, value: str
+) -> None:
+    client = await make_client()
+    reg, _ = await setup_regulator(client, clock)
+    query = {"kind": "attribution.tunnel_ip", "ip": "10.100.0.2", "at": "2026-11-30T03:00:00Z"}
+    authorisation = dict(AUTHORISATION)
+    if field == "query.at":
+        query["at"] = value
+    else:
+        authorisation[field.split(".")[1]] = value
+    body = json.dumps(
+        {"request_id": REQUEST_ID, "authorisation": authorisation, "query": query}
+    ).encode()
+    doc = await assert_problem(await reg.post(body, reg.sign(body)), 400, "invalid-input")
+    assert doc["field"] == field, doc
+    assert await regulator_queries(client) == []
+
+
+async def test_deeply_nested_query_is_refused(make_client: MakeClient, clock: FakeClock) -> None:
+    client = await make_client()
+    reg, _ = await setup_regulator(client, clock)
+    body = b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    doc = await assert_problem(await reg.post(body, reg.sign(body)), 400, "invalid-input")
+    assert doc["field"] == "query", doc
