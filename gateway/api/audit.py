@@ -13,7 +13,7 @@ from gateway.audit.schema import log_entries
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.params import Identifier, Time, WholeNumber
-from gateway.http.routes import Route
+from gateway.http.routes import Route, json_reply, ref
 from provisioning import ids, validation
 from provisioning.tokens import Role
 
@@ -80,5 +80,6 @@ ROUTES = [
         "Audit log entries for compliance staff",
         "ops",
         params=(TYPE, TENANT, SINCE, UNTIL, LIMIT, AFTER),
+        replies=(json_reply(200, "A page of log entries, oldest first", ref("AuditPage")),),
     ),
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.http.params import id_schema, time_schema
 from gateway.http.routes import Schema, obj, ref
 from provisioning import ids, peers, tenants
-from provisioning.tokens import TOKEN_ID
+from provisioning.tokens import TOKEN_ID, Role
 from provisioning.validation import IdFormat
 
 STRING: Schema = {"type": "string"}
@@ -63,9 +63,9 @@ COUNTRY: Schema = {
     "examples": ["PK"],
 }
 EMAIL: Schema = {"type": "string", "format": "email", "minLength": 3, "maxLength": 254}
-TENANT_STATUS: Schema = {"type": "string", "enum": [s.value for s in tenants.TenantStatus]}
-PEER_STATUS: Schema = {"type": "string", "enum": ["active", "revoked", "expired"]}
-ROLE: Schema = {"type": "string", "enum": ["ops", "tenant"]}
+TENANT_STATUS = ref("TenantStatus")
+PEER_STATUS = ref("PeerStatus")
+ROLE = ref("TokenRole")
 BASE64: Schema = {"type": "string", "contentEncoding": "base64"}
 REASON = text(tenants.REASON_MAX)
 IP: Schema = {"type": "string", "description": "IPv4 or IPv6 address"}
@@ -223,6 +223,9 @@ def components(
         "link": ref("Link"),  # the sealed one-time link, when the request asked for one
     }
     return {
+        "TenantStatus": {"type": "string", "enum": [s.value for s in tenants.TenantStatus]},
+        "PeerStatus": {"type": "string", "enum": list(peers.STATUSES)},
+        "TokenRole": {"type": "string", "enum": [r.value for r in Role]},
         "Problem": record(
             {
                 "type": {
@@ -242,7 +245,10 @@ def components(
                     "type": "string",
                     "description": "For a refused regulator signature: the check that failed",
                 },
-                "tenant_status": {**TENANT_STATUS, "description": "For illegal transitions"},
+                "tenant_status": {
+                    "type": "string",
+                    "description": "For an illegal transition: the tenant's current state",
+                },
             },
             optional=("field", "request_id", "check", "tenant_status"),
         ),
@@ -292,9 +298,7 @@ def components(
             }
         ),
         "NewPeer": NEW_PEER,
-        "Peer": record(
-            peer, optional=("private_key", "config", "connection", "egress", "link")
-        ),
+        "Peer": record(peer, optional=("private_key", "config", "connection", "egress")),
         "PeerPage": page("Peer", UUID),
         "Connection": record(
             {

@@ -35,8 +35,7 @@ _TITLES = {
 }
 
 _BEARER_HOWTO = (
-    "Send `Authorization: Bearer <token>`. "
-    "Tokens look like `vgw_<o|t>_<12 hex id>_<secret>`. "
+    "Send `Authorization: Bearer <token>`. Tokens look like `vgw_<o|t>_<12 hex id>_<secret>`. "
 )
 SECURITY_SCHEMES = {
     "opsToken": {
@@ -167,9 +166,7 @@ def build_openapi(
 ) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
-            route, signature_checks
-        )
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, signature_checks)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -86,7 +86,10 @@ class Param(Generic[T]):
         except InvalidInput as error:
             # Nothing can live at a path whose id is malformed: the resource is missing.
             raise Problem(
-                404, "not-found", "Not found", f"{error.detail}; nothing has this id",
+                404,
+                "not-found",
+                "Not found",
+                f"{error.detail}; nothing has this id",
                 field=self.name,
             ) from error
 
@@ -164,7 +167,7 @@ def id_schema(fmt: IdFormat) -> dict[str, Any]:
         "type": "string",
         "pattern": fmt.pattern,
         "maxLength": fmt.max_len,
-        "description": f"a {fmt.what}",
+        "description": fmt.what[0].upper() + fmt.what[1:],
         "examples": [fmt.example],
     }
 

@@ -56,6 +56,8 @@ class Route:
     body_example: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if not any(200 <= reply.status < 300 for reply in self.replies):
+            raise ValueError(f"{self.method} {self.path}: declare its success reply")
         declared = {p.name for p in self.params if p.location == "path"}
         in_path = set(re.findall(r"{(\w+)}", self.path))
         if declared != in_path:

@@ -74,9 +74,7 @@ async def test_audit_after_is_a_bounded_ascii_integer(
     await field_problem(resp, 400, "after")
 
 
-@pytest.mark.parametrize(
-    ("path", "role"), [("/v1/peers", "tenant"), ("/ops/v1/tenants", "ops")]
-)
+@pytest.mark.parametrize(("path", "role"), [("/v1/peers", "tenant"), ("/ops/v1/tenants", "ops")])
 @pytest.mark.parametrize("value", ["%00", "%C2%B2", "x" * 200])
 async def test_page_cursor_is_an_id(
     client: Any, tokens: tuple[str, str], path: str, role: str, value: str
