@@ -459,7 +459,20 @@ def components(
                         }
                     ),
                 },
-            }
+                "derivation": {
+                    **record(
+                        {
+                            "gateway_id": STRING,
+                            "tunnel_ip": IP,
+                            "first_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "last_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        }
+                    ),
+                    "description": "attribution.egress only: the port block the public "
+                    "ip:port falls in and the tunnel address it maps to",
+                },
+            },
+            optional=("derivation",),
         ),
         "ConsistencyProof": {"type": "array", "items": BASE64},
         "Health": record({"status": STRING}),
