@@ -163,3 +163,10 @@ async def test_path_ids_that_cannot_exist_are_404(
 async def test_bad_path_id_without_a_token_is_still_401(client: Any) -> None:
     resp = await client.delete("/ops/v1/tokens/%00")
     await assert_problem(resp, 401, "missing-token")
+
+
+async def test_a_parameter_sent_twice_is_refused(client: Any, tokens: tuple[str, str]) -> None:
+    resp = await client.get("/v1/peers?limit=1&limit=2", headers=bearer(tokens[1]))
+    await field_problem(resp, 400, "limit")
+    resp = await client.get("/regulator/v1/proofs/consistency?from=1")
+    await field_problem(resp, 400, "to")
