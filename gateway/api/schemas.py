@@ -474,6 +474,16 @@ def components(
             },
             optional=("derivation",),
         ),
+        "TransparencyReport": record(
+            {
+                "report": {
+                    "type": "object",
+                    "description": "vpngw-transparency-report/1: counts of lawful-access "
+                    "queries in the quarter and the log range they cover",
+                },
+                "note": {"type": "string", "description": "The report signed by the log key"},
+            }
+        ),
         "ConsistencyProof": {"type": "array", "items": BASE64},
         "Health": record({"status": STRING}),
         "Readiness": record(

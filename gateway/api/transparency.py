@@ -7,18 +7,34 @@ from datetime import timedelta
 from aiohttp import web
 
 from gateway.http import appkeys
-from gateway.http.problems import Problem, bad_request
-from gateway.http.routes import Route
+from gateway.http.params import Parsed
+from gateway.http.problems import Problem
+from gateway.http.routes import Route, json_reply, ref
 from gateway.transparency.report import Period, PeriodError
 from gateway.transparency.service import NotPublished, build_report
+from provisioning.errors import InvalidInput
 from provisioning.validation import rfc3339
 
 
-async def get_report(request: web.Request) -> web.Response:
+def _period(text: str) -> Period:
     try:
-        period = Period.parse(request.match_info["period"])
+        return Period.parse(text)
     except PeriodError as error:
-        raise bad_request(str(error), field="period") from error
+        raise InvalidInput("period", str(error)) from error
+
+
+PERIOD = Parsed(
+    "period",
+    _period,
+    {"type": "string", "pattern": "^[0-9]{4}-Q[1-4]$", "examples": ["2026-Q3"]},
+    location="path",
+    malformed_is_missing=False,
+    description="A calendar quarter",
+)
+
+
+async def get_report(request: web.Request) -> web.Response:
+    period = PERIOD.value(request)
     settings = request.app[appkeys.SETTINGS]
     audit_log = request.app[appkeys.AUDIT_LOG]
     try:
@@ -57,5 +73,8 @@ ROUTES = [
         "A quarter's transparency report (e.g. 2026-Q3), as JSON and as a note signed "
         "by the log key; published once the quarter has ended plus the embargo",
         "public",
+        params=(PERIOD,),
+        replies=(json_reply(200, "The report and its signed note", ref("TransparencyReport")),),
+        errors={404: ("report-not-published",), 503: ("report-not-ready",)},
     ),
 ]

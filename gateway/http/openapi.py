@@ -86,12 +86,14 @@ def problem_types(route: Route, signature_checks: tuple[str, ...]) -> dict[int, 
         add(403, "wrong-role")
     if route.auth == "regulator":
         add(401, *(f"signature-{check}" for check in signature_checks))
-    if route.body is not None or any(p.location == "query" for p in route.params):
+    if route.body is not None or any(
+        p.location == "query" or not p.malformed_is_missing for p in route.params
+    ):
         add(400, "invalid-input")
     if route.body is not None:
         add(413, "body-too-large")
         add(415, "unsupported-media-type")
-    if any(p.location == "path" for p in route.params):
+    if any(p.location == "path" and p.malformed_is_missing for p in route.params):
         add(404, "not-found")
     for status, codes in route.errors.items():
         add(status, *codes)

@@ -8,7 +8,7 @@ document states the very bounds that parser enforces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -36,8 +36,12 @@ class Param(Generic[T]):
         location: Location = "query",
         required: bool = False,
         default: T | None = None,
+        malformed_is_missing: bool = True,
     ) -> None:
         self.name = name
+        # A malformed path id names nothing that can exist (404); a path value that is
+        # not an id (a period, say) is simply invalid input (400).
+        self.malformed_is_missing = malformed_is_missing
         self.description = description
         self.location: Location = location
         self.required = required or location == "path"
@@ -84,6 +88,8 @@ class Param(Generic[T]):
         try:
             return self.parse(text)
         except InvalidInput as error:
+            if not self.malformed_is_missing:
+                raise bad_request(error.detail, field=self.name) from error
             # Nothing can live at a path whose id is malformed: the resource is missing.
             raise Problem(
                 404,
@@ -136,6 +142,22 @@ class Identifier(Param[str]):
 
     def schema(self) -> dict[str, Any]:
         return id_schema(self.fmt)
+
+
+class Parsed(Param[T]):
+    """A value with its own parser (which raises InvalidInput) and its own schema."""
+
+    def __init__(
+        self, name: str, parse: Callable[[str], T], schema: Mapping[str, Any], **kw: Any
+    ) -> None:
+        super().__init__(name, **kw)
+        self._parse, self._schema = parse, dict(schema)
+
+    def parse(self, text: str) -> T:
+        return self._parse(text)
+
+    def schema(self) -> dict[str, Any]:
+        return dict(self._schema)
 
 
 class Choice(Param[str]):

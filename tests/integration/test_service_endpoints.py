@@ -79,7 +79,7 @@ async def test_every_operation_declares_its_replies_and_problems(client: Any) ->
             if op["security"]:
                 assert {"401", "403"} <= set(op["responses"]) or "regulator" in op["tags"], where
             if any(p["in"] == "path" for p in op.get("parameters", [])):
-                assert "404" in op["responses"], where
+                assert {"400", "404"} & set(op["responses"]), where
     problem = schemas["Problem"]["properties"]
     assert {"type", "title", "status", "detail", "field", "request_id"} <= set(problem)
 
