@@ -298,7 +298,9 @@ def components(
             }
         ),
         "NewPeer": NEW_PEER,
-        "Peer": record(peer, optional=("private_key", "config", "connection", "egress")),
+        "Peer": record(
+            peer, optional=("private_key", "config", "connection", "egress", "link")
+        ),
         "PeerPage": page("Peer", UUID),
         "Connection": record(
             {
