@@ -116,6 +116,7 @@ async def test_generated_client_runs_the_readme_walkthrough(
     assert f"PublicKey = {gateway_key}" in walked.conf
     assert "# PrivateKey = <this device's private key>" in walked.conf
     assert walked.linked_conf == walked.conf
+    assert "\nPrivateKey = " in walked.sealed_conf  # the sealed config carries the key
     assert walked.qr_svg.lstrip().startswith("<?xml") and "<svg" in walked.qr_svg
     assert walked.qr_png.startswith(b"\x89PNG\r\n\x1a\n")
     assert walked.link.url.startswith(settings.public_url + "/links/")

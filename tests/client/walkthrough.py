@@ -78,6 +78,7 @@ class Walked:
     qr_png: bytes
     link: Link
     linked_conf: str
+    sealed_conf: str
     bad_key: Problem
 
 
@@ -166,6 +167,18 @@ async def _provision(
     )
     assert isinstance(server.private_key, str) and isinstance(server.config, str)
 
+    # or have its config travel only sealed inside a one-time link
+    phone = expect(
+        await create_peer.asyncio(client=me, body=NewPeer(name="phone-7", link=True)), Peer
+    )
+    assert phone.private_key is UNSET and isinstance(phone.link, Link)
+    sealed_conf = expect(
+        await redeem_link.asyncio(
+            phone.link.url.rsplit("/", 1)[1], client=anyone, format_=RedeemLinkFormat.CONF
+        ),
+        str,
+    )
+
     rotated = expect(
         await rotate_peer.asyncio(device.id, client=me, body=RotatePeerBody(public_key=new_key)),
         Peer,
@@ -191,6 +204,7 @@ async def _provision(
         qr_png=png.content,
         link=link,
         linked_conf=linked_conf,
+        sealed_conf=sealed_conf,
         bad_key=bad_key,
     )
 
