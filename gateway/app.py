@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
@@ -18,9 +19,12 @@ from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Commands
-from gateway.dataplane import dataplane_ctx
+from gateway.dataplane.local import LocalFeed
+from gateway.dataplane.plane import DataPlane, egress_policy, interface_spec, make_backend
 from gateway.db import Database
+from gateway.egress.nft import Forwarding, Nft
 from gateway.egress.plan import EgressPlan, plan_egress
+from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context
 from gateway.http.openapi import build_openapi
@@ -171,6 +175,80 @@ def egress_ctx(
         yield
 
     return ctx
+
+
+def dataplane_ctx(
+    backend: WireGuardBackend | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The data plane of the default gateway, fed in-process from this database."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings, runtime, clock = app[appkeys.SETTINGS], app[appkeys.RUNTIME], app[appkeys.CLOCK]
+        if settings.wireguard.backend == "off" and backend is None:
+            runtime.set("wireguard", ok=True, detail="off (API only)", now=clock.now())
+            yield
+            return
+        ws = settings.wireguard
+        plan = app[appkeys.EGRESS]
+        egress = None
+        if plan is not None:
+            policy = egress_policy(
+                plan, wireguard_interface=ws.interface, pools=settings.pool_networks
+            )
+            egress = EgressSync(
+                policy=policy,
+                nft=Nft(),
+                forwarding=Forwarding(),
+                full_check_seconds=ws.reconcile_interval_seconds,
+            )
+            _egress_gauges(app, egress)
+        commands = app[appkeys.COMMANDS]
+        feed = LocalFeed(
+            db=app[appkeys.DATABASE],
+            clock=clock.now,
+            record=commands.record,
+            gateway_id=settings.network.gateway_id,
+        )
+        plane = DataPlane(
+            backend=backend or make_backend(ws),
+            interface=interface_spec(
+                ws, app[appkeys.KEYS].wireguard_private_raw, settings.pool_networks
+            ),
+            source=feed,
+            sink=feed,
+            egress=egress,
+            reconcile_interval=ws.reconcile_interval_seconds,
+            collect_interval=ws.collect_interval_seconds,
+            session_grace=timedelta(seconds=ws.session_grace_seconds),
+            clock=clock.now,
+            on_status=lambda name, ok, detail: runtime.set(
+                name, ok=ok, detail=detail, now=clock.now()
+            ),
+            label=ws.backend,
+        )
+        app[appkeys.DATAPLANE] = plane
+        sequencer = app[appkeys.SEQUENCER]
+
+        def wake_all() -> None:
+            sequencer.wake()
+            plane.wake()
+
+        commands.set_on_commit(wake_all)
+        # The interface is configured before /readyz says ready.
+        await plane.start()
+        yield
+        await plane.stop(remove_egress=settings.egress.remove_on_stop)
+
+    return ctx
+
+
+def _egress_gauges(app: web.Application, egress: EgressSync) -> None:
+    gateway = app[appkeys.SETTINGS].network.gateway_id
+    gauges = app[appkeys.METRICS].gauges
+    gauges[f'egress_peers_mapped{{gateway="{gateway}"}}'] = lambda: float(
+        egress.status.peers_mapped
+    )
+    gauges[f'egress_blocks_free{{gateway="{gateway}"}}'] = lambda: float(egress.status.blocks_free)
 
 
 async def _expire_peers(app: web.Application) -> None:

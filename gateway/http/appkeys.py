@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from gateway.audit.sequencer import Sequencer
     from gateway.clock import Clock
     from gateway.commands import Commands
-    from gateway.dataplane import DataPlane
+    from gateway.dataplane.plane import DataPlane
     from gateway.db import Database
     from gateway.egress.plan import EgressPlan
     from gateway.keyfiles import GatewayKeys
