@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from gateway.dataplane.feed import SavedSessions
@@ -40,8 +41,10 @@ class ListFeed:
         return self.saved
 
 
-async def until(check: object) -> None:
-    while not check():  # type: ignore[operator]
+async def until(check: Callable[[], object]) -> None:
+    for _ in itertools.count():
+        if check():
+            return
         await asyncio.sleep(0.01)
 
 
