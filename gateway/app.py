@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from gateway.accounts import Accounts
-from gateway.api import audit, ops, public, regulator, tenant, transparency
+from gateway.api import audit, gateways, ops, public, regulator, tenant, transparency
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
@@ -45,6 +45,7 @@ def all_routes() -> list[Route]:
     return [
         *public.ROUTES,
         *ops.ROUTES,
+        *gateways.ROUTES,
         *audit.ROUTES,
         *tenant.ROUTES,
         *regulator.ROUTES,
@@ -98,7 +99,8 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.COMMANDS] = Commands(
-        db=db, clock=clock, settings=settings, on_commit=sequencer.wake
+        db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
+        gateway_public_key=keys.wireguard_public,
     )
     routes = all_routes()
     mount(app, routes)

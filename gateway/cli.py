@@ -144,7 +144,8 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
     db = Database(settings.database_url)
     try:
         await db.migrate()
-        commands = Commands(db=db, clock=SystemClock(), settings=settings)
+        commands = Commands(db=db, clock=SystemClock(), settings=settings,
+                            gateway_public_key=_wireguard_public(data_dir))
         await commands.ensure_pools()
         async with db.read() as conn:
             has_ops = any(
@@ -224,6 +225,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 # --- ops commands ----------------------------------------------------------------------
 
 
+def _wireguard_public(data_dir: Path | str) -> str | None:
+    from gateway.keyfiles import load_keys
+
+    try:
+        return load_keys(Path(data_dir)).wireguard_public
+    except (OSError, ValueError):  # keys not readable by this user: leave the stored one
+        return None
+
+
 async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
     from gateway.clock import SystemClock
     from gateway.commands import Commands
@@ -233,7 +243,10 @@ async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
     db = Database(settings.database_url, pool_size=2)
     try:
         await db.migrate()
-        return await action(Commands(db=db, clock=SystemClock(), settings=settings))
+        commands = Commands(db=db, clock=SystemClock(), settings=settings,
+                            gateway_public_key=_wireguard_public(settings.data_dir))
+        await commands.ensure_pools()
+        return await action(commands)
     finally:
         await db.dispose()
 

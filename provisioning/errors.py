@@ -67,3 +67,13 @@ class PeerNotActive(DomainError):
 class LinkUnavailable(DomainError):
     code = "link-unavailable"
     title = "Link used or expired"
+
+
+class GatewayUnavailable(DomainError):
+    code = "gateway-unavailable"
+    title = "Gateway cannot take this"
+
+
+class PoolOverlap(DomainError):
+    code = "pool-overlap"
+    title = "Address pools overlap"

@@ -53,7 +53,7 @@ class LocalFeed:
 
     async def desired_peers(self) -> list[PeerSpec]:
         async with self._db.read() as conn:
-            found = await desired_peers(conn, now=self._clock())
+            found = await desired_peers(conn, now=self._clock(), gateway_id=self._gateway_id)
         return [peer_spec(p) for p in found]
 
     async def _owners(self, keys: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:

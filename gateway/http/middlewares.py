@@ -16,12 +16,14 @@ from provisioning.errors import (
     DomainError,
     DuplicatePublicKey,
     DuplicateTenant,
+    GatewayUnavailable,
     IllegalTransition,
     InvalidInput,
     LinkUnavailable,
     NotFound,
     PeerNotActive,
     PoolExhausted,
+    PoolOverlap,
     QuotaExceeded,
     TenantNotVerified,
 )
@@ -40,6 +42,8 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     PeerNotActive: 409,
     LinkUnavailable: 410,
     DuplicateKeyId: 409,
+    GatewayUnavailable: 409,
+    PoolOverlap: 409,
 }
 
 

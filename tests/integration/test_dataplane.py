@@ -68,6 +68,12 @@ async def test_peers_follow_the_database_and_sessions_survive_a_restart(
     event = (await logged(client, ops, "session.started"))[0]
     assert event["peer_id"] == peer["id"] and event["tenant_id"] == tenant["id"]
     assert event["endpoint"] == "203.0.113.7:40000"
+
+    async def status_written() -> bool:  # written right after the events, same pass
+        resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
+        return bool((await resp.json())["connection"]["connected"])
+
+    await wait_until(status_written)
     resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
     conn = (await resp.json())["connection"]
     assert (
