@@ -451,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     usub.add_parser("list").add_argument("--tenant")
     usub.add_parser("disable").add_argument("user_id")
 
+    from gateway import gateway_cli
+
+    gateway_cli.add_parser(sub, common)
+
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -492,6 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_token(args))
         if args.command == "user":
             return asyncio.run(_user(args))
+        if args.command == "gateway":
+            from gateway import gateway_cli
+
+            return asyncio.run(gateway_cli.run(args))
         from gateway.audit.cli import run_audit_command
 
         status: int = run_audit_command(args)
