@@ -10,15 +10,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from gateway.accounts import Accounts
-from gateway.api import audit, gateways, ops, public, regulator, tenant, transparency
+from gateway.api import agent, audit, gateways, ops, public, regulator, tenant, transparency
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
 from gateway.clock import Clock, SystemClock
-from gateway.commands import Commands
+from gateway.commands import GATEWAY_CHANNEL, Commands
 from gateway.dataplane.local import LocalFeed
 from gateway.dataplane.plane import DataPlane, egress_policy, interface_spec, make_backend
 from gateway.db import Database
@@ -34,6 +35,7 @@ from gateway.metrics import Metrics
 from gateway.regulator.index import index_entries
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.statewatch import StateWatch, listen_forever
 from gateway.web.routes import mount_pages
 from gateway.wireguard.backend import WireGuardBackend
 from provisioning.accounts.passwords import Passwords
@@ -50,6 +52,7 @@ def all_routes() -> list[Route]:
         *tenant.ROUTES,
         *regulator.ROUTES,
         *transparency.ROUTES,
+        *agent.ROUTES,
     ]
 
 
@@ -102,6 +105,9 @@ def create_app(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
         gateway_public_key=keys.wireguard_public,
     )
+    watch = StateWatch()
+    app[appkeys.STATE_WATCH] = watch
+    app[appkeys.COMMANDS].set_on_gateways(watch.changed)
     routes = all_routes()
     mount(app, routes)
     mount_pages(app, accounts=Accounts(
@@ -110,6 +116,7 @@ def create_app(
     app[public.OPENAPI] = build_openapi(routes, version=_version())
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
+    app.cleanup_ctx.append(_state_listener_ctx)
     on_this_host = backend is not None or settings.wireguard.backend != "off"
     app.cleanup_ctx.append(egress_ctx(egress, on_this_host=on_this_host))
     app.cleanup_ctx.append(dataplane_ctx(backend))
@@ -144,6 +151,22 @@ async def _sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
     # Whatever committed before shutdown still goes into the log now.
     await sequencer.drain()
+
+
+async def _state_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On PostgreSQL, commits of other control-plane processes wake this one's long-polls."""
+    db = app[appkeys.DATABASE]
+    if db.is_sqlite:  # one process: Commands wakes the long-polls itself
+        yield
+        return
+    dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    task = asyncio.create_task(
+        listen_forever(dsn, GATEWAY_CHANNEL, app[appkeys.STATE_WATCH]), name="state-listener"
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def egress_ctx(

@@ -7,12 +7,16 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.agent.protocol import EventNotAllowed
+from gateway.audit.canonical import format_time
 from gateway.audit.outbox import append_events
 from gateway.clock import Clock
+from gateway.dataplane.audit_events import session_event
+from gateway.dataplane.local import status_row, write_peer_status
 from gateway.db import Database
 from gateway.egress.mapping import EgressMap
 from gateway.egress.requested import egress_map
@@ -20,11 +24,14 @@ from gateway.egress.store import configure_egress
 from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
+from gateway.wireguard.collector import PeerStatus
+from gateway.wireguard.sessions import SessionEvent
 from provisioning import addresses, gateways, ids, links, peers, tenants, tokens
-from provisioning.errors import IllegalTransition
+from provisioning.errors import IllegalTransition, UnknownPeer
 from provisioning.events import Event, Outcome
-from provisioning.gateways import Gateway, NewGateway
+from provisioning.gateways import Gateway, NewGateway, key_owners
 from provisioning.peers import NewPeer, Peer, PoolPolicy
+from provisioning.schema import agent_batches
 from provisioning.tenants import Action, NewTenant, Tenant
 from provisioning.tokens import IssuedToken, Principal, Role, TokenInfo
 
@@ -366,6 +373,66 @@ class Commands:
             return await self._run(
                 lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
             )
+
+    async def record_observations(
+        self, gateway_id: str, batch_id: str, observed: Sequence[SessionEvent]
+    ) -> bool:
+        """Write an agent's batch into the outbox exactly once; False if it came before.
+
+        All or nothing: one event about a peer of another gateway (403) or an unknown key
+        (422) refuses the whole batch, and nothing of it is written.
+        """
+        try:
+            async with self._transaction() as (conn, events):
+                seen = await conn.scalar(select(agent_batches.c.batch_id).where(
+                    agent_batches.c.gateway_id == gateway_id,
+                    agent_batches.c.batch_id == batch_id))
+                if seen is not None:
+                    return False
+                owners = await key_owners(conn, {e.public_key for e in observed})
+                for index, e in enumerate(observed):
+                    owner = owners.get(e.public_key)
+                    if owner is None:
+                        raise UnknownPeer(
+                            f"events[{index}].public_key is no peer's key; the batch was "
+                            "refused as a whole", field=f"events[{index}].public_key")
+                    if owner.gateway_id != gateway_id:
+                        raise EventNotAllowed(
+                            f"events[{index}] is about a peer of another gateway; an agent "
+                            "reports only its own gateway's peers",
+                            field=f"events[{index}].public_key")
+                    event = session_event(e, peer_id=owner.peer_id, tenant_id=owner.tenant_id,
+                                          gateway_id=gateway_id)
+                    events.append(Event(event.type, {**event.attrs,
+                                                     "observed_at": format_time(e.at)}))
+                await conn.execute(insert(agent_batches).values(
+                    gateway_id=gateway_id, batch_id=batch_id, events=len(observed),
+                    received_at=self.clock.now()))
+                await gateways.record_contact(conn, gateway_id, now=self.clock.now())
+        except IntegrityError:
+            return False  # the same batch, committed by a concurrent retry
+        return True
+
+    async def record_status(
+        self, gateway_id: str, *, public_key: str | None, listen_port: int | None,
+        ok: bool | None, detail: str | None, statuses: Sequence[PeerStatus],
+    ) -> None:
+        """An agent's interface report: its key and health, and its peers' latest status."""
+        async with self.db.write() as conn:
+            owners = await key_owners(conn, {s.public_key for s in statuses})
+            foreign = [s for s in statuses if s.public_key in owners
+                       and owners[s.public_key].gateway_id != gateway_id]
+            if foreign:
+                raise EventNotAllowed(
+                    "peers: the status of a peer of another gateway was sent; an agent "
+                    "reports only its own gateway's peers", field="peers")
+            now = self.clock.now()
+            await gateways.record_contact(conn, gateway_id, now=now, public_key=public_key,
+                                          listen_port=listen_port, ok=ok, detail=detail)
+            await write_peer_status(conn, [
+                status_row(owners[s.public_key].peer_id, s, now)
+                for s in statuses if s.public_key in owners
+            ])
 
     async def record(self, events: list[Event]) -> None:
         """Append events that come with no state change of their own (e.g. sessions)."""

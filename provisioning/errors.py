@@ -77,3 +77,8 @@ class GatewayUnavailable(DomainError):
 class PoolOverlap(DomainError):
     code = "pool-overlap"
     title = "Address pools overlap"
+
+
+class UnknownPeer(DomainError):
+    code = "unknown-peer"
+    title = "Unknown peer"

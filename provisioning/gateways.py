@@ -18,7 +18,7 @@ from provisioning import addresses, ids, validation
 from provisioning.addresses import Network
 from provisioning.errors import GatewayUnavailable, InvalidInput, NotFound, PoolOverlap
 from provisioning.events import Event, Outcome
-from provisioning.schema import gateways, peers, tenants
+from provisioning.schema import gateways, peers, public_keys, tenants
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$")
 # Candidate pools handed out when ops give none: 10.101.0.0/23, 10.101.2.0/23, ...
@@ -353,3 +353,30 @@ async def record_contact(
     if detail is not None:
         values["interface_detail"] = detail[:500]
     await conn.execute(update(gateways).where(gateways.c.id == gateway_id).values(**values))
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    peer_id: str
+    tenant_id: str
+    gateway_id: str | None
+
+
+async def key_owners(conn: AsyncConnection, keys: Iterable[bytes]) -> dict[bytes, KeyOwner]:
+    """Raw public key → its peer (keys rotated away since included: they still name it)."""
+    import base64
+
+    wanted = {base64.b64encode(k).decode("ascii"): k for k in keys}
+    if not wanted:
+        return {}
+    found: dict[bytes, KeyOwner] = {}
+    names = sorted(wanted)
+    for start in range(0, len(names), 500):
+        rows = (await conn.execute(
+            select(public_keys.c.public_key, peers.c.id, peers.c.tenant_id, peers.c.gateway_id)
+            .join(peers, peers.c.id == public_keys.c.peer_id)
+            .where(public_keys.c.public_key.in_(names[start : start + 500]))
+        )).all()
+        for r in rows:
+            found[wanted[r.public_key]] = KeyOwner(r.id, r.tenant_id, r.gateway_id)
+    return found

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
     from gateway.runtime import Runtime
     from gateway.settings import Settings
+    from gateway.statewatch import StateWatch
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
@@ -31,3 +32,5 @@ SEQUENCER: web.AppKey[Sequencer] = web.AppKey("sequencer")
 DATAPLANE: web.AppKey[DataPlane] = web.AppKey("dataplane")
 # The egress mapping in force (None when this gateway carries no traffic).
 EGRESS: web.AppKey[EgressPlan | None] = web.AppKey("egress")
+# Wakes agent long-polls when a gateway's desired state changes.
+STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.agent.protocol import EventNotAllowed
 from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
 from gateway.regulator.registry import DuplicateKeyId
@@ -26,6 +27,7 @@ from provisioning.errors import (
     PoolOverlap,
     QuotaExceeded,
     TenantNotVerified,
+    UnknownPeer,
 )
 
 log = structlog.get_logger("vpngw.http")
@@ -44,6 +46,8 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     DuplicateKeyId: 409,
     GatewayUnavailable: 409,
     PoolOverlap: 409,
+    UnknownPeer: 422,
+    EventNotAllowed: 403,
 }
 
 

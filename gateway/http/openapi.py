@@ -11,6 +11,7 @@ from gateway.http.routes import Route
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "ops": [{"bearer": []}],
     "tenant": [{"bearer": []}],
+    "agent": [{"bearer": []}],
     "regulator": [{"httpsig": []}],
     "public": [],
 }
@@ -60,7 +61,8 @@ def build_openapi(routes: list[Route], *, version: str) -> dict[str, Any]:
         "info": {
             "title": "vpngw",
             "version": version,
-            "description": "Ops, tenant and regulator APIs of a vpngw gateway.",
+            "description": "Ops, tenant and regulator APIs of a vpngw gateway, and the agent "
+            "protocol between the control plane and `vpngw agent` on each gateway host.",
         },
         "paths": paths,
         "components": {

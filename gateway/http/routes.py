@@ -18,7 +18,7 @@ class Route:
     path: str
     handler: Handler
     summary: str
-    auth: str  # "ops", "tenant", "regulator" or "public"
+    auth: str  # "ops", "tenant", "agent", "regulator" or "public"
     body: Schema | None = None  # JSON schema of the request object
     required: tuple[str, ...] = ()
     responses: Mapping[int, str] = field(default_factory=lambda: {200: "OK"})
