@@ -166,7 +166,8 @@ async def register_gateway(
         id=gateway_id, name=new.name, endpoint=new.endpoint,
         pools=json.dumps([str(p) for p in pools]),
         egress=json.dumps(egress, sort_keys=True) if egress is not None else None,
-        status="active", revision=0, created_at=now,
+        # Revision 0 means "nothing yet" to an agent, so a gateway starts at 1.
+        status="active", revision=1, created_at=now,
     ))
     await addresses.ensure_pools(conn, pools)
     gateway = await get_gateway(conn, gateway_id)
@@ -194,7 +195,7 @@ async def ensure_default_gateway(
         if await conn.scalar(select(gateways.c.id).where(gateways.c.name == name)):
             name = f"{gateway_id}-default"
         await conn.execute(insert(gateways).values(
-            id=gateway_id, name=name, status="active", revision=0, created_at=now, **values
+            id=gateway_id, name=name, status="active", revision=1, created_at=now, **values
         ))
     else:
         await conn.execute(update(gateways).where(gateways.c.id == gateway_id).values(**values))
