@@ -452,8 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     usub.add_parser("disable").add_argument("user_id")
 
     from gateway import gateway_cli
+    from gateway.agent import main as agent_main
 
     gateway_cli.add_parser(sub, common)
+    agent_main.add_parser(sub)
 
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
@@ -496,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_token(args))
         if args.command == "user":
             return asyncio.run(_user(args))
+        if args.command == "agent":
+            from gateway.agent import main as agent_main
+
+            return agent_main.run(args)
         if args.command == "gateway":
             from gateway import gateway_cli
 
