@@ -7,6 +7,7 @@ import asyncio
 import functools
 import getpass
 import json
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,11 +209,22 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        ssl_context=server_ssl_context(settings),
         print=None,
         access_log=None,
         shutdown_timeout=5.0,
     )
     return 0
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for `vpngw serve` from server.tls_cert/tls_key; None serves plain HTTP."""
+    if not settings.server.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
+    return context
 
 
 def _settings(args: argparse.Namespace) -> Settings:
