@@ -304,3 +304,16 @@ async def test_a_change_through_one_process_wakes_a_long_poll_on_another(
     peer = await create_peer(one, token, gateway_id=gw["id"])
     woken = await asyncio.wait_for(poll, 25)  # woken by NOTIFY, long before its 50 s
     assert [p["peer_id"] for p in woken["peers"]] == [peer["id"]]
+
+
+async def test_openapi_documents_the_agent_protocol(client: Any) -> None:
+    doc = await (await client.get("/openapi.json")).json()
+    state = doc["paths"]["/agent/v1/gateways/{gateway_id}/state"]["get"]
+    assert state["tags"] == ["agent"] and state["security"] == [{"bearer": []}]
+    assert {p["name"] for p in state["parameters"]} == {"gateway_id", "revision", "wait"}
+    upload = doc["paths"]["/agent/v1/gateways/{gateway_id}/observations"]["post"]
+    schema = upload["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["batch_id", "events"]
+    assert schema["properties"]["events"]["items"]["properties"]["type"]["enum"] == [
+        "session.started", "session.roamed", "session.ended"]
+    assert "/ops/v1/gateways/{gateway_id}/retirement" in doc["paths"]
