@@ -340,7 +340,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vbagents") as tmp:
         rows = asyncio.run(run(args, Path(tmp)))
     width = max(len(r.name) for r in rows)
-    print(f"\n{'measurement':{width}}  {'result':40} {'target':14} verdict")
+    header = f"{'measurement':{width}}  {'result':40} {'target':14} verdict"
+    print(f"\n{header}")
+    print("-" * len(header))
     for r in rows:
         verdict = "" if r.passed is None else ("PASS" if r.passed else "MISS")
         print(f"{r.name:{width}}  {r.value:40} {r.target:14} {verdict}")
