@@ -148,6 +148,12 @@ class Commands:
             )
         return outcome.value
 
+    async def set_tenant_default_gateway(
+        self, tenant_id: str, gateway_id: str | None
+    ) -> str | None:
+        async with self.db.write() as conn:
+            return await gateways.set_tenant_default(conn, tenant_id, gateway_id)
+
     async def issue_agent_token(self, gateway_id: str, *, label: str, actor: str) -> IssuedToken:
         async def step(conn: AsyncConnection) -> Outcome[IssuedToken]:
             gateway = await gateways.get_gateway(conn, gateway_id)
@@ -259,7 +265,7 @@ class Commands:
         self, conn: AsyncConnection, who: Principal, new: NewPeer
     ) -> Outcome[Peer]:
         """On the gateway asked for, else the one with the most free addresses."""
-        gateway = await gateways.pick_gateway(conn, new.gateway_id)
+        gateway = await gateways.pick_gateway(conn, new.gateway_id, tenant_id=who.tenant_id)
         policy = PoolPolicy(
             networks=gateway.pools, quarantine=self.policy.quarantine, gateway_id=gateway.id
         )

@@ -233,8 +233,32 @@ async def count_active_peers(conn: AsyncConnection, gateway_id: str) -> int:
         peers.c.gateway_id == gateway_id, peers.c.status == "active")) or 0)
 
 
-async def pick_gateway(conn: AsyncConnection, wanted: str | None) -> Gateway:
-    """The gateway asked for (must be active), else the active one with most free addresses."""
+async def set_tenant_default(
+    conn: AsyncConnection, tenant_id: str, gateway_id: str | None
+) -> str | None:
+    """Where the tenant's new peers go when a request names no gateway (None: anywhere)."""
+    if await conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
+        raise NotFound(f"no tenant with id {tenant_id}")
+    if gateway_id is not None:
+        try:
+            gateway = await get_gateway(conn, gateway_id)
+        except NotFound:
+            raise InvalidInput("gateway_id", f"no gateway with id {gateway_id}") from None
+        if gateway.status != "active":
+            raise GatewayUnavailable(f"gateway {gateway_id} is {gateway.status}")
+    await conn.execute(update(tenants).where(tenants.c.id == tenant_id)
+                       .values(default_gateway_id=gateway_id))
+    return gateway_id
+
+
+async def pick_gateway(
+    conn: AsyncConnection, wanted: str | None, *, tenant_id: str | None = None
+) -> Gateway:
+    """The gateway asked for (must be active), else the tenant's default if ops set one,
+    else the active gateway with the most free addresses."""
+    if wanted is None and tenant_id is not None:
+        wanted = await conn.scalar(
+            select(tenants.c.default_gateway_id).where(tenants.c.id == tenant_id))
     if wanted is not None:
         if not ids.is_id(wanted) and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", wanted):
             raise InvalidInput("gateway_id", "must be a gateway id from GET /ops/v1/gateways")

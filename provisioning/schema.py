@@ -69,6 +69,8 @@ tenants = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Where the tenant's new peers go when a request names no gateway (set by ops).
+    Column("default_gateway_id", String(64), nullable=True),
     UniqueConstraint("country", "registration_number"),
 )
 

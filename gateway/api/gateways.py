@@ -15,6 +15,7 @@ from gateway.http.auth import require
 from gateway.http.body import query_int, read_json
 from gateway.http.routes import INT, STR, Route, obj
 from provisioning import gateways, tokens, validation
+from provisioning.errors import InvalidInput
 from provisioning.gateways import Gateway, NewGateway
 from provisioning.schema import peer_status, peers
 from provisioning.tokens import Role
@@ -139,6 +140,19 @@ async def issue_agent_token(request: web.Request) -> web.Response:
     )
 
 
+async def set_default_gateway(request: web.Request) -> web.Response:
+    await require(request, Role.OPS)
+    body = await read_json(request, allowed={"gateway_id"})
+    if "gateway_id" not in body:
+        raise InvalidInput("gateway_id", "required: a gateway id, or null for no default")
+    wanted = body["gateway_id"]
+    if wanted is not None:
+        wanted = validation.text("gateway_id", wanted)
+    tenant_id = request.match_info["tenant_id"]
+    chosen = await request.app[appkeys.COMMANDS].set_tenant_default_gateway(tenant_id, wanted)
+    return web.json_response({"tenant_id": tenant_id, "default_gateway_id": chosen})
+
+
 ROUTES = [
     Route(
         "POST",
@@ -182,5 +196,15 @@ ROUTES = [
         "ops",
         body=obj({"label": STR}),
         responses={201: "Token issued"},
+    ),
+    Route(
+        "PUT",
+        "/ops/v1/tenants/{tenant_id}/default-gateway",
+        set_default_gateway,
+        "Where the tenant's new peers go when they name no gateway (null: the gateway with "
+        "the most free addresses)",
+        "ops",
+        body=obj({"gateway_id": {"type": ["string", "null"]}}),
+        required=("gateway_id",),
     ),
 ]

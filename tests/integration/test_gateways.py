@@ -188,3 +188,21 @@ async def test_agent_tokens_cannot_use_ops_or_tenant_routes(client: Any) -> None
                          ("GET", "/v1/peers"), ("POST", "/ops/v1/gateways")]:
         resp = await client.request(method, path, headers=agent, json={})
         await assert_problem(resp, 403, "wrong-role", detail_has="agent token")
+
+
+async def test_ops_can_set_a_tenants_default_gateway(client: Any) -> None:
+    ops = await ops_token(client)
+    small = await register(client, ops, name="small", pool="10.66.0.0/28")
+    await register(client, ops, name="big", pool="10.88.0.0/22")
+    tenant, token = await verified_tenant(client, ops)
+    url = f"/ops/v1/tenants/{tenant['id']}/default-gateway"
+    resp = await client.put(url, json={"gateway_id": small["id"]}, headers=bearer(ops))
+    assert (await resp.json())["default_gateway_id"] == small["id"]
+    assert (await create_peer(client, token, name="a"))["gateway_id"] == small["id"]
+    resp = await client.put(url, json={"gateway_id": "nowhere"}, headers=bearer(ops))
+    await assert_problem(resp, 400, "invalid-input", detail_has="gateway_id")
+    resp = await client.put(url, json={}, headers=bearer(ops))
+    await assert_problem(resp, 400, "invalid-input", detail_has="gateway_id")
+    resp = await client.put(url, json={"gateway_id": None}, headers=bearer(ops))
+    assert (await resp.json())["default_gateway_id"] is None
+    assert (await create_peer(client, token, name="b"))["gateway_id"] != small["id"]

@@ -49,9 +49,13 @@ def upgrade() -> None:
         batch.create_index("ix_peers_gateway_revision", ["gateway_id", "revision"])
     with op.batch_alter_table("tokens") as batch:
         batch.add_column(sa.Column("gateway_id", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("tenants") as batch:
+        batch.add_column(sa.Column("default_gateway_id", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tenants") as batch:
+        batch.drop_column("default_gateway_id")
     with op.batch_alter_table("tokens") as batch:
         batch.drop_column("gateway_id")
     with op.batch_alter_table("peers") as batch:
