@@ -95,7 +95,7 @@ async def create_peer(request: web.Request) -> web.Response:
     if with_link:
         # A server-generated key then travels only inside the sealed link, never here.
         async with request.app[appkeys.DATABASE].read() as conn:
-            where = await _gateway_addresses(request, conn)
+            where = await gateway_addresses(request, conn)
         peer, link = await commands.provision_peer_with_link(
             who, new, _default_link_ttl(request), _sealed_renderer(request, where)
         )
@@ -154,7 +154,7 @@ async def rotate_peer(request: web.Request) -> web.Response:
             raise bad_request("link is for a server-generated key; leave out public_key "
                               "(a client key needs no sealed link)", field="link")
         async with request.app[appkeys.DATABASE].read() as conn:
-            where = await _gateway_addresses(request, conn)
+            where = await gateway_addresses(request, conn)
         peer, link = await request.app[appkeys.COMMANDS].rotate_peer_with_link(
             who, request.match_info["peer_id"], _default_link_ttl(request),
             _sealed_renderer(request, where),
@@ -183,7 +183,7 @@ async def _with_config(
     """A server-generated key exists only in this response, so hand over the full config now."""
     async with request.app[appkeys.DATABASE].read() as conn:
         maps = await _egress_maps(request, conn, [peer.gateway_id])
-        where = await _gateway_addresses(request, conn) if peer.private_key else {}
+        where = await gateway_addresses(request, conn) if peer.private_key else {}
     doc = peer_view(peer, egress=maps.get(peer.gateway_id or ""))
     if peer.private_key:
         try:
@@ -216,7 +216,7 @@ async def _egress_maps(
     return maps
 
 
-async def _gateway_addresses(request: web.Request, conn: AsyncConnection) -> GatewayAddresses:
+async def gateway_addresses(request: web.Request, conn: AsyncConnection) -> GatewayAddresses:
     """Where each gateway's clients connect, and its interface key; this host's own default
     gateway from its settings and keys."""
     settings = request.app[appkeys.SETTINGS]
@@ -267,7 +267,7 @@ async def config_response(
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, tenant_id, peer_id)
         psk = await peers.get_preshared_key(conn, tenant_id, peer_id)
-        where = await _gateway_addresses(request, conn)
+        where = await gateway_addresses(request, conn)
     if peer.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
     body = render(client_config(request, peer, psk, where), fmt)
