@@ -12,7 +12,7 @@ on wireguard-go interfaces, and times in one run:
    apply of the one change) versus `wg syncconf` with the full file containing it;
 3. one collector cycle at --peers (`Collector.collect()`: dump + session tracker +
    events, trivial callbacks) beside a bare `wg show <if> dump`; and, with a temp
-   SQLite database, the full cycle including `DataPlane.on_state`'s per-peer status
+   SQLite database, the full cycle including `LocalFeed.peer_status`'s per-peer status
    writes with every peer changed and with none changed.
 
 Each measurement is repeated --repeat times; the table gives median and best.
@@ -511,7 +511,7 @@ class Bench:
 
         try:
             collector = Collector(backend=ours.backend, tracker=SessionTracker(),
-                                  on_events=on_events, on_state=plane.on_state)
+                                  on_events=on_events, on_state=plane.peer_status)
             await collector.collect()
             changed, unchanged = Stat(), Stat()
             for _ in range(self.repeat):
@@ -541,15 +541,15 @@ def changes_for_one(spec: PeerSpec) -> PeerChanges:
     return PeerChanges(updates=(spec,))
 
 
-# --- the full cycle with DataPlane.on_state and a temp SQLite database ----------------------
+# --- the full cycle with LocalFeed.peer_status and a temp SQLite database ----------------------
 
 
 async def setup_database(path: Path, ours: Ours, count: int) -> tuple[Any, Any]:
-    """A migrated temp SQLite database owning every peer on the interface, and a DataPlane
-    with just what `on_state` needs (its constructor wants the whole app)."""
+    """A migrated temp SQLite database owning every peer on the interface, and the
+    in-process feed that writes the collector's per-peer status into it."""
     from sqlalchemy import insert
 
-    from gateway.dataplane import DataPlane
+    from gateway.dataplane.local import LocalFeed
     from gateway.db import Database
     from provisioning.schema import peers, public_keys, tenants
 
@@ -575,10 +575,10 @@ async def setup_database(path: Path, ours: Ours, count: int) -> tuple[Any, Any]:
             status="active", created_at=now, updated_at=now))
         await conn.execute(insert(peers), peer_rows)
         await conn.execute(insert(public_keys), key_rows)
-    plane = DataPlane.__new__(DataPlane)
-    plane.db = db
-    plane._writes = set()
-    plane._last_status = {}
+    async def record(events: Any) -> None:
+        return None
+
+    plane = LocalFeed(db=db, clock=lambda: datetime.now(UTC), record=record, gateway_id="bench")
     return plane, db
 
 

@@ -6,24 +6,39 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 import aiohttp
 import structlog
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from gateway.accounts import Accounts
-from gateway.api import audit, ops, public, regulator, schemas, tenant, transparency
+from gateway.api import (
+    agent,
+    audit,
+    gateways,
+    ops,
+    public,
+    regulator,
+    schemas,
+    tenant,
+    transparency,
+)
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
 from gateway.audit.witnessing import AiohttpTransport, Witnessing, parse_witness_entry
 from gateway.clock import Clock, SystemClock
-from gateway.commands import Commands
-from gateway.dataplane import dataplane_ctx
+from gateway.commands import GATEWAY_CHANNEL, Commands
+from gateway.dataplane.local import LocalFeed
+from gateway.dataplane.plane import DataPlane, egress_policy, interface_spec, make_backend
 from gateway.db import Database
+from gateway.egress.nft import Forwarding, Nft
 from gateway.egress.plan import EgressPlan, plan_egress
+from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context
 from gateway.http.openapi import build_openapi
@@ -35,6 +50,7 @@ from gateway.regulator.index import index_entries
 from gateway.regulator.request import QUERY_FIELDS
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.statewatch import StateWatch, listen_forever
 from gateway.web.routes import mount_pages
 from gateway.wireguard.backend import WireGuardBackend
 from provisioning.accounts.passwords import Passwords
@@ -46,10 +62,12 @@ def all_routes() -> list[Route]:
     return [
         *public.ROUTES,
         *ops.ROUTES,
+        *gateways.ROUTES,
         *audit.ROUTES,
         *tenant.ROUTES,
         *regulator.ROUTES,
         *transparency.ROUTES,
+        *agent.ROUTES,
     ]
 
 
@@ -99,8 +117,12 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.COMMANDS] = Commands(
-        db=db, clock=clock, settings=settings, on_commit=sequencer.wake
+        db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
+        gateway_public_key=keys.wireguard_public,
     )
+    watch = StateWatch()
+    app[appkeys.STATE_WATCH] = watch
+    app[appkeys.COMMANDS].set_on_gateways(watch.changed)
     routes = all_routes()
     mount(app, routes)
     mount_pages(app, accounts=Accounts(
@@ -115,6 +137,7 @@ def create_app(
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
     app.cleanup_ctx.append(witnessing_ctx(settings, audit_log))
+    app.cleanup_ctx.append(_state_listener_ctx)
     on_this_host = backend is not None or settings.wireguard.backend != "off"
     app.cleanup_ctx.append(egress_ctx(egress, on_this_host=on_this_host))
     app.cleanup_ctx.append(dataplane_ctx(backend))
@@ -194,6 +217,22 @@ def witnessing_ctx(
     return ctx
 
 
+async def _state_listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On PostgreSQL, commits of other control-plane processes wake this one's long-polls."""
+    db = app[appkeys.DATABASE]
+    if db.is_sqlite:  # one process: Commands wakes the long-polls itself
+        yield
+        return
+    dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    task = asyncio.create_task(
+        listen_forever(dsn, GATEWAY_CHANNEL, app[appkeys.STATE_WATCH]), name="state-listener"
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def egress_ctx(
     plan: EgressPlan | None, *, on_this_host: bool
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -225,6 +264,80 @@ def egress_ctx(
         yield
 
     return ctx
+
+
+def dataplane_ctx(
+    backend: WireGuardBackend | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The data plane of the default gateway, fed in-process from this database."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings, runtime, clock = app[appkeys.SETTINGS], app[appkeys.RUNTIME], app[appkeys.CLOCK]
+        if settings.wireguard.backend == "off" and backend is None:
+            runtime.set("wireguard", ok=True, detail="off (API only)", now=clock.now())
+            yield
+            return
+        ws = settings.wireguard
+        plan = app[appkeys.EGRESS]
+        egress = None
+        if plan is not None:
+            policy = egress_policy(
+                plan, wireguard_interface=ws.interface, pools=settings.pool_networks
+            )
+            egress = EgressSync(
+                policy=policy,
+                nft=Nft(),
+                forwarding=Forwarding(),
+                full_check_seconds=ws.reconcile_interval_seconds,
+            )
+            _egress_gauges(app, egress)
+        commands = app[appkeys.COMMANDS]
+        feed = LocalFeed(
+            db=app[appkeys.DATABASE],
+            clock=clock.now,
+            record=commands.record,
+            gateway_id=settings.network.gateway_id,
+        )
+        plane = DataPlane(
+            backend=backend or make_backend(ws),
+            interface=interface_spec(
+                ws, app[appkeys.KEYS].wireguard_private_raw, settings.pool_networks
+            ),
+            source=feed,
+            sink=feed,
+            egress=egress,
+            reconcile_interval=ws.reconcile_interval_seconds,
+            collect_interval=ws.collect_interval_seconds,
+            session_grace=timedelta(seconds=ws.session_grace_seconds),
+            clock=clock.now,
+            on_status=lambda name, ok, detail: runtime.set(
+                name, ok=ok, detail=detail, now=clock.now()
+            ),
+            label=ws.backend,
+        )
+        app[appkeys.DATAPLANE] = plane
+        sequencer = app[appkeys.SEQUENCER]
+
+        def wake_all() -> None:
+            sequencer.wake()
+            plane.wake()
+
+        commands.set_on_commit(wake_all)
+        # The interface is configured before /readyz says ready.
+        await plane.start()
+        yield
+        await plane.stop(remove_egress=settings.egress.remove_on_stop)
+
+    return ctx
+
+
+def _egress_gauges(app: web.Application, egress: EgressSync) -> None:
+    gateway = app[appkeys.SETTINGS].network.gateway_id
+    gauges = app[appkeys.METRICS].gauges
+    gauges[f'egress_peers_mapped{{gateway="{gateway}"}}'] = lambda: float(
+        egress.status.peers_mapped
+    )
+    gauges[f'egress_blocks_free{{gateway="{gateway}"}}'] = lambda: float(egress.status.blocks_free)
 
 
 async def _expire_peers(app: web.Application) -> None:

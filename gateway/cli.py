@@ -7,6 +7,7 @@ import asyncio
 import functools
 import getpass
 import json
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,7 +145,8 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
     db = Database(settings.database_url)
     try:
         await db.migrate()
-        commands = Commands(db=db, clock=SystemClock(), settings=settings)
+        commands = Commands(db=db, clock=SystemClock(), settings=settings,
+                            gateway_public_key=_wireguard_public(data_dir))
         await commands.ensure_pools()
         async with db.read() as conn:
             has_ops = any(
@@ -207,11 +209,22 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        ssl_context=server_ssl_context(settings),
         print=None,
         access_log=None,
         shutdown_timeout=5.0,
     )
     return 0
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for `vpngw serve` from server.tls_cert/tls_key; None serves plain HTTP."""
+    if not settings.server.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
+    return context
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -224,6 +237,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 # --- ops commands ----------------------------------------------------------------------
 
 
+def _wireguard_public(data_dir: Path | str) -> str | None:
+    from gateway.keyfiles import load_keys
+
+    try:
+        return load_keys(Path(data_dir)).wireguard_public
+    except (OSError, ValueError):  # keys not readable by this user: leave the stored one
+        return None
+
+
 async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
     from gateway.clock import SystemClock
     from gateway.commands import Commands
@@ -233,7 +255,10 @@ async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
     db = Database(settings.database_url, pool_size=2)
     try:
         await db.migrate()
-        return await action(Commands(db=db, clock=SystemClock(), settings=settings))
+        commands = Commands(db=db, clock=SystemClock(), settings=settings,
+                            gateway_public_key=_wireguard_public(settings.data_dir))
+        await commands.ensure_pools()
+        return await action(commands)
     finally:
         await db.dispose()
 
@@ -438,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     usub.add_parser("list").add_argument("--tenant")
     usub.add_parser("disable").add_argument("user_id")
 
+    from gateway import gateway_cli
+    from gateway.agent import main as agent_main
+
+    gateway_cli.add_parser(sub, common)
+    agent_main.add_parser(sub)
+
     audit = add("audit", "verify the audit log, print its checkpoint, list entries", leaf=False)
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser = functools.partial(asub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -479,6 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_token(args))
         if args.command == "user":
             return asyncio.run(_user(args))
+        if args.command == "agent":
+            from gateway.agent import main as agent_main
+
+            return agent_main.run(args)
+        if args.command == "gateway":
+            from gateway import gateway_cli
+
+            return asyncio.run(gateway_cli.run(args))
         from gateway.audit.cli import run_audit_command
 
         status: int = run_audit_command(args)

@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.agent.protocol import EventNotAllowed
+from gateway.audit.canonical import format_time
 from gateway.audit.outbox import append_events
 from gateway.clock import Clock
+from gateway.dataplane.audit_events import session_event
+from gateway.dataplane.local import status_row, write_peer_status
 from gateway.db import Database
 from gateway.egress.mapping import EgressMap
+from gateway.egress.requested import egress_map
 from gateway.egress.store import configure_egress
 from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
-from provisioning import addresses, links, peers, tenants, tokens
-from provisioning.errors import IllegalTransition
+from gateway.wireguard.collector import PeerStatus
+from gateway.wireguard.sessions import SessionEvent
+from provisioning import addresses, gateways, ids, links, peers, tenants, tokens
+from provisioning.errors import IllegalTransition, UnknownPeer
 from provisioning.events import Event, Outcome
+from provisioning.gateways import Gateway, NewGateway, key_owners
 from provisioning.peers import NewPeer, Peer, PoolPolicy
+from provisioning.schema import agent_batches
 from provisioning.tenants import Action, NewTenant, Tenant
 from provisioning.tokens import IssuedToken, Principal, Role, TokenInfo
 
 T = TypeVar("T")
 # (peer with its server-generated private key, preshared key) → the wg-quick config text
 RenderConfig = Callable[[Peer, str | None], str]
+
+# PostgreSQL channel on which a commit that changes a gateway's desired peers wakes the
+# long-polls of every control-plane process (payload: the gateway id).
+GATEWAY_CHANNEL = "vpngw_gateway_state"
 
 
 class Commands:
@@ -40,11 +54,14 @@ class Commands:
         clock: Clock,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
+        gateway_public_key: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings
         self._on_commit = on_commit
+        self._gateway_public_key = gateway_public_key
+        self._on_gateways: Callable[[Sequence[str]], None] = lambda ids: None
         self.policy = PoolPolicy(
             networks=settings.pool_networks,
             quarantine=timedelta(days=settings.network.address_quarantine_days),
@@ -54,14 +71,26 @@ class Commands:
     def set_on_commit(self, callback: Callable[[], None]) -> None:
         self._on_commit = callback
 
+    def set_on_gateways(self, callback: Callable[[Sequence[str]], None]) -> None:
+        """Called after a commit with the gateways whose desired peers it changed."""
+        self._on_gateways = callback
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[tuple[AsyncConnection, list[Event]]]:
         events: list[Event] = []
         async with self.db.write() as conn:
             yield conn, events
+            touched = await gateways.mark_changed(conn, events)
+            if touched and not self.db.is_sqlite:
+                # Delivered at commit to every process LISTENing (this one included).
+                for gateway_id in touched:
+                    await conn.execute(text("SELECT pg_notify(:channel, :gateway)"),
+                                       {"channel": GATEWAY_CHANNEL, "gateway": gateway_id})
             await append_events(conn, events, now=self.clock.now())
         if events:
             self._on_commit()
+        if touched:
+            self._on_gateways(touched)
 
     async def _run(self, step: Callable[[AsyncConnection], Awaitable[Outcome[T]]]) -> T:
         async with self._transaction() as (conn, events):
@@ -70,8 +99,72 @@ class Commands:
         return outcome.value
 
     async def ensure_pools(self) -> None:
+        """The default gateway (this host's settings) and its pools exist and match them."""
+        network = self.settings.network
         async with self.db.write() as conn:
             await addresses.ensure_pools(conn, self.settings.pool_networks)
+            await gateways.ensure_default_gateway(
+                conn, network.gateway_id, endpoint=network.endpoint,
+                public_key=self._gateway_public_key,
+                listen_port=self.settings.wireguard.listen_port,
+                pools=self.settings.pool_networks, now=self.clock.now(),
+            )
+
+    # --- gateways (ops) --------------------------------------------------------
+
+    async def register_gateway(
+        self, new: NewGateway, egress: dict[str, Any] | None, *, actor: str
+    ) -> tuple[Gateway, IssuedToken]:
+        """The gateway, its egress mapping logged (before any agent applies it), and the
+        agent token bound to it, all in one transaction."""
+        gateway_id = ids.new_id()
+        async with self._transaction() as (conn, events):
+            now = self.clock.now()
+            pools = await gateways.choose_pools(conn, new)
+            mapping = egress_map(gateway_id, pools, egress) if egress is not None else None
+            outcome = await gateways.register_gateway(
+                conn, gateway_id, new, pools=pools, egress=egress, now=now, actor=actor
+            )
+            events.extend(outcome.events)
+            if mapping is not None:
+                events.extend((await configure_egress(conn, mapping, now=now, actor=actor)).events)
+            issued = await tokens.issue_token(
+                conn, Role.AGENT, tenant_id=None, label=f"agent {new.name}", actor=actor,
+                now=now, gateway_id=gateway_id,
+            )
+            events.extend(issued.events)
+        return outcome.value, issued.value
+
+    async def retire_gateway(self, gateway_id: str, *, reason: str, actor: str) -> Gateway:
+        async with self._transaction() as (conn, events):
+            now = self.clock.now()
+            outcome = await gateways.retire_gateway(
+                conn, gateway_id, reason=reason, now=now, actor=actor,
+                default_gateway=self.settings.network.gateway_id,
+            )
+            events.extend(outcome.events)
+            events.extend(
+                await tokens.revoke_gateway_tokens(conn, gateway_id, actor=actor, now=now)
+            )
+        return outcome.value
+
+    async def set_tenant_default_gateway(
+        self, tenant_id: str, gateway_id: str | None
+    ) -> str | None:
+        async with self.db.write() as conn:
+            return await gateways.set_tenant_default(conn, tenant_id, gateway_id)
+
+    async def issue_agent_token(self, gateway_id: str, *, label: str, actor: str) -> IssuedToken:
+        async def step(conn: AsyncConnection) -> Outcome[IssuedToken]:
+            gateway = await gateways.get_gateway(conn, gateway_id)
+            if gateway.status != "active":
+                raise IllegalTransition("a retired gateway cannot be given tokens")
+            return await tokens.issue_token(
+                conn, Role.AGENT, tenant_id=None, label=label, actor=actor,
+                now=self.clock.now(), gateway_id=gateway_id,
+            )
+
+        return await self._run(step)
 
     # --- tenants (ops) ---------------------------------------------------------
 
@@ -165,15 +258,19 @@ class Commands:
 
     async def provision_peer(self, who: Principal, new: NewPeer) -> Peer:
         assert who.tenant_id is not None
-        return await self._run(
-            lambda c: peers.provision_peer(
-                c,
-                who.tenant_id or "",
-                new,
-                policy=self.policy,
-                now=self.clock.now(),
-                actor=who.actor,
-            )
+
+        return await self._run(lambda conn: self._provision(conn, who, new))
+
+    async def _provision(
+        self, conn: AsyncConnection, who: Principal, new: NewPeer
+    ) -> Outcome[Peer]:
+        """On the gateway asked for, else the one with the most free addresses."""
+        gateway = await gateways.pick_gateway(conn, new.gateway_id, tenant_id=who.tenant_id)
+        policy = PoolPolicy(
+            networks=gateway.pools, quarantine=self.policy.quarantine, gateway_id=gateway.id
+        )
+        return await peers.provision_peer(
+            conn, who.tenant_id or "", new, policy=policy, now=self.clock.now(), actor=who.actor
         )
 
     async def revoke_peer(self, who: Principal, peer_id: str) -> Peer:
@@ -214,10 +311,7 @@ class Commands:
         sealed into the link (`render` gives the full config) and returned nowhere else."""
 
         async def step(conn: AsyncConnection) -> Outcome[tuple[Peer, links.ConfigLink]]:
-            created = await peers.provision_peer(
-                conn, who.tenant_id or "", new, policy=self.policy, now=self.clock.now(),
-                actor=who.actor,
-            )
+            created = await self._provision(conn, who, new)
             return await self._link_for(conn, who, created, ttl, render)
 
         return await self._run(step)
@@ -285,6 +379,66 @@ class Commands:
             return await self._run(
                 lambda c: configure_egress(c, egress, now=self.clock.now(), actor=actor)
             )
+
+    async def record_observations(
+        self, gateway_id: str, batch_id: str, observed: Sequence[SessionEvent]
+    ) -> bool:
+        """Write an agent's batch into the outbox exactly once; False if it came before.
+
+        All or nothing: one event about a peer of another gateway (403) or an unknown key
+        (422) refuses the whole batch, and nothing of it is written.
+        """
+        try:
+            async with self._transaction() as (conn, events):
+                seen = await conn.scalar(select(agent_batches.c.batch_id).where(
+                    agent_batches.c.gateway_id == gateway_id,
+                    agent_batches.c.batch_id == batch_id))
+                if seen is not None:
+                    return False
+                owners = await key_owners(conn, {e.public_key for e in observed})
+                for index, e in enumerate(observed):
+                    owner = owners.get(e.public_key)
+                    if owner is None:
+                        raise UnknownPeer(
+                            f"events[{index}].public_key is no peer's key; the batch was "
+                            "refused as a whole", field=f"events[{index}].public_key")
+                    if owner.gateway_id != gateway_id:
+                        raise EventNotAllowed(
+                            f"events[{index}] is about a peer of another gateway; an agent "
+                            "reports only its own gateway's peers",
+                            field=f"events[{index}].public_key")
+                    event = session_event(e, peer_id=owner.peer_id, tenant_id=owner.tenant_id,
+                                          gateway_id=gateway_id)
+                    events.append(Event(event.type, {**event.attrs,
+                                                     "observed_at": format_time(e.at)}))
+                await conn.execute(insert(agent_batches).values(
+                    gateway_id=gateway_id, batch_id=batch_id, events=len(observed),
+                    received_at=self.clock.now()))
+                await gateways.record_contact(conn, gateway_id, now=self.clock.now())
+        except IntegrityError:
+            return False  # the same batch, committed by a concurrent retry
+        return True
+
+    async def record_status(
+        self, gateway_id: str, *, public_key: str | None, listen_port: int | None,
+        ok: bool | None, detail: str | None, statuses: Sequence[PeerStatus],
+    ) -> None:
+        """An agent's interface report: its key and health, and its peers' latest status."""
+        async with self.db.write() as conn:
+            owners = await key_owners(conn, {s.public_key for s in statuses})
+            foreign = [s for s in statuses if s.public_key in owners
+                       and owners[s.public_key].gateway_id != gateway_id]
+            if foreign:
+                raise EventNotAllowed(
+                    "peers: the status of a peer of another gateway was sent; an agent "
+                    "reports only its own gateway's peers", field="peers")
+            now = self.clock.now()
+            await gateways.record_contact(conn, gateway_id, now=now, public_key=public_key,
+                                          listen_port=listen_port, ok=ok, detail=detail)
+            await write_peer_status(conn, [
+                status_row(owners[s.public_key].peer_id, s, now)
+                for s in statuses if s.public_key in owners
+            ])
 
     async def record(self, events: list[Event]) -> None:
         """Append events that come with no state change of their own (e.g. sessions)."""

@@ -31,6 +31,9 @@ class ServerSettings:
     max_body_bytes: int = 65536
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # HTTPS: PEM certificate chain and its private key (both set, or neither for HTTP).
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        return (self.server.public_url or f"http://{self.server.listen}").rstrip("/")
+        scheme = "https" if self.server.tls_cert else "http"
+        return (self.server.public_url or f"{scheme}://{self.server.listen}").rstrip("/")
 
     @property
     def pool_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -291,6 +295,11 @@ def validate(s: Settings) -> None:
     """Cross-field and range checks; each message names the setting and what to fix."""
     _check_hostport("server.listen", s.server.listen)
     _check_hostport("network.endpoint", s.network.endpoint)
+    if bool(s.server.tls_cert) != bool(s.server.tls_key):
+        raise SettingsError("server.tls_cert and server.tls_key: set both (HTTPS) or neither")
+    for key, path in (("server.tls_cert", s.server.tls_cert), ("server.tls_key", s.server.tls_key)):
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{key}: {path} is not a readable file (PEM)")
     if not 1024 <= s.server.max_body_bytes <= 16 * 1024 * 1024:
         raise SettingsError("server.max_body_bytes must be between 1024 and 16777216")
     if s.database.url and not s.database.url.startswith(

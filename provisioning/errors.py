@@ -67,3 +67,18 @@ class PeerNotActive(DomainError):
 class LinkUnavailable(DomainError):
     code = "link-unavailable"
     title = "Link used or expired"
+
+
+class GatewayUnavailable(DomainError):
+    code = "gateway-unavailable"
+    title = "Gateway cannot take this"
+
+
+class PoolOverlap(DomainError):
+    code = "pool-overlap"
+    title = "Address pools overlap"
+
+
+class UnknownPeer(DomainError):
+    code = "unknown-peer"
+    title = "Unknown peer"

@@ -45,6 +45,7 @@ class NewPeer:
     public_key: str | None
     preshared_key: bool
     expires_at: datetime | None
+    gateway_id: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any], *, now: datetime) -> NewPeer:
@@ -60,6 +61,8 @@ class NewPeer:
             public_key=None if public_key is None else keys.normalise_public_key(public_key),
             preshared_key=validation.boolean("preshared_key", body.get("preshared_key", False)),
             expires_at=parsed_expiry,
+            gateway_id=None if body.get("gateway_id") is None
+            else validation.text("gateway_id", body.get("gateway_id")),
         )
 
 
@@ -76,6 +79,7 @@ class Peer:
     key_rotated_at: datetime | None
     tunnel_ips: tuple[str, ...]
     has_preshared_key: bool
+    gateway_id: str | None = None
     # Only set in the response that created it: never stored, never logged.
     private_key: str | None = None
     preshared_key: str | None = None
@@ -105,6 +109,7 @@ def _peer(row: Any, tunnel_ips: Sequence[str]) -> Peer:
         status=row.status, created_at=row.created_at, expires_at=row.expires_at,
         revoked_at=row.revoked_at, key_rotated_at=row.key_rotated_at,
         tunnel_ips=tuple(tunnel_ips), has_preshared_key=row.preshared_key is not None,
+        gateway_id=row.gateway_id,
     )
 
 
@@ -172,7 +177,7 @@ async def provision_peer(
         await conn.execute(_INSERT_PEER, {
             "id": peer_id, "tenant_id": tenant_id, "name": new.name, "public_key": public_key,
             "preshared_key": psk, "status": "active", "created_at": now,
-            "expires_at": new.expires_at,
+            "expires_at": new.expires_at, "gateway_id": policy.gateway_id,
         })
     except IntegrityError as exc:
         raise DuplicatePublicKey(_KEY_IN_USE) from exc
@@ -185,6 +190,7 @@ async def provision_peer(
         id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key, status="active",
         created_at=now, expires_at=new.expires_at, revoked_at=None, key_rotated_at=None,
         tunnel_ips=tuple(tunnel_ips), has_preshared_key=psk is not None,
+        gateway_id=policy.gateway_id,
         private_key=pair.private_key if pair else None, preshared_key=psk,
     )
     attrs: dict[str, str | int | tuple[str, ...]] = {
@@ -318,14 +324,20 @@ async def rotate_peer_key(
     return Outcome(peer, (event,))
 
 
-async def desired_peers(conn: AsyncConnection, *, now: datetime) -> list[DesiredPeer]:
-    """Active, unexpired peers of verified tenants: exactly what the interface should carry."""
-    rows = (await conn.execute(
+async def desired_peers(
+    conn: AsyncConnection, *, now: datetime, gateway_id: str | None = None
+) -> list[DesiredPeer]:
+    """Active, unexpired peers of verified tenants: exactly what the interface should carry
+    (of one gateway when `gateway_id` is given)."""
+    query = (
         select(peers.c.id, peers.c.tenant_id, peers.c.public_key, peers.c.preshared_key)
         .join(tenants, tenants.c.id == peers.c.tenant_id)
         .where(tenants.c.status == TenantStatus.VERIFIED.value, peers.c.status == "active",
                (peers.c.expires_at.is_(None)) | (peers.c.expires_at > now))
-    )).all()
+    )
+    if gateway_id is not None:
+        query = query.where(peers.c.gateway_id == gateway_id)
+    rows = (await conn.execute(query)).all()
     ips = await _all_addresses(conn)
     return [DesiredPeer(r.id, r.tenant_id, r.public_key, r.preshared_key,
                         tuple(ips.get(r.id, ()))) for r in rows]

@@ -69,6 +69,8 @@ tenants = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Where the tenant's new peers go when a request names no gateway (set by ops).
+    Column("default_gateway_id", String(64), nullable=True),
     UniqueConstraint("country", "registration_number"),
 )
 
@@ -97,6 +99,8 @@ tokens = Table(
     Column("created_by", String(64), nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_by", String(64), nullable=True),
+    # Agent tokens only: the one gateway whose state the token reads and reports.
+    Column("gateway_id", String(64), nullable=True),
 )
 
 peers = Table(
@@ -113,7 +117,12 @@ peers = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("key_rotated_at", UTCDateTime, nullable=True),
+    # The gateway carrying the peer (NULL before gateways existed: the default gateway).
+    Column("gateway_id", String(64), nullable=True),
+    # Its gateway's revision when the peer's desired state last changed (agent deltas).
+    Column("revision", BigInteger, nullable=True),
     Index("ix_peers_tenant_status", "tenant_id", "status"),
+    Index("ix_peers_gateway_revision", "gateway_id", "revision"),
     Index("ix_peers_tenant_id", "tenant_id", "id"),
     Index("ix_peers_status_expires", "status", "expires_at"),
 )
@@ -187,4 +196,36 @@ egress_configs = Table(
     Column("gateway_id", String(64), primary_key=True),
     Column("fields", Text, nullable=False),
     Column("configured_at", UTCDateTime, nullable=False),
+)
+
+# WireGuard hosts. The default gateway (settings' network.gateway_id) is kept in line with
+# the settings at every start; others are registered by ops and run `vpngw agent`.
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("pools", Text, nullable=False),  # JSON list of CIDRs
+    Column("egress", Text, nullable=True),  # JSON of the egress settings given at registration
+    Column("status", String(16), nullable=False),
+    # Bumped in every transaction that changes the desired state of one of its peers.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
+    Column("public_key", String(44), nullable=True),  # reported by the agent
+    Column("listen_port", Integer, nullable=True),
+    Column("interface_ok", Integer, nullable=True),
+    Column("interface_detail", String(500), nullable=True),
+    Column("last_contact_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+# Observation batches already written to the outbox, so a retried upload is a no-op.
+agent_batches = Table(
+    "agent_batches",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("batch_id", String(64), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
 )

@@ -20,13 +20,14 @@ from provisioning.validation import IdFormat
 
 # vgw_<role letter>_<12 hex id>_<43 chars urlsafe secret>; the prefix lets secret
 # scanners spot leaked tokens, the id finds the row without touching the secret.
-_TOKEN = re.compile(r"^vgw_([ot])_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^vgw_([ota])_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 TOKEN_ID = IdFormat("token id", "^[0-9a-f]{12}$", 12, "3f9a0c1b2d4e")
 
 
 class Role(enum.StrEnum):
     OPS = "ops"
     TENANT = "tenant"
+    AGENT = "agent"  # a `vpngw agent`, bound to one gateway
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Principal:
     token_id: str
     role: Role
     tenant_id: str | None
+    gateway_id: str | None = None
 
     @property
     def actor(self) -> str:
@@ -74,7 +76,7 @@ def mint(role: Role) -> tuple[str, str, str]:
     """(token id, full bearer token, stored hash) for a new token."""
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    letter = "o" if role is Role.OPS else "t"
+    letter = {Role.OPS: "o", Role.TENANT: "t", Role.AGENT: "a"}[role]
     return token_id, f"vgw_{letter}_{token_id}_{secret}", _hash(secret)
 
 
@@ -86,6 +88,7 @@ async def issue_token(
     label: str,
     actor: str,
     now: datetime,
+    gateway_id: str | None = None,
 ) -> Outcome[IssuedToken]:
     token_id, bearer, secret_hash = mint(role)
     await conn.execute(
@@ -97,11 +100,14 @@ async def issue_token(
             label=label,
             created_at=now,
             created_by=actor,
+            gateway_id=gateway_id,
         )
     )
     attrs: dict[str, str | int] = {"token_id": token_id, "role": role.value, "actor": actor}
     if tenant_id:
         attrs["tenant_id"] = tenant_id
+    if gateway_id:
+        attrs["gateway_id"] = gateway_id
     issued = IssuedToken(token_id, role, tenant_id, label, now, bearer)
     return Outcome(issued, (Event("token.issued", attrs),))
 
@@ -120,7 +126,9 @@ async def authenticate(conn: AsyncConnection, bearer: str) -> Principal | None:
         return None
     if row.revoked_at is not None or row.role[0] != letter:
         return None
-    return Principal(token_id=token_id, role=Role(row.role), tenant_id=row.tenant_id)
+    return Principal(
+        token_id=token_id, role=Role(row.role), tenant_id=row.tenant_id, gateway_id=row.gateway_id
+    )
 
 
 async def revoke_token(
@@ -168,10 +176,25 @@ async def revoke_tenant_tokens(
     return tuple(events)
 
 
-async def list_tokens(conn: AsyncConnection, *, tenant_id: str | None = None) -> list[TokenInfo]:
+async def revoke_gateway_tokens(
+    conn: AsyncConnection, gateway_id: str, *, actor: str, now: datetime
+) -> tuple[Event, ...]:
+    rows = (await conn.execute(select(tokens.c.id).where(
+        tokens.c.gateway_id == gateway_id, tokens.c.revoked_at.is_(None)))).all()
+    events: list[Event] = []
+    for row in rows:
+        events.extend((await revoke_token(conn, row.id, actor=actor, now=now)).events)
+    return tuple(events)
+
+
+async def list_tokens(
+    conn: AsyncConnection, *, tenant_id: str | None = None, gateway_id: str | None = None
+) -> list[TokenInfo]:
     query = select(tokens).order_by(tokens.c.created_at, tokens.c.id)
     if tenant_id is not None:
         query = query.where(tokens.c.tenant_id == tenant_id)
+    if gateway_id is not None:
+        query = query.where(tokens.c.gateway_id == gateway_id)
     return [_info(r) for r in (await conn.execute(query)).all()]
 
 

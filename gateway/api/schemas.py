@@ -129,6 +129,13 @@ NEW_PEER = obj(
             "description": "Without public_key: hand the config over only through a sealed "
             "one-time link (returned as `link`), never in this response",
         },
+        "gateway_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,64}$",
+            "maxLength": 64,
+            "description": "The gateway the peer belongs to; default: the tenant's default "
+            "gateway if ops set one, else the gateway with the most free addresses",
+        },
     },
     "name",
 )

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.api import schemas
 from gateway.api.sealed_page import render_text, sealed_config_page
 from gateway.api.views import page, peer_view
 from gateway.commands import RenderConfig
 from gateway.egress.mapping import EgressMap
+from gateway.egress.store import logged_maps
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.body import read_json
 from gateway.http.params import Choice, Identifier, WholeNumber
 from gateway.http.problems import bad_request
 from gateway.http.routes import NO_STORE, Reply, Route, json_reply, location, obj, ref
-from provisioning import ids, keys, peers, validation
+from provisioning import gateways, ids, keys, peers, validation
 from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
-from provisioning.errors import PeerNotActive
+from provisioning.errors import GatewayUnavailable, PeerNotActive
 from provisioning.links import LINK_TOKEN_FORMAT, ConfigLink
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
@@ -41,6 +44,9 @@ FORMAT = Choice("format", tuple(CONFIG_FORMATS), default="conf", description="Co
 LINK_TOKEN = Identifier(
     "token", LINK_TOKEN_FORMAT, location="path", description="The token from the link's URL"
 )
+
+# gateway id → (public endpoint, interface public key once its agent has reported it)
+GatewayAddresses = dict[str, tuple[str, str | None]]
 
 
 async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
@@ -74,9 +80,9 @@ def _wants_link(body: dict[str, Any]) -> bool:
     return wanted
 
 
-def _sealed_renderer(request: web.Request) -> RenderConfig:
+def _sealed_renderer(request: web.Request, where: GatewayAddresses) -> RenderConfig:
     def render(peer: Peer, psk: str | None) -> str:
-        return render_conf(client_config(request, peer, psk))
+        return render_conf(client_config(request, peer, psk, where))
 
     return render
 
@@ -96,18 +102,20 @@ async def create_peer(request: web.Request) -> web.Response:
     new = NewPeer.parse(body, now=commands.clock.now())
     if with_link:
         # A server-generated key then travels only inside the sealed link, never here.
+        async with request.app[appkeys.DATABASE].read() as conn:
+            where = await gateway_addresses(request, conn)
         peer, link = await commands.provision_peer_with_link(
-            who, new, _default_link_ttl(request), _sealed_renderer(request)
+            who, new, _default_link_ttl(request), _sealed_renderer(request, where)
         )
         return web.json_response(
-            {**peer_view(peer.without_private_key(), egress=_egress(request)),
+            {**peer_view(peer.without_private_key(), egress=await _egress_of(request, peer)),
              "link": _link_view(request, link)},
             status=201,
             headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
         )
     peer = await commands.provision_peer(who, new)
     return web.json_response(
-        _with_config(request, peer),
+        await _with_config(request, peer),
         status=201,
         headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
     )
@@ -124,8 +132,10 @@ async def list_peers(request: web.Request) -> web.Response:
             after=AFTER.optional(request),
             status=PEER_STATUS.optional(request),
         )
-    egress = _egress(request)
-    return web.json_response(page([peer_view(p, egress=egress) for p in found], limit=limit))
+        maps = await _egress_maps(request, conn, [p.gateway_id for p in found])
+    return web.json_response(
+        page([peer_view(p, egress=maps.get(p.gateway_id or "")) for p in found], limit=limit)
+    )
 
 
 async def get_peer(request: web.Request) -> web.Response:
@@ -133,8 +143,9 @@ async def get_peer(request: web.Request) -> web.Response:
     peer_id = PEER_ID.value(request)
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, who.tenant_id, peer_id)
+        maps = await _egress_maps(request, conn, [peer.gateway_id])
     return web.json_response(
-        peer_view(peer, await _connection(request, peer_id), egress=_egress(request))
+        peer_view(peer, await _connection(request, peer_id), egress=maps.get(peer.gateway_id or ""))
     )
 
 
@@ -151,12 +162,14 @@ async def rotate_peer(request: web.Request) -> web.Response:
         if body.get("public_key") is not None:
             raise bad_request("link is for a server-generated key; leave out public_key "
                               "(a client key needs no sealed link)", field="link")
+        async with request.app[appkeys.DATABASE].read() as conn:
+            where = await gateway_addresses(request, conn)
         peer, link = await request.app[appkeys.COMMANDS].rotate_peer_with_link(
             who, PEER_ID.value(request), _default_link_ttl(request),
-            _sealed_renderer(request),
+            _sealed_renderer(request, where),
         )
         return web.json_response(
-            {**peer_view(peer.without_private_key(), egress=_egress(request)),
+            {**peer_view(peer.without_private_key(), egress=await _egress_of(request, peer)),
              "link": _link_view(request, link)},
             headers={"Cache-Control": "no-store"},
         )
@@ -169,31 +182,80 @@ async def rotate_peer(request: web.Request) -> web.Response:
     async with request.app[appkeys.DATABASE].read() as conn:
         psk = await peers.get_preshared_key(conn, who.tenant_id or "", peer.id)
     return web.json_response(
-        _with_config(request, peer, psk), headers={"Cache-Control": "no-store"}
+        await _with_config(request, peer, psk), headers={"Cache-Control": "no-store"}
     )
 
 
-def _with_config(request: web.Request, peer: Peer, psk: str | None = None) -> dict[str, Any]:
+async def _with_config(
+    request: web.Request, peer: Peer, psk: str | None = None
+) -> dict[str, Any]:
     """A server-generated key exists only in this response, so hand over the full config now."""
-    doc = peer_view(peer, egress=_egress(request))
+    async with request.app[appkeys.DATABASE].read() as conn:
+        maps = await _egress_maps(request, conn, [peer.gateway_id])
+        where = await gateway_addresses(request, conn) if peer.private_key else {}
+    doc = peer_view(peer, egress=maps.get(peer.gateway_id or ""))
     if peer.private_key:
-        doc["config"] = render_conf(client_config(request, peer, psk or peer.preshared_key))
+        try:
+            cfg = client_config(request, peer, psk or peer.preshared_key, where)
+        except GatewayUnavailable as exc:
+            # The private key is still handed over (once); GET .../config works later.
+            doc["config_pending"] = exc.detail
+        else:
+            doc["config"] = render_conf(cfg)
     return doc
 
 
-def _egress(request: web.Request) -> EgressMap | None:
+async def _egress_of(request: web.Request, peer: Peer) -> EgressMap | None:
+    async with request.app[appkeys.DATABASE].read() as conn:
+        maps = await _egress_maps(request, conn, [peer.gateway_id])
+    return maps.get(peer.gateway_id or "")
+
+
+async def _egress_maps(
+    request: web.Request, conn: AsyncConnection, gateway_ids: Iterable[str | None]
+) -> dict[str, EgressMap]:
+    """Each gateway's egress mapping: this host's plan for the default gateway, the logged
+    mapping for gateways run by agents."""
+    default_id = request.app[appkeys.SETTINGS].network.gateway_id
+    others = {g for g in gateway_ids if g is not None} - {default_id}
+    maps = await logged_maps(conn, others) if others else {}
     plan = request.app.get(appkeys.EGRESS)
-    return plan.egress if plan is not None else None
+    if plan is not None:
+        maps[default_id] = plan.egress
+    return maps
 
 
-def client_config(request: web.Request, peer: Peer, preshared_key: str | None) -> ClientConfig:
+async def gateway_addresses(request: web.Request, conn: AsyncConnection) -> GatewayAddresses:
+    """Where each gateway's clients connect, and its interface key; this host's own default
+    gateway from its settings and keys."""
     settings = request.app[appkeys.SETTINGS]
+    found: GatewayAddresses = {
+        g.id: (g.endpoint, g.public_key) for g in await gateways.list_gateways(conn)
+    }
+    found[settings.network.gateway_id] = (
+        settings.network.endpoint, request.app[appkeys.KEYS].wireguard_public
+    )
+    return found
+
+
+def client_config(
+    request: web.Request, peer: Peer, preshared_key: str | None, where: GatewayAddresses
+) -> ClientConfig:
+    settings = request.app[appkeys.SETTINGS]
+    endpoint, public_key = where.get(
+        peer.gateway_id or settings.network.gateway_id, (settings.network.endpoint, None)
+    )
+    if public_key is None:
+        raise GatewayUnavailable(
+            "the peer's gateway has not reported its interface key yet; the config is "
+            "available once `vpngw agent` has started on it"
+        )
     return ClientConfig(
         peer_name=peer.name,
         tunnel_ips=peer.tunnel_ips,
         dns=settings.network.dns,
-        gateway_public_key=request.app[appkeys.KEYS].wireguard_public,
-        endpoint=settings.network.endpoint,
+        gateway_public_key=public_key,
+        endpoint=endpoint,
         allowed_ips=settings.network.client_allowed_ips,
         persistent_keepalive=settings.network.persistent_keepalive,
         private_key=peer.private_key,
@@ -207,9 +269,10 @@ async def config_response(
     async with request.app[appkeys.DATABASE].read() as conn:
         peer = await peers.get_peer(conn, tenant_id, peer_id)
         psk = await peers.get_preshared_key(conn, tenant_id, peer_id)
+        where = await gateway_addresses(request, conn)
     if peer.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
-    body = render(client_config(request, peer, psk), fmt)
+    body = render(client_config(request, peer, psk, where), fmt)
     filename = f"{_safe_filename(peer.name)}.{fmt.split('.')[-1]}"
     return web.Response(
         body=body,

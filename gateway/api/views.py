@@ -82,6 +82,7 @@ def peer_view(
         "expires_at": _time(p.expires_at),
         "revoked_at": _time(p.revoked_at),
         "key_rotated_at": _time(p.key_rotated_at),
+        "gateway_id": p.gateway_id,
     }
     if p.private_key:
         doc["private_key"] = p.private_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
@@ -40,3 +41,18 @@ async def configure_egress(
             .values(**values)
         )
     return Outcome(True, (Event("egress.configured", {**fields, "actor": actor}),))
+
+
+async def logged_maps(conn: AsyncConnection, gateway_ids: Iterable[str]) -> dict[str, EgressMap]:
+    """The egress mapping last logged for each of these gateways (those that have one)."""
+    wanted = sorted(set(gateway_ids))
+    if not wanted:
+        return {}
+    rows = (
+        await conn.execute(
+            select(egress_configs.c.gateway_id, egress_configs.c.fields).where(
+                egress_configs.c.gateway_id.in_(wanted)
+            )
+        )
+    ).all()
+    return {r.gateway_id: EgressMap.from_event(json.loads(r.fields)) for r in rows}

@@ -12,13 +12,14 @@ if TYPE_CHECKING:
     from gateway.audit.witnessing import Witnessing
     from gateway.clock import Clock
     from gateway.commands import Commands
-    from gateway.dataplane import DataPlane
+    from gateway.dataplane.plane import DataPlane
     from gateway.db import Database
     from gateway.egress.plan import EgressPlan
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
     from gateway.runtime import Runtime
     from gateway.settings import Settings
+    from gateway.statewatch import StateWatch
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
@@ -33,3 +34,5 @@ DATAPLANE: web.AppKey[DataPlane] = web.AppKey("dataplane")
 # The egress mapping in force (None when this gateway carries no traffic).
 EGRESS: web.AppKey[EgressPlan | None] = web.AppKey("egress")
 WITNESSING: web.AppKey[Witnessing] = web.AppKey("witnessing")
+# Wakes agent long-polls when a gateway's desired state changes.
+STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")

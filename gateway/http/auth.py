@@ -14,6 +14,8 @@ from gateway.http import appkeys
 from gateway.http.problems import Problem, unauthorized
 from provisioning.tokens import Principal, Role, authenticate
 
+log = structlog.get_logger("vpngw.auth")
+
 # Successful token lookups are remembered for TOKEN_CACHE_SECONDS, so a client sending
 # many requests costs one database read per second instead of one per request (a read
 # connection, a query and a hash: about a third of a small request's server time).
@@ -78,6 +80,9 @@ async def require(request: web.Request, role: Role) -> Principal:
         principal = await _authenticate(request)
         request[_PRINCIPAL] = principal
     if principal.role is not role:
+        # An agent token probing other routes, say: worth a line in the process log.
+        log.warning("refused: wrong token role", token_id=principal.token_id,
+                    role=principal.role.value, needed=role.value, path=request.path)
         raise Problem(
             403,
             "wrong-role",

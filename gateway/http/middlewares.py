@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.agent.protocol import EventNotAllowed
 from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
 from gateway.regulator.registry import DuplicateKeyId
@@ -16,14 +17,17 @@ from provisioning.errors import (
     DomainError,
     DuplicatePublicKey,
     DuplicateTenant,
+    GatewayUnavailable,
     IllegalTransition,
     InvalidInput,
     LinkUnavailable,
     NotFound,
     PeerNotActive,
     PoolExhausted,
+    PoolOverlap,
     QuotaExceeded,
     TenantNotVerified,
+    UnknownPeer,
 )
 
 log = structlog.get_logger("vpngw.http")
@@ -40,6 +44,10 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     PeerNotActive: 409,
     LinkUnavailable: 410,
     DuplicateKeyId: 409,
+    GatewayUnavailable: 409,
+    PoolOverlap: 409,
+    UnknownPeer: 422,
+    EventNotAllowed: 403,
 }
 
 

@@ -17,6 +17,7 @@ from gateway.http.routes import Route
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "ops": [{"opsToken": []}],
     "tenant": [{"tenantToken": []}],
+    "agent": [{"agentToken": []}],
     "regulator": [{"regulatorSignature": []}],
     "public": [],
 }
@@ -35,7 +36,7 @@ _TITLES = {
 }
 
 _BEARER_HOWTO = (
-    "Send `Authorization: Bearer <token>`. Tokens look like `vgw_<o|t>_<12 hex id>_<secret>`. "
+    "Send `Authorization: Bearer <token>`. Tokens look like `vgw_<o|t|a>_<12 hex id>_<secret>`. "
 )
 SECURITY_SCHEMES = {
     "opsToken": {
@@ -54,6 +55,14 @@ SECURITY_SCHEMES = {
         + "Provider ops issue a tenant token for a verified tenant with "
         "`POST /ops/v1/tenants/{tenant_id}/tokens` (or `vpngw token issue <tenant id>`); "
         "the secret is shown once.",
+    },
+    "agentToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "vgw_a_<id>_<secret>",
+        "description": _BEARER_HOWTO
+        + "Registering a gateway (`POST /ops/v1/gateways`, `vpngw gateway add`) returns its "
+        "agent token once; it reads only that gateway's state and reports its sessions.",
     },
     "regulatorSignature": {
         "type": "apiKey",
@@ -174,8 +183,9 @@ def build_openapi(
         "info": {
             "title": "vpngw",
             "version": version,
-            "description": "Ops, tenant and regulator APIs of a vpngw gateway. Every error "
-            "is `application/problem+json` (RFC 9457) with a stable `type` "
+            "description": "Ops, tenant and regulator APIs of a vpngw gateway, and the agent "
+            "protocol between the control plane and `vpngw agent` on each gateway host. Every "
+            "error is `application/problem+json` (RFC 9457) with a stable `type` "
             "(`urn:vpngw:problem:<code>`), a `detail` that says what to fix, the `field` at "
             "fault for input errors, and the `request_id` (also in the X-Request-Id header).",
         },

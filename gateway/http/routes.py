@@ -44,7 +44,7 @@ class Route:
     path: str
     handler: Handler
     summary: str
-    auth: str  # "ops", "tenant", "regulator" or "public"
+    auth: str  # "ops", "tenant", "agent", "regulator" or "public"
     body: Schema | None = None  # JSON schema of the request object
     body_required: bool = True
     replies: tuple[Reply, ...] = ()
@@ -65,7 +65,7 @@ class Route:
 
     @property
     def role(self) -> Role | None:
-        return Role(self.auth) if self.auth in ("ops", "tenant") else None
+        return Role(self.auth) if self.auth in ("ops", "tenant", "agent") else None
 
 
 def obj(properties: Mapping[str, Schema], *required: str) -> Schema:

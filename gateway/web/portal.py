@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.tenant import client_config, config_response
+from gateway.api.tenant import client_config, config_response, gateway_addresses
 from gateway.http import appkeys
 from gateway.http.auth import forget_cached_tokens
 from gateway.web import appkeys as web_keys
@@ -80,9 +80,11 @@ async def device_status(request: web.Request) -> web.StreamResponse:
     return web.json_response({"peers": live})
 
 
-def _once(request: web.Request, peer: Peer, psk: str | None) -> dict[str, Any]:
+async def _once(request: web.Request, peer: Peer, psk: str | None) -> dict[str, Any]:
     """A server-generated private key is shown in this response only."""
-    conf = render_conf(client_config(request, peer, psk))
+    async with request.app[appkeys.DATABASE].read() as conn:
+        where = await gateway_addresses(request, conn)
+    conf = render_conf(client_config(request, peer, psk, where))
     return {"once_config": conf, "once_qr": qr_svg(conf)}
 
 
@@ -123,7 +125,7 @@ async def add_device(request: web.Request) -> web.StreamResponse:
         return await _devices_page(request, who, status=400, **field_error(error))
     if peer.private_key:
         return await _device_page(
-            request, who, peer.id, status=201, **_once(request, peer, peer.preshared_key)
+            request, who, peer.id, status=201, **await _once(request, peer, peer.preshared_key)
         )
     return redirect(f"/portal/devices/{peer.id}")
 
@@ -157,7 +159,7 @@ async def rotate_device(request: web.Request) -> web.StreamResponse:
     if peer.private_key:
         async with request.app[appkeys.DATABASE].read() as conn:
             psk = await peers.get_preshared_key(conn, _tenant_id(who), peer.id)
-        return await _device_page(request, who, peer.id, **_once(request, peer, psk))
+        return await _device_page(request, who, peer.id, **await _once(request, peer, psk))
     return redirect(f"/portal/devices/{peer.id}")
 
 

@@ -22,8 +22,10 @@ QUICK = {
     "regulator": ["--sizes", "3000", "--queries", "5", "--signatures", "200"],
     "egress": ["--elements", "300", "--seconds", "0.5", "--changes", "3", "--log-size", "3000",
                "--queries", "5"],
+    "agents": ["--peers", "300", "--agents", "1", "2", "--trials", "4", "--events", "400",
+               "--repeat", "1"],
 }
-NEEDS_ROOT = {"dataplane", "egress"}
+NEEDS_ROOT = {"dataplane", "egress", "agents"}
 
 
 def test_every_benchmark_is_listed() -> None:

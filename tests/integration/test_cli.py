@@ -109,3 +109,23 @@ def test_invalid_input_is_reported(data_dir: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "country" in proc.stderr
+
+
+def test_gateway_commands(data_dir: Path) -> None:
+    d = ["--data-dir", str(data_dir)]
+    added = json.loads(vpngw(
+        "gateway", "add", "fra-1", *d, "--endpoint", "fra.vpn.test:51820",
+        "--egress-address", "198.51.100.20", "--json",
+    ).stdout)
+    assert added["agent_token"].startswith("vgw_a_") and added["status"] == "active"
+    table = vpngw("gateway", "list", *d).stdout
+    assert "fra-1" in table and "fra.vpn.test:51820" in table and "vpn.test:51820" in table
+    shown = json.loads(vpngw("gateway", "show", added["id"], *d, "--json").stdout)
+    assert shown["active_peers"] == 0 and shown["egress"]["addresses"] == ["198.51.100.20"]
+    clash = vpngw("gateway", "add", "x", *d, "--endpoint", "x.test:1", "--pool", "10.50.0.0/25",
+                  check=False)
+    assert clash.returncode == 1 and "overlaps" in clash.stderr
+    retired = json.loads(vpngw(
+        "gateway", "retire", added["id"], *d, "--reason", "moved", "--json"
+    ).stdout)
+    assert retired["status"] == "retired"

@@ -4,7 +4,6 @@ reach the interface, observations become session events, state survives a restar
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,59 +11,10 @@ import pytest
 from gateway.app import create_app
 from gateway.http import appkeys
 from gateway.settings import Settings
-from gateway.wireguard.backend import (
-    BackendUnavailable,
-    Endpoint,
-    InterfaceDump,
-    InterfaceSpec,
-    PeerChanges,
-    PeerState,
-)
-from gateway.wireguard.keys import from_base64, public_key_of
+from gateway.wireguard.keys import from_base64
 from tests.conftest import FakeClock
+from tests.fakes import MemoryBackend
 from tests.helpers import bearer, create_peer, ops_token, verified_tenant
-
-
-class MemoryBackend:
-    """An interface in memory: what the reconciler applies, the collector reads back."""
-
-    def __init__(self) -> None:
-        self.spec: InterfaceSpec | None = None
-        self.peers: dict[bytes, PeerState] = {}
-        self.broken = False
-
-    async def ensure_interface(self, spec: InterfaceSpec) -> None:
-        if self.broken:
-            raise BackendUnavailable("socket missing")
-        self.spec = spec
-
-    async def dump(self) -> InterfaceDump:
-        if self.broken or self.spec is None:
-            raise BackendUnavailable("socket missing")
-        return InterfaceDump(
-            public_key_of(self.spec.private_key), self.spec.listen_port, tuple(self.peers.values())
-        )
-
-    async def apply(self, changes: PeerChanges) -> None:
-        if self.broken:
-            raise BackendUnavailable("daemon gone")
-        for key in changes.removals:
-            self.peers.pop(key, None)
-        for spec in changes.updates + changes.adds:
-            old = self.peers.get(spec.public_key, PeerState(spec.public_key))
-            self.peers[spec.public_key] = replace(old, allowed_ips=spec.allowed_ips)
-
-    async def close(self) -> None:
-        return None
-
-    def handshake(self, key: bytes, *, at: Any, endpoint: str, rx: int, tx: int) -> None:
-        self.peers[key] = replace(
-            self.peers[key],
-            latest_handshake=at,
-            endpoint=Endpoint.parse(endpoint),
-            rx_bytes=rx,
-            tx_bytes=tx,
-        )
 
 
 async def wait_until(check: Any, within: float = 3.0) -> None:
@@ -118,6 +68,12 @@ async def test_peers_follow_the_database_and_sessions_survive_a_restart(
     event = (await logged(client, ops, "session.started"))[0]
     assert event["peer_id"] == peer["id"] and event["tenant_id"] == tenant["id"]
     assert event["endpoint"] == "203.0.113.7:40000"
+
+    async def status_written() -> bool:  # written right after the events, same pass
+        resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
+        return bool((await resp.json())["connection"]["connected"])
+
+    await wait_until(status_written)
     resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
     conn = (await resp.json())["connection"]
     assert (

@@ -1,0 +1,307 @@
+"""End to end with many gateways: a control plane (`vpngw serve --wireguard off` on
+PostgreSQL), two gateway namespaces each running `vpngw agent` with wireguard-go, and one
+client per gateway set up from its served config. Real pings through both tunnels."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_tunnel import wait_for
+from tests.integration.netns import Namespace, require_userspace_wireguard, run, unique, veth_pair
+
+pytestmark = [pytest.mark.root, pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"VPNGW_SERVER_LOG_FORMAT": "json", "VPNGW_EGRESS_ENABLED": "false"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def vpngw(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", *args]
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class Site:
+    """One gateway host (namespace + agent) and one client namespace behind it."""
+
+    name: str
+    ns: Namespace
+    client_ns: Namespace
+    interface: str
+    endpoint: str
+    data_dir: Path
+    log_path: Path
+    gateway: dict[str, Any] = field(default_factory=dict)
+    agent: subprocess.Popen[bytes] | None = None
+    client_if: str = ""
+    client_daemon: subprocess.Popen[bytes] | None = None
+    peer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tunnel_gateway(self) -> str:
+        pool4 = next(p for p in self.gateway["pools"] if "." in p)
+        return pool4.split("/")[0].rsplit(".", 1)[0] + ".1"
+
+    def start_agent(self, control: str) -> None:
+        with self.log_path.open("ab") as log_file:
+            self.agent = subprocess.Popen(
+                self.ns.cmd(*vpngw(
+                    "agent", "--control", control, "--data-dir", str(self.data_dir),
+                    "--wireguard", "userspace", "--interface", self.interface, "--allow-http",
+                    "--collect-interval", "0.5",
+                )),
+                cwd=ROOT, env={**os.environ, "VPNGW_AGENT_TOKEN": self.gateway["agent_token"]},
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )
+
+    def gateway_peers(self) -> set[str]:
+        done = subprocess.run(self.ns.cmd("wg", "show", self.interface, "peers"),
+                              capture_output=True, text=True, check=False)
+        return set(done.stdout.split()) if done.returncode == 0 else set()
+
+    def ping(self) -> bool:
+        done = subprocess.run(
+            self.client_ns.cmd("ping", "-c", "1", "-W", "1", self.tunnel_gateway),
+            capture_output=True, check=False,
+        )
+        return done.returncode == 0
+
+
+@dataclass
+class ControlPlane:
+    api: str
+    listen: str
+    data_dir: Path
+    log_path: Path
+    ops_token: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                vpngw("serve", "--data-dir", str(self.data_dir), "--wireguard", "off",
+                      "--listen", self.listen),
+                cwd=ROOT, env={**os.environ, **FAST}, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            try:
+                return self.http("GET", "/readyz")[0] == 200
+            except OSError:
+                return False
+
+        try:
+            wait_for(ready, within=60, step=0.2)
+        except AssertionError:
+            tail = self.log_path.read_text()[-4000:]
+            raise AssertionError("control plane not ready:\n" + tail) from None
+
+    def http(self, method: str, path: str, token: str | None = None,
+             body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api + path, data=data, method=method)  # noqa: S310
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - test-host URL
+                raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            raw, status, ctype = err.read(), err.code, err.headers.get("Content-Type", "")
+        return status, (json.loads(raw) if "json" in ctype and raw else raw.decode())
+
+    def logged(self, kind: str) -> list[dict[str, Any]]:
+        status, doc = self.http("GET", f"/ops/v1/audit?type={kind}&limit=500", self.ops_token)
+        assert status == 200, doc
+        return [i["event"] for i in doc["items"]]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, postgres_url: str) -> Iterator[tuple[ControlPlane, list[Site]]]:
+    require_userspace_wireguard()
+    net = secrets.randbelow(200) + 20
+    namespaces: list[Namespace] = []
+    root_links: list[str] = []
+    sites: list[Site] = []
+    control: ControlPlane | None = None
+    try:
+        port = free_port()
+        listen = f"10.211.{net}.1:{port}"
+        for n in (1, 2):
+            gw_ns, cl_ns = Namespace.create(f"vag{n}"), Namespace.create(f"vac{n}")
+            namespaces += [gw_ns, cl_ns]
+            # root ↔ gateway: the agent reaches the control plane (root namespace) here.
+            root_if, gw_if = unique("vr"), unique("vg")
+            run("ip", "link", "add", root_if, "type", "veth", "peer", "name", gw_if,
+                "netns", gw_ns.name)  # fmt: skip
+            root_links.append(root_if)
+            run("ip", "addr", "add", f"10.21{n}.{net}.1/30", "dev", root_if)
+            run("ip", "link", "set", root_if, "up")
+            run("ip", "-n", gw_ns.name, "addr", "add", f"10.21{n}.{net}.2/30", "dev", gw_if)
+            run("ip", "-n", gw_ns.name, "link", "set", gw_if, "up")
+            run("ip", "-n", gw_ns.name, "route", "add", f"10.211.{net}.1/32", "via",
+                f"10.21{n}.{net}.1")
+            # gateway ↔ client: the "internet" WireGuard runs over.
+            veth_pair(gw_ns, unique("vw"), f"10.22{n}.{net}.1/24",
+                      cl_ns, unique("vc"), f"10.22{n}.{net}.2/24")
+            sites.append(Site(
+                name=f"site{n}-{secrets.token_hex(2)}", ns=gw_ns, client_ns=cl_ns,
+                interface=unique("vag"), endpoint=f"10.22{n}.{net}.1:51820",
+                data_dir=tmp_path / f"agent{n}", log_path=tmp_path / f"agent{n}.log",
+            ))
+        data = tmp_path / "control"
+        init = subprocess.run(
+            vpngw("init", "--data-dir", str(data), "--json", "--database-url", postgres_url,
+                  "--wireguard", "off", "--endpoint", "unused.test:51820",
+                  "--listen", listen),
+            capture_output=True, text=True, check=True, cwd=ROOT,
+            env={**os.environ, **FAST},
+        )
+        control = ControlPlane(f"http://{listen}", listen, data, tmp_path / "control.log",
+                               json.loads(init.stdout)["ops_token"])
+        control.start()
+        yield control, sites
+    finally:
+        for site in sites:
+            stop(site.agent)
+            stop(site.client_daemon)
+        if control is not None:
+            stop(control.proc)
+        for ns in namespaces:
+            ns.delete()
+        for link in root_links:
+            subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
+
+
+def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> None:
+    private = run("wg", "genkey").strip()
+    public = run("wg", "pubkey", stdin=private).strip()
+    status, peer = control.http("POST", "/v1/peers", token, {
+        "name": site.name, "public_key": public, "gateway_id": site.gateway["id"]})
+    assert status == 201, peer
+    site.peer = peer
+
+    def config() -> str | None:
+        status, conf = control.http("GET", f"/v1/peers/{peer['id']}/config", token)
+        return conf if status == 200 else None
+
+    wait_for(lambda: config() is not None, within=30, step=0.2)  # the agent reported its key
+    conf = config() or ""
+    assert f"Endpoint = {site.endpoint}" in conf
+    conf = conf.replace("# PrivateKey = <this device's private key>", f"PrivateKey = {private}")
+    path = tmp_path / f"{site.name}.conf"
+    path.write_text(conf)
+    (tmp_path / f"{site.name}.stripped").write_text(run("wg-quick", "strip", str(path)))
+    site.client_if = unique("vcl")
+    site.client_daemon = subprocess.Popen(
+        site.client_ns.cmd("wireguard-go", "-f", site.client_if),
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LOG_LEVEL": "error"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: Path(f"/var/run/wireguard/{site.client_if}.sock").exists(), within=5)
+    ns = site.client_ns.name
+    run(*site.client_ns.cmd("wg", "setconf", site.client_if,
+                            str(tmp_path / f"{site.name}.stripped")))
+    for ip in peer["tunnel_ips"]:
+        run("ip", "-n", ns, "addr", "add", f"{ip}/{32 if '.' in ip else 128}",
+            "dev", site.client_if)
+    run("ip", "-n", ns, "link", "set", site.client_if, "up")
+    run("ip", "-n", ns, "route", "replace", f"{site.tunnel_gateway}/32", "dev", site.client_if)
+
+
+def test_two_gateways_run_by_agents_carry_their_own_clients(
+    deployment: tuple[ControlPlane, list[Site]], tmp_path: Path
+) -> None:
+    control, sites = deployment
+    for site in sites:
+        status, site.gateway = control.http("POST", "/ops/v1/gateways", control.ops_token,
+                                            {"name": site.name, "endpoint": site.endpoint})
+        assert status == 201, site.gateway
+        site.start_agent(f"http://{control.listen}")
+    status, tenant = control.http("POST", "/ops/v1/tenants", control.ops_token, {
+        "legal_name": "Two Sites Ltd", "registration_number": f"RC-{secrets.token_hex(4)}",
+        "tax_id": "T-1", "country": "DE", "contact_email": "it@two.example"})
+    assert status == 201
+    control.http("POST", f"/ops/v1/tenants/{tenant['id']}/verification", control.ops_token,
+                 {"evidence_reference": "KYC-1"})
+    _, issued = control.http("POST", f"/ops/v1/tenants/{tenant['id']}/tokens", control.ops_token)
+    token = issued["token"]
+    for site in sites:
+        connect(control, site, token, tmp_path)
+
+    # Both tunnels work, each through its own gateway only.
+    for site in sites:
+        wait_for(site.ping, within=30, step=0.2)
+    assert sites[0].peer["public_key"] in sites[0].gateway_peers()
+    assert sites[0].peer["public_key"] not in sites[1].gateway_peers()
+
+    # Each session is logged under the gateway that saw it.
+    def both_logged() -> bool:
+        return len(control.logged("session.started")) >= 2
+
+    wait_for(both_logged, within=30, step=0.5)
+    by_peer = {e["peer_id"]: e["gateway_id"] for e in control.logged("session.started")}
+    for site in sites:
+        assert by_peer[site.peer["id"]] == site.gateway["id"]
+
+    # Suspending the tenant takes both peers off both interfaces within 2 s.
+    status, _ = control.http("POST", f"/ops/v1/tenants/{tenant['id']}/suspension",
+                             control.ops_token, {"reason": "audit"})
+    assert status == 200
+    wait_for(lambda: all(s.peer["public_key"] not in s.gateway_peers() for s in sites),
+             within=2, step=0.05)
+    status, _ = control.http("POST", f"/ops/v1/tenants/{tenant['id']}/reinstatement",
+                             control.ops_token, {"reason": "cleared"})
+    assert status == 200
+    for site in sites:
+        wait_for(site.ping, within=30, step=0.2)
+
+    # The control plane stops: both tunnels stay up.
+    stop(control.proc)
+    for site in sites:
+        assert wait_for(site.ping, within=10, step=0.2) >= 0
+    # An agent restarted while the control plane is away brings its tunnel back from disk.
+    first = sites[0]
+    stop(first.agent)
+    first.start_agent(f"http://{control.listen}")
+    wait_for(lambda: first.peer["public_key"] in first.gateway_peers(), within=60, step=0.2)
+    wait_for(first.ping, within=30, step=0.2)
+
+    # The control plane returns; the agents reconnect and report again.
+    control.start()
+    status, shown = control.http("GET", f"/ops/v1/gateways/{first.gateway['id']}",
+                                 control.ops_token)
+    assert status == 200 and shown["public_key"] and shown["active_peers"] == 1
+    started = [e for e in control.logged("session.started") if e["peer_id"] == first.peer["id"]]
+    assert all(e["gateway_id"] == first.gateway["id"] for e in started)
