@@ -99,7 +99,8 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.COMMANDS] = Commands(
-        db=db, clock=clock, settings=settings, on_commit=sequencer.wake
+        db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
+        gateway_public_key=keys.wireguard_public,
     )
     routes = all_routes()
     mount(app, routes)

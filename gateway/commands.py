@@ -18,7 +18,7 @@ from gateway.egress.store import configure_egress
 from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
-from provisioning import addresses, links, peers, tenants, tokens
+from provisioning import addresses, keys, links, peers, tenants, tokens
 from provisioning.errors import IllegalTransition
 from provisioning.events import Event, Outcome
 from provisioning.peers import NewPeer, Peer, PoolPolicy
@@ -40,8 +40,10 @@ class Commands:
         clock: Clock,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
+        gateway_public_key: str | None = None,
     ) -> None:
         self.db = db
+        self.gateway_public_key = gateway_public_key
         self.clock = clock
         self.settings = settings
         self._on_commit = on_commit
@@ -163,8 +165,13 @@ class Commands:
 
     # --- peers (tenant) --------------------------------------------------------
 
+    def _refuse_gateway_key(self, public_key: str | None) -> None:
+        if public_key is not None and self.gateway_public_key is not None:
+            keys.refuse_gateway_key(public_key, self.gateway_public_key)
+
     async def provision_peer(self, who: Principal, new: NewPeer) -> Peer:
         assert who.tenant_id is not None
+        self._refuse_gateway_key(new.public_key)
         return await self._run(
             lambda c: peers.provision_peer(
                 c,
@@ -184,6 +191,7 @@ class Commands:
         )
 
     async def rotate_peer(self, who: Principal, peer_id: str, public_key: str | None) -> Peer:
+        self._refuse_gateway_key(public_key)
         return await self._run(
             lambda c: peers.rotate_peer_key(
                 c,
