@@ -50,6 +50,14 @@ def problem_from_domain(error: DomainError) -> Problem:
     return Problem(status, error.code, error.title, error.detail, **error.extra)
 
 
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (an on_response_prepare hook, so error pages too)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Most responses carry tenant data or secrets (tokens, keys, configs, links);
+    # a handler that wants caching says so itself, so a new one cannot forget no-store.
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")
