@@ -311,6 +311,8 @@ class Probe:
     at: float
     rss_mb: float
     fds: int
+    server_cpu_s: float
+    load_1min: float
 
 
 async def soak(t: Traffic, server: Server, rate: float, seconds: float
@@ -325,10 +327,13 @@ async def soak(t: Traffic, server: Server, rate: float, seconds: float
     shed = 0
     started = time.perf_counter()
 
+    def sample() -> Probe:
+        return Probe(time.perf_counter() - started, server.rss_mb(), process.num_fds(),
+                     server.cpu_seconds(), os.getloadavg()[0])
+
     async def probe() -> None:
         while True:
-            probes.append(Probe(time.perf_counter() - started, server.rss_mb(),
-                                process.num_fds()))
+            probes.append(sample())
             await asyncio.sleep(5)
 
     prober = asyncio.create_task(probe())
@@ -346,7 +351,7 @@ async def soak(t: Traffic, server: Server, rate: float, seconds: float
         task.add_done_callback(in_flight.discard)
     await asyncio.gather(*in_flight)
     prober.cancel()
-    probes.append(Probe(time.perf_counter() - started, server.rss_mb(), process.num_fds()))
+    probes.append(sample())
     return samples, probes, shed
 
 
@@ -406,7 +411,14 @@ def report(samples: list[Sample], probes: list[Probe], *, rate: float, cap: floa
          "target": f"<= +{RSS_GROWTH_LIMIT:.0%} after warm-up "
                    f"({'ok' if growth <= RSS_GROWTH_LIMIT else 'MISSED'}: {growth:+.1%})"},
         {"measure": "open fds start / max / end",
-         "value": f"{probes[0].fds} / {max(p.fds for p in probes)} / {end.fds}", "target": ""},
+         "value": f"{probes[0].fds} / {max(p.fds for p in probes)} / {end.fds}",
+         "target": f"client connections are capped at {MAX_IN_FLIGHT}"},
+        {"measure": "server CPU (% of one core)",
+         "value": 100 * (end.server_cpu_s - probes[0].server_cpu_s) / max(end.at, 1e-9),
+         "target": ""},
+        {"measure": "host load average (1 min) start / max",
+         "value": f"{probes[0].load_1min:.1f} / {max(p.load_1min for p in probes):.1f}",
+         "target": f"{os.cpu_count()} CPUs; above that the machine was shared"},
         {"measure": "vpngw audit verify", "value": "passed" if verified[0] else "FAILED",
          "target": verified[1][:90]},
     ], ("measure", "value", "target"))
