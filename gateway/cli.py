@@ -15,7 +15,7 @@ from typing import Any
 from gateway.egress.mapping import EgressConfigError, largest_pool_prefix
 from gateway.egress.plan import plan_from
 from gateway.egress.uplink import find_uplink
-from gateway.privatefiles import ExposedFileError, create_private
+from gateway.privatefiles import ExposedFileError, write_private
 from gateway.settings import CONFIG_FILE, Settings, SettingsError, load_settings
 
 
@@ -67,8 +67,7 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")
     # Owner-only from the first byte: it may hold the database password.
-    if not create_private(path, "\n".join(lines).encode("utf-8")):
-        raise CliError(f"{path} already exists; edit it instead")
+    write_private(path, "\n".join(lines).encode("utf-8"))
 
 
 def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -20,6 +21,18 @@ def create_private(path: Path, data: bytes = b"") -> bool:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return True
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` owner-only, replacing it whole (a 0600 temp file renamed over it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def exposure(path: Path) -> str | None:

@@ -104,3 +104,13 @@ def test_serve_names_the_chmod_for_an_exposed_key_file_too(data_dir: Path) -> No
     refused = vpngw("serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{free_port()}")
     assert refused.returncode == 1 and f"chmod 600 {key}" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_rewritten_config_stays_owner_only(tmp_path: Path, usual_umask: None) -> None:
+    from gateway.cli import write_config
+
+    path = tmp_path / "gateway.toml"
+    write_config(path, {"server": {"listen": "127.0.0.1:8080"}})
+    write_config(path, {"server": {"listen": "127.0.0.1:8081"}})
+    assert mode(path) == 0o600 and "8081" in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["gateway.toml"]  # no temp file left
