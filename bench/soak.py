@@ -57,6 +57,7 @@ from gateway.regulator.client import public_key_b64
 KEYID = "soak-regulator"
 RSS_GROWTH_LIMIT = 0.10
 MAX_IN_FLIGHT = 256
+POOLS = ("10.64.0.0/10", "fd00:64::/64")
 PROBLEM = "application/problem+json"
 TENANT = {"tax_id": "NTN-S", "country": "PK", "contact_email": "it@soak.example",
           "max_peers": 1_000_000}
@@ -429,7 +430,8 @@ def report(samples: list[Sample], probes: list[Probe], *, rate: float, cap: floa
 
 
 async def bench(args: argparse.Namespace) -> None:
-    with Server(keep=args.keep) as server:
+    # A pool far larger than the peers made (revoked addresses stay quarantined).
+    with Server(pools=POOLS, keep=args.keep) as server:
         server.init()
         server.start()
         connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
