@@ -40,7 +40,7 @@ from gateway.egress.nft import Forwarding, Nft
 from gateway.egress.plan import EgressPlan, plan_egress
 from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
-from gateway.http.middlewares import request_context
+from gateway.http.middlewares import request_context, security_headers
 from gateway.http.openapi import build_openapi
 from gateway.http.routes import Route, mount
 from gateway.keyfiles import load_keys
@@ -93,6 +93,7 @@ def create_app(
     app = web.Application(
         middlewares=[request_context], client_max_size=settings.server.max_body_bytes
     )
+    app.on_response_prepare.append(security_headers)
     clock = clock or SystemClock()
     db = database or Database(settings.database_url, pool_size=settings.database.pool_size)
     app[appkeys.SETTINGS] = settings

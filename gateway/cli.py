@@ -16,6 +16,7 @@ from typing import Any
 from gateway.egress.mapping import EgressConfigError, largest_pool_prefix
 from gateway.egress.plan import plan_from
 from gateway.egress.uplink import find_uplink
+from gateway.privatefiles import ExposedFileError, write_private
 from gateway.settings import CONFIG_FILE, Settings, SettingsError, load_settings
 
 
@@ -66,7 +67,8 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
             lines.append(f"[{section}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    # Owner-only from the first byte: it may hold the database password.
+    write_private(path, "\n".join(lines).encode("utf-8"))
 
 
 def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
@@ -495,6 +497,7 @@ def _share_globals(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.keyfiles import KeyFileError
     from provisioning.errors import DomainError
 
     parser = build_parser()
@@ -522,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         status: int = run_audit_command(args)
         return status
-    except (CliError, SettingsError, DomainError, EgressConfigError) as exc:
+    except (CliError, SettingsError, DomainError, EgressConfigError, KeyFileError,
+            ExposedFileError) as exc:
         detail = getattr(exc, "detail", None) or str(exc)
         print(f"vpngw: {detail}", file=sys.stderr)
         return 1

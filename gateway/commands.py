@@ -26,7 +26,7 @@ from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
 from gateway.wireguard.collector import PeerStatus
 from gateway.wireguard.sessions import SessionEvent
-from provisioning import addresses, gateways, ids, links, peers, tenants, tokens
+from provisioning import addresses, gateways, ids, keys, links, peers, tenants, tokens
 from provisioning.errors import IllegalTransition, UnknownPeer
 from provisioning.events import Event, Outcome
 from provisioning.gateways import Gateway, NewGateway, key_owners
@@ -57,6 +57,7 @@ class Commands:
         gateway_public_key: str | None = None,
     ) -> None:
         self.db = db
+        self.gateway_public_key = gateway_public_key
         self.clock = clock
         self.settings = settings
         self._on_commit = on_commit
@@ -256,9 +257,13 @@ class Commands:
 
     # --- peers (tenant) --------------------------------------------------------
 
+    def _refuse_gateway_key(self, public_key: str | None) -> None:
+        if public_key is not None and self.gateway_public_key is not None:
+            keys.refuse_gateway_key(public_key, self.gateway_public_key)
+
     async def provision_peer(self, who: Principal, new: NewPeer) -> Peer:
         assert who.tenant_id is not None
-
+        self._refuse_gateway_key(new.public_key)
         return await self._run(lambda conn: self._provision(conn, who, new))
 
     async def _provision(
@@ -266,6 +271,8 @@ class Commands:
     ) -> Outcome[Peer]:
         """On the gateway asked for, else the one with the most free addresses."""
         gateway = await gateways.pick_gateway(conn, new.gateway_id, tenant_id=who.tenant_id)
+        if new.public_key is not None and gateway.public_key is not None:
+            keys.refuse_gateway_key(new.public_key, gateway.public_key)
         policy = PoolPolicy(
             networks=gateway.pools, quarantine=self.policy.quarantine, gateway_id=gateway.id
         )
@@ -281,6 +288,7 @@ class Commands:
         )
 
     async def rotate_peer(self, who: Principal, peer_id: str, public_key: str | None) -> Peer:
+        self._refuse_gateway_key(public_key)
         return await self._run(
             lambda c: peers.rotate_peer_key(
                 c,

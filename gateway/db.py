@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 import gateway.audit.schema  # noqa: F401  (registers the audit tables on the metadata)
 import provisioning.accounts.schema  # noqa: F401  (registers the account tables)
+from gateway.privatefiles import create_private, require_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -30,6 +31,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            _secure_sqlite_file(url)
             # The one writer connection runs on the event loop's own thread (see
             # _InlineSQLite): writes are serialised by _write_lock anyway, so a worker
             # thread only added 3-4 thread round trips per statement (cursor, execute,
@@ -79,6 +81,20 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+def _secure_sqlite_file(url: str) -> None:
+    """The database holds preshared keys: create it owner-only, refuse it if exposed.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so creating the
+    (empty, hence valid) database file 0600 before SQLite opens it covers all three.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    create_private(path)
+    require_private(*(path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")))
 
 
 def _configure_sqlite(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from gateway.privatefiles import create_private, exposure
+
 WIREGUARD_KEY = "wireguard.key"
 LOG_KEY = "log-signing.key"
 RESPONSE_KEY = "response-signing.key"
@@ -26,19 +26,12 @@ class KeyFileError(Exception):
     """A key file is missing, malformed or too widely readable."""
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def _read_secret(path: Path) -> bytes:
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as exc:
-        raise KeyFileError(f"{path} is missing; run `vpngw init --data-dir {path.parent}`") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path} must not be accessible by group or others (chmod 600 {path})")
+    if not path.exists():
+        raise KeyFileError(f"{path} is missing; run `vpngw init --data-dir {path.parent}`")
+    problem = exposure(path)
+    if problem is not None:
+        raise KeyFileError(problem)
     return path.read_bytes()
 
 
@@ -83,7 +76,7 @@ def create_keys(data_dir: Path) -> list[Path]:
                             (RESPONSE_KEY, "ed25519")):
         path = data_dir / name
         if not path.exists():
-            _write_secret(path, base64.b64encode(_new_raw_key(algorithm)) + b"\n")
+            create_private(path, base64.b64encode(_new_raw_key(algorithm)) + b"\n")
             created.append(path)
     return created
 

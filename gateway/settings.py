@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.egress.mapping import DEFAULT_BLOCKED, EgressConfigError, parse_ports
+from gateway.privatefiles import exposure
 
 CONFIG_FILE = "gateway.toml"
 ENV_PREFIX = "VPNGW_"
@@ -191,6 +192,9 @@ def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None
     raw: dict[str, Any] = {}
     path = data_dir / CONFIG_FILE
     if path.exists():
+        problem = exposure(path)
+        if problem is not None:
+            raise SettingsError(f"{problem}; it may hold the database password")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:

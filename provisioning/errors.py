@@ -44,6 +44,11 @@ class DuplicatePublicKey(DomainError):
     title = "Public key already in use"
 
 
+class GatewayPublicKey(DomainError):
+    code = "gateway-public-key"
+    title = "Public key belongs to the gateway"
+
+
 class TenantNotVerified(DomainError):
     code = "tenant-not-verified"
     title = "Tenant is not verified"

@@ -15,9 +15,23 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from provisioning.errors import InvalidInput
+from provisioning.errors import GatewayPublicKey, InvalidInput
 
 KEY_BYTES = 32
+
+# Curve25519 u-coordinates of small order, as in libsodium's blocklist: 0, 1, the two
+# points of order 8, p - 1, and the non-canonical p and p + 1. Every X25519 exchange with
+# one of them gives an all-zero secret, which WireGuard refuses: such a peer could never
+# connect. The top bit is ignored (RFC 7748 masks it), so it is ignored here too.
+SMALL_ORDER_PUBLIC_KEYS: tuple[bytes, ...] = tuple(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,20 @@ def decode_key(text: object, field: str = "public_key") -> bytes:
 
 def normalise_public_key(text: object, field: str = "public_key") -> str:
     raw = decode_key(text, field)
-    if raw == bytes(KEY_BYTES):
-        raise InvalidInput(field, "the all-zero key is not a valid public key")
+    if raw[:31] + bytes([raw[31] & 0x7F]) in SMALL_ORDER_PUBLIC_KEYS:
+        raise InvalidInput(
+            field,
+            "is a Curve25519 point of small order (such as the all-zero key): every "
+            "handshake with it fails; send the `wg pubkey` output of a freshly generated key",
+        )
     return encode_key(raw)
+
+
+def refuse_gateway_key(public_key: str, gateway_public_key: str, field: str = "public_key") -> None:
+    """A peer holding the interface's own key could never complete a handshake."""
+    if public_key == gateway_public_key:
+        raise GatewayPublicKey(
+            f"{field}: this is the gateway's own interface public key, not a device's; "
+            "generate a key pair on the device (`wg genkey | tee private.key | wg pubkey`)",
+            field=field,
+        )

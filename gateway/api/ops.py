@@ -136,6 +136,7 @@ async def issue_tenant_token(request: web.Request) -> web.Response:
             "label": issued.label,
         },
         status=201,
+        headers={"Cache-Control": "no-store"},  # the token is shown once, here
     )
 
 

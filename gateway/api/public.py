@@ -34,7 +34,6 @@ async def metrics(request: web.Request) -> web.Response:
         text=request.app[appkeys.METRICS].render(),
         content_type="text/plain",
         charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
     )
 
 

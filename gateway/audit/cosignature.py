@@ -32,6 +32,7 @@ from gateway.audit.note import (
     decode_private_key,
     open_note,
 )
+from gateway.crypto import ed25519_checks
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -108,7 +109,7 @@ class CosignerVerifier:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key_id", cosigner_key_id(self.name, self.public_key))
         try:
-            key = Ed25519PublicKey.from_public_bytes(self.public_key)
+            key = ed25519_checks.load_public_key(self.public_key)
         except ValueError as exc:
             raise CosignatureError(f"invalid Ed25519 public key: {exc}") from None
         object.__setattr__(self, "_key", key)
@@ -154,8 +155,8 @@ class CosignerVerifier:
         if timestamp > _MAX_TIMESTAMP:
             return None
         try:
-            self._key.verify(payload[8:], cosigned_message(body, timestamp))
-        except InvalidSignature:
+            ed25519_checks.verify(self._key, payload[8:], cosigned_message(body, timestamp))
+        except (InvalidSignature, ValueError):  # incl. small-order keys and R, S >= L
             return None
         return int(timestamp)
 

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from gateway.crypto import ed25519_checks
+
 __all__ = [
     "ALG_ED25519",
     "MAX_SIGNATURES",
@@ -53,7 +55,6 @@ MAX_SIGNATURES = 100
 _SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE
 _KEY_ID_SIZE = 4
 _ED25519_KEY_SIZE = 32
-_ED25519_SIG_SIZE = 64
 _HASH_SIZE = 32
 _MAX_TREE_SIZE = 2**64 - 1
 _HEX8_RE = re.compile(r"[0-9a-fA-F]{8}")
@@ -155,7 +156,7 @@ class Ed25519NoteVerifier:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key_id", key_id(self.name, self.public_key))
         try:
-            loaded = Ed25519PublicKey.from_public_bytes(self.public_key)
+            loaded = ed25519_checks.load_public_key(self.public_key)
         except ValueError as exc:
             raise KeyFormatError(f"invalid Ed25519 public key: {exc}") from None
         object.__setattr__(self, "_key", loaded)
@@ -177,11 +178,9 @@ class Ed25519NoteVerifier:
 
     def verify(self, body: bytes, signature: bytes) -> bool:
         """Check a raw 64-byte Ed25519 signature over the note body."""
-        if len(signature) != _ED25519_SIG_SIZE:
-            return False
         try:
-            self._key.verify(signature, body)
-        except InvalidSignature:
+            ed25519_checks.verify(self._key, signature, body)
+        except (InvalidSignature, ValueError):
             return False
         return True
 
@@ -451,6 +450,11 @@ def open_note(text: bytes | str, verifiers: Iterable[Ed25519NoteVerifier]) -> No
         sig = _parse_signature_line(line, number)
         ident = (sig.name, sig.key_id)
         verifier = known.get(ident)
+        defect = None if verifier is None else ed25519_checks.signature_defect(sig.signature)
+        if defect is not None:
+            raise InvalidSignatureError(
+                f"signature by trusted key {sig.label} is refused: Ed25519 signature {defect}"
+            )
         if verifier is not None and not verifier.verify(body, sig.signature):
             raise InvalidSignatureError(
                 f"signature by trusted key {sig.label} does not verify; "

@@ -17,6 +17,7 @@ from provisioning.errors import (
     DomainError,
     DuplicatePublicKey,
     DuplicateTenant,
+    GatewayPublicKey,
     GatewayUnavailable,
     IllegalTransition,
     InvalidInput,
@@ -38,6 +39,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     IllegalTransition: 409,
     DuplicateTenant: 409,
     DuplicatePublicKey: 409,
+    GatewayPublicKey: 409,
     TenantNotVerified: 403,
     QuotaExceeded: 409,
     PoolExhausted: 507,
@@ -54,6 +56,14 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 def problem_from_domain(error: DomainError) -> Problem:
     status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(error, cls)), 400)
     return Problem(status, error.code, error.title, error.detail, **error.extra)
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (an on_response_prepare hook, so error pages too)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Most responses carry tenant data or secrets (tokens, keys, configs, links);
+    # a handler that wants caching says so itself, so a new one cannot forget no-store.
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 @web.middleware

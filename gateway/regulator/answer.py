@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.audit import merkle
 from gateway.audit.canonical import CanonicalError, canonical_json, parse_canonical, parse_time
 from gateway.audit.note import Ed25519NoteVerifier, NoteError, SignedCheckpoint
+from gateway.crypto import ed25519_checks
 from gateway.egress.mapping import EgressConfigError, EgressMap
 from gateway.regulator import httpsig
 from gateway.regulator.digest import verify_content_digest
@@ -131,9 +132,11 @@ class Pins:
                 f"response key must be the base64 of 32 raw Ed25519 bytes, got {len(raw)} bytes"
             )
         try:
-            key = Ed25519PublicKey.from_public_bytes(raw)
+            key = ed25519_checks.load_public_key(raw)
         except ValueError as exc:
-            raise AnswerFormatError("response key is not an Ed25519 public key") from exc
+            raise AnswerFormatError(
+                f"response key refused: {exc}; pin the key the provider states in writing"
+            ) from exc
         return cls(log, key, response_keyid or None)
 
     @classmethod

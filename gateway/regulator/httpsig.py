@@ -10,6 +10,7 @@ from typing import ClassVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.crypto import ed25519_checks
 from gateway.regulator.digest import (
     DigestError,
     SignatureError,
@@ -786,7 +787,17 @@ def _verify_signature(key: Ed25519PublicKey, signature: bytes, base: bytes, keyi
             f"signature is {len(signature)} bytes; an Ed25519 signature is 64 bytes"
         )
     try:
-        key.verify(signature, base)
+        ed25519_checks.verify(key, signature, base)
+    except ed25519_checks.UnsafeKeyError as exc:
+        # A key stored before registration refused such keys is refused at use.
+        raise KeyIdError(
+            f"the key of keyid {keyid!r} is refused ({exc}): anyone could forge its "
+            "signatures; register a new key (`vpngw-regulator keygen`)"
+        ) from None
+    except ed25519_checks.UnsafeSignatureError as exc:
+        raise BadSignatureError(
+            f"{exc}; sign with a standard Ed25519 implementation (RFC 8032)"
+        ) from None
     except InvalidSignature:
         raise BadSignatureError(
             f"signature does not verify with keyid {keyid!r}; sign the exact RFC 9421 signature "

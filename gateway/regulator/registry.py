@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.schema import regulator_keys, regulator_nonces
+from gateway.crypto import ed25519_checks
 from provisioning import validation
 from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.events import Event, Outcome
@@ -51,9 +52,13 @@ def parse_public_key(value: object) -> str:
     if len(raw) != 32:
         raise InvalidInput("public_key", f"must decode to 32 bytes (got {len(raw)})")
     try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError as exc:
-        raise InvalidInput("public_key", "is not an Ed25519 public key") from exc
+        ed25519_checks.check_public_key(raw)
+    except ed25519_checks.UnsafeKeyError as exc:
+        raise InvalidInput(
+            "public_key",
+            f"is refused: {exc}, under which anyone could forge signatures; "
+            "send the public key of a freshly generated pair (`vpngw-regulator keygen`)",
+        ) from exc
     return base64.b64encode(raw).decode()
 
 

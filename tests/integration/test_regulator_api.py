@@ -616,3 +616,47 @@ async def test_deeply_nested_query_is_refused(make_client: MakeClient, clock: Fa
     body = b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     doc = await assert_problem(await reg.post(body, reg.sign(body)), 400, "invalid-input")
     assert doc["field"] == "query", doc
+
+
+# ----------------------------------------------------------------------------- degenerate keys
+
+IDENTITY_KEY_B64 = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+ZERO_KEY_B64 = base64.b64encode(bytes(32)).decode()
+FORGED = bytes([1]) + bytes(63)  # R = identity, S = 0: no private key involved
+
+
+class Forger:
+    """Stands in for a regulator's private key; "signs" everything with the same bytes."""
+
+    def sign(self, data: bytes) -> bytes:
+        return FORGED
+
+
+async def test_degenerate_regulator_keys_are_refused_and_forged_queries_never_answered(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
+    client = await make_client()
+    reg, ops = await setup_regulator(client, clock)
+    for key in (IDENTITY_KEY_B64, ZERO_KEY_B64):
+        resp = await client.post("/ops/v1/regulator-keys", headers=bearer(ops), json={
+            "keyid": "pta-degenerate", "public_key": key, "label": "forged"})
+        doc = await assert_problem(resp, 400, "invalid-input", detail_has="small order")
+        assert doc["field"] == "public_key"
+    resp = await client.get("/ops/v1/regulator-keys", headers=bearer(ops))
+    assert [k["keyid"] for k in (await resp.json())["items"]] == [KEYID]
+
+    # Keys stored before registration refused them are refused at use.
+    commands = client.app[appkeys.COMMANDS]
+    tenant, _ = await verified_tenant(client, ops)
+    body = body_of({"kind": "activity.tenant", "tenant_id": tenant["id"],
+                    "from": "2026-11-30T00:00:00Z", "to": "2026-11-30T04:00:00Z"})
+    for keyid, key in (("legacy-identity", IDENTITY_KEY_B64), ("legacy-zero", ZERO_KEY_B64)):
+        await commands.add_regulator_key(keyid=keyid, public_key=key, label="legacy",
+                                         actor="test")
+        for _ in range(8):  # the all-zero key lets about 1 forgery in 8 through
+            headers = reg.sign(body, key=Forger(), keyid=keyid)  # type: ignore[arg-type]
+            await refused(reg, body, headers, "keyid", detail_has="small order")
+    # A small-order R is refused under a sound key too.
+    await refused(reg, body, reg.sign(body, key=Forger()), "signature",  # type: ignore[arg-type]
+                  detail_has="R is a point of small order")
+    assert await regulator_queries(client) == []

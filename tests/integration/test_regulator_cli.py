@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.note import Checkpoint, Ed25519NoteSigner, Ed25519NoteVerifier
+from gateway.audit.note import Checkpoint, Ed25519NoteSigner, Ed25519NoteVerifier, key_id
 from gateway.keyfiles import LOG_KEY
 from gateway.regulator.answer import open_checkpoint
 from gateway.regulator.cli import main
-from gateway.regulator.client import StateFile
+from gateway.regulator.client import StateFile, public_key_b64
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,7 +272,7 @@ def test_saved_answer_verifies_offline_and_names_every_tampering(
          {"response-signature", "checkpoint-signature", "inclusion"}),
         ("other response key", saved,
          ["--vkey", setup.vkey, "--response-key",
-          base64.b64encode(bytes(32)).decode()], {"response-signature"}),
+          public_key_b64(Ed25519PrivateKey.generate())], {"response-signature"}),
         ("other log key", saved, ["--vkey", other_signer.vkey(), "--response-key",
                                   setup.response_key],
          {"checkpoint-signature", "inclusion"}),
@@ -297,6 +297,51 @@ def test_saved_answer_verifies_offline_and_names_every_tampering(
     path.write_text("{}")
     unreadable = regulator("verify", str(path), *pins, check=False)
     assert unreadable.returncode == 2 and "not a saved answer" in unreadable.stderr
+
+
+IDENTITY_KEY = bytes([1]) + bytes(31)
+FORGED = bytes([1]) + bytes(63)  # R = identity, S = 0: no private key involved
+
+
+def _forge(saved: dict[str, Any], log_name: str) -> dict[str, Any]:
+    """The saved answer re-"signed" by nobody: forged checkpoint and response signatures."""
+    line = f"— {log_name} " + base64.b64encode(key_id(log_name, IDENTITY_KEY) + FORGED).decode()
+
+    def forge_checkpoint(answer: dict[str, Any]) -> None:
+        body = answer["checkpoint"].split("\n\n")[0]
+        answer["checkpoint"] = f"{body}\n\n{line}\n"
+
+    doc = _with_answer(saved, forge_checkpoint)
+    forged_signature = "gw=:" + base64.b64encode(FORGED).decode() + ":"
+    doc["response"]["headers"] = [
+        [name, forged_signature if name.lower() == "signature" else value]
+        for name, value in doc["response"]["headers"]
+    ]
+    return doc
+
+
+@pytest.mark.parametrize("key", [IDENTITY_KEY, bytes(32)], ids=["identity", "zero"])
+def test_verify_refuses_degenerate_pins_under_which_a_forged_answer_would_pass(
+    setup: Setup, tmp_path: Path, key: bytes
+) -> None:
+    name = Ed25519NoteVerifier.from_vkey(setup.vkey).name
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(_forge(_saved(setup), name)))
+    degenerate = base64.b64encode(key).decode()
+    vkey = f"{name}+{key_id(name, key).hex()}+" + base64.b64encode(b"\x01" + key).decode()
+    for flags in (["--vkey", setup.vkey, "--response-key", degenerate],
+                  ["--vkey", vkey, "--response-key", setup.response_key]):
+        refused = regulator("verify", str(path), *flags, check=False)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "small order" in refused.stderr, refused.stderr
+    pin_file = tmp_path / "pins.json"
+    pin_file.write_text(json.dumps({"log": {"origin": name, "vkey": vkey},
+                                    "response": {"keyid": None, "public_key": degenerate}}))
+    refused = regulator("verify", str(path), "--pin-keys", str(pin_file), check=False)
+    assert refused.returncode == 2 and "small order" in refused.stderr, refused.stderr
+    checkpoint = regulator("checkpoint", "--url", setup.gw.url, "--vkey", vkey,
+                           "--state", str(tmp_path / "state.json"), check=False)
+    assert checkpoint.returncode == 2 and "small order" in checkpoint.stderr
 
 
 def _log_signer(setup: Setup) -> Ed25519NoteSigner:

@@ -130,3 +130,12 @@ def test_a_cosignature_of_another_checkpoint_does_not_count() -> None:
 def test_timestamps_beyond_2_63_are_refused() -> None:
     with pytest.raises(CosignatureError, match="2\\*\\*63"):
         W1.signature_line(BODY, 2**63)
+
+
+@pytest.mark.parametrize("raw", [bytes([1]) + bytes(31), bytes(32)], ids=["identity", "zero"])
+def test_a_small_order_witness_key_is_refused(raw: bytes) -> None:
+    # Under such a key the signature R = identity, S = 0 "cosigns" without any private key.
+    with pytest.raises(CosignatureError, match="small order"):
+        CosignerVerifier("witness.example/forged", raw)
+    forged = struct.pack(">Q", 1000) + bytes([1]) + bytes(63)
+    assert W1.verifier.verify(BODY, forged) is None

@@ -919,3 +919,64 @@ def test_archived_response_verifies_offline_without_a_clock() -> None:
     )
     with pytest.raises(BadSignatureError):
         _verify_response(_signed_response(), status=201, now=NOW)
+
+
+# ----------------------------------------------------------------------------- degenerate keys
+
+IDENTITY_KEY = Ed25519PublicKey.from_public_bytes(bytes([1]) + bytes(31))
+ZERO_KEY = Ed25519PublicKey.from_public_bytes(bytes(32))
+FORGED = bytes([1]) + bytes(63)  # R = identity, S = 0: no private key involved
+
+
+class _Forger:
+    """Stands in for a private key: "signs" every base with the same forged bytes."""
+
+    def sign(self, data: bytes) -> bytes:
+        return FORGED
+
+
+@pytest.mark.parametrize("public", [IDENTITY_KEY, ZERO_KEY], ids=["identity", "all-zero"])
+def test_a_forged_request_under_a_degenerate_registered_key_is_refused(
+    public: Ed25519PublicKey,
+) -> None:
+    # Several nonces: under the all-zero key the forgery verifies for about 1 in 8 bases.
+    for n in range(16):
+        headers = sign_request(
+            private_key=_Forger(), keyid=KEYID, authority=AUTHORITY, body=BODY,  # type: ignore[arg-type]
+            created=NOW, nonce=f"forged-{n}",
+        ).headers()
+        with pytest.raises(KeyIdError, match="small order") as info:
+            verify_request(headers=headers, method="POST", authority=AUTHORITY,
+                           path=REQUEST_PATH, query="", body=BODY, now=NOW,
+                           resolve_key=lambda _keyid, k=public: k)
+        assert "register a new key" in str(info.value)
+
+
+def test_a_signature_with_a_small_order_r_or_a_malleated_s_is_refused() -> None:
+    headers = sign_request(
+        private_key=_Forger(), keyid=KEYID, authority=AUTHORITY, body=BODY,  # type: ignore[arg-type]
+        created=NOW, nonce=NONCE,
+    ).headers()
+    assert "R is a point of small order" in _refusal(BadSignatureError, "signature", headers)
+
+    genuine = sign_request(private_key=KEY, keyid=KEYID, authority=AUTHORITY, body=BODY,
+                           created=NOW, nonce=NONCE)
+    s = int.from_bytes(genuine.signature_bytes[32:], "little")
+    order = 2**252 + 27742317777372353535851937790883648493
+    malleated = genuine.signature_bytes[:32] + (s + order).to_bytes(32, "little")
+    headers = genuine.headers()
+    headers["Signature"] = serialize_dictionary({"reg": Item(malleated)})
+    assert "S is not below the group order" in _refusal(BadSignatureError, "signature", headers)
+
+
+def test_a_forged_response_under_a_degenerate_pinned_key_is_refused() -> None:
+    headers = sign_response(
+        private_key=_Forger(), keyid=GW_KEYID, status=200, body=RESPONSE_BODY,  # type: ignore[arg-type]
+        created=NOW, request_signature=_request_signature(),
+    ).headers()
+    with pytest.raises(KeyIdError, match="small order"):
+        verify_response(headers=headers, status=200, body=RESPONSE_BODY, now=NOW,
+                        resolve_key=lambda _keyid: IDENTITY_KEY,
+                        request_signature=_request_signature())
+    with pytest.raises(BadSignatureError, match="R is a point of small order"):
+        _verify_response(headers)

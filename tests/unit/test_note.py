@@ -394,3 +394,26 @@ def test_signed_checkpoint() -> None:
         SignedCheckpoint.from_text(text, other.verifier)
     with pytest.raises(CheckpointError):
         SignedCheckpoint.from_text(signer.sign(b"not a checkpoint\n"), signer.verifier)
+
+
+# --- degenerate keys and forged signatures ------------------------------------------
+
+FORGED = bytes([1]) + bytes(63)  # R = identity, S = 0: no private key involved
+
+
+@pytest.mark.parametrize("raw", [bytes([1]) + bytes(31), bytes(32)], ids=["identity", "zero"])
+def test_a_small_order_vkey_is_refused_so_no_forged_checkpoint_can_open(raw: bytes) -> None:
+    vkey = f"log+{key_id('log', raw).hex()}+" + base64.b64encode(b"\x01" + raw).decode()
+    with pytest.raises(KeyFormatError, match="small order"):
+        parse_vkey(vkey)
+    with pytest.raises(KeyFormatError, match="small order"):
+        Ed25519NoteVerifier("log", raw)
+
+
+def test_a_forged_signature_line_under_a_trusted_key_names_its_defect(
+    peter: Ed25519NoteVerifier,
+) -> None:
+    line = "— PeterNeumann " + base64.b64encode(peter.key_id + FORGED).decode() + "\n"
+    with pytest.raises(InvalidSignatureError, match="R is a point of small order"):
+        open_note(TEXT + "\n" + line, [peter])
+    assert not peter.verify(TEXT.encode(), FORGED)

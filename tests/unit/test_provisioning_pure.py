@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 
@@ -142,3 +143,23 @@ def test_other_formats() -> None:
     assert render(CFG, "qr.png").startswith(b"\x89PNG")
     with pytest.raises(ValueError):
         render(CFG, "pdf")
+
+
+def test_small_order_curve25519_keys_give_an_all_zero_shared_secret() -> None:
+    # Why they are refused: X25519 with any of them yields zero, which OpenSSL (and
+    # WireGuard) refuse. Derived here through the library, not from the list itself.
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    from provisioning.keys import SMALL_ORDER_PUBLIC_KEYS, normalise_public_key
+
+    assert len(SMALL_ORDER_PUBLIC_KEYS) == 7
+    for raw in SMALL_ORDER_PUBLIC_KEYS:
+        with pytest.raises(ValueError):
+            X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
+        with pytest.raises(InvalidInput, match="small order"):
+            normalise_public_key(base64.b64encode(raw).decode())
+    real = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    assert normalise_public_key(base64.b64encode(real).decode())

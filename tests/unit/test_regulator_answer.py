@@ -312,3 +312,9 @@ def test_consistency_decisions(gw: FakeGateway) -> None:
     empty = TreeHead(ORIGIN, 0, EMPTY_ROOT, "")
     grew = plan_consistency(empty, new)
     assert grew is not None and grew.ok
+
+
+@pytest.mark.parametrize("raw", [bytes([1]) + bytes(31), bytes(32)], ids=["identity", "zero"])
+def test_pins_with_a_degenerate_response_key_are_refused(gw: FakeGateway, raw: bytes) -> None:
+    with pytest.raises(AnswerFormatError, match="small order"):
+        Pins.from_strings(gw.signer.vkey(), base64.b64encode(raw).decode())

@@ -15,7 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "gateway.toml").write_text(text)
+    (tmp_path / "gateway.toml").chmod(0o600)
     return tmp_path
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_config_others_can_access_is_refused_naming_the_chmod(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path, '[wireguard]\nbackend = "off"\n') / "gateway.toml"
+    path.chmod(mode)
+    with pytest.raises(SettingsError, match=f"chmod 600 {path}"):
+        load_settings(tmp_path, environ={})
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

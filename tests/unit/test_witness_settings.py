@@ -18,6 +18,7 @@ LOG_VKEY = Ed25519NoteSigner("vpngw.example/log",
 
 def _load(tmp_path: Path, body: str) -> object:
     (tmp_path / "gateway.toml").write_text("[witness]\n" + body)
+    (tmp_path / "gateway.toml").chmod(0o600)  # the config is refused if others can read it
     return load_settings(tmp_path, environ={})
 
 

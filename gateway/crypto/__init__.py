@@ -1,0 +1,1 @@
+"""Checks on cryptographic inputs that the cryptography library leaves to its callers."""
