@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.agent.protocol import EventNotAllowed
@@ -42,6 +45,18 @@ RenderConfig = Callable[[Peer, str | None], str]
 # PostgreSQL channel on which a commit that changes a gateway's desired peers wakes the
 # long-polls of every control-plane process (payload: the gateway id).
 GATEWAY_CHANNEL = "vpngw_gateway_state"
+
+log = structlog.get_logger("vpngw.commands")
+
+# PostgreSQL's answers that mean "run the whole transaction again": a serialisation
+# failure and a detected deadlock. The lock order (tenant row, then peer rows in id
+# order; see provisioning.peers) should leave none, so a few tries are plenty.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+TRANSACTION_ATTEMPTS = 4
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 class Commands:
@@ -94,10 +109,20 @@ class Commands:
             self._on_gateways(touched)
 
     async def _run(self, step: Callable[[AsyncConnection], Awaitable[Outcome[T]]]) -> T:
-        async with self._transaction() as (conn, events):
-            outcome = await step(conn)
-            events.extend(outcome.events)
-        return outcome.value
+        """Run `step` and commit its events with it; retried whole if PostgreSQL asks to."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                async with self._transaction() as (conn, events):
+                    outcome = await step(conn)
+                    events.extend(outcome.events)
+                return outcome.value
+            except DBAPIError as exc:
+                if attempt == TRANSACTION_ATTEMPTS or not is_retryable(exc):
+                    raise
+                log.warning("transaction retried", attempt=attempt,
+                            sqlstate=getattr(exc.orig, "sqlstate", None))
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311
+        raise AssertionError("unreachable")
 
     async def ensure_pools(self) -> None:
         """The default gateway (this host's settings) and its pools exist and match them."""
@@ -205,19 +230,19 @@ class Commands:
 
     async def terminate_tenant(self, tenant_id: str, *, reason: str, actor: str) -> Tenant:
         """Final: the tenant's peers are revoked, their addresses released, tokens revoked."""
-        async with self._transaction() as (conn, events):
+
+        async def step(conn: AsyncConnection) -> Outcome[Tenant]:
             now = self.clock.now()
             outcome = await tenants.transition_tenant(
                 conn, tenant_id, Action.TERMINATE, actor=actor, now=now, reason=reason
             )
-            events.extend(outcome.events)
-            events.extend(
-                await peers.revoke_tenant_peers(
-                    conn, tenant_id, now=now, actor=actor, reason="tenant terminated"
-                )
+            revoked = await peers.revoke_tenant_peers(
+                conn, tenant_id, now=now, actor=actor, reason="tenant terminated"
             )
-            events.extend(await tokens.revoke_tenant_tokens(conn, tenant_id, actor=actor, now=now))
-        return outcome.value
+            untokened = await tokens.revoke_tenant_tokens(conn, tenant_id, actor=actor, now=now)
+            return Outcome(outcome.value, (*outcome.events, *revoked, *untokened))
+
+        return await self._run(step)
 
     # --- tokens (ops) ----------------------------------------------------------
 
@@ -230,7 +255,8 @@ class Commands:
 
     async def issue_tenant_token(self, tenant_id: str, *, label: str, actor: str) -> IssuedToken:
         async def step(conn: AsyncConnection) -> Outcome[IssuedToken]:
-            tenant = await tenants.get_tenant(conn, tenant_id)
+            # Locked, so a termination committing meanwhile cannot miss this token.
+            tenant = await tenants.get_tenant(conn, tenant_id, lock=True)
             if tenant.status is tenants.TenantStatus.TERMINATED:
                 raise IllegalTransition(
                     "a terminated tenant cannot be given tokens", tenant_status=tenant.status.value
@@ -301,10 +327,12 @@ class Commands:
         )
 
     async def expire_due_peers(self) -> int:
-        async with self._transaction() as (conn, events):
-            events.extend(await peers.expire_due_peers(conn, now=self.clock.now()))
+        async def step(conn: AsyncConnection) -> Outcome[int]:
+            events = await peers.expire_due_peers(conn, now=self.clock.now())
             await links.drop_expired_seals(conn, now=self.clock.now())
-        return len(events)
+            return Outcome(len(events), events)
+
+        return await self._run(step)
 
     async def create_link(self, who: Principal, peer_id: str, ttl: timedelta) -> links.ConfigLink:
         async with self.db.write() as conn:

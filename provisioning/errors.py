@@ -87,3 +87,8 @@ class PoolOverlap(DomainError):
 class UnknownPeer(DomainError):
     code = "unknown-peer"
     title = "Unknown peer"
+
+
+class ConcurrentChange(DomainError):
+    code = "concurrent-change"
+    title = "Changed by another request"

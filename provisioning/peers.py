@@ -1,4 +1,10 @@
-"""Peers of verified tenants: provisioning, rotation, revocation, expiry and the desired set."""
+"""Peers of verified tenants: provisioning, rotation, revocation, expiry and the desired set.
+
+Lock order (PostgreSQL; SQLite has one writer): every change of a peer locks its
+tenant's row first, then the peer's row (several peers: in id order), and decides only
+on what it read after taking the locks. Concurrent changes of one peer therefore queue
+instead of each acting on a stale read, and no two changes can wait for each other.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import addresses, ids, keys, validation
 from provisioning.errors import (
+    ConcurrentChange,
     DuplicatePublicKey,
     InvalidInput,
     NotFound,
@@ -24,7 +31,7 @@ from provisioning.errors import (
 from provisioning.events import Event, Outcome
 from provisioning.schema import addresses as address_table
 from provisioning.schema import peers, public_keys, tenants
-from provisioning.tenants import TenantStatus, count_active_peers, get_tenant
+from provisioning.tenants import Tenant, TenantStatus, count_active_peers, get_tenant
 
 NAME_MAX = 64
 STATUSES = ("active", "revoked", "expired")
@@ -215,6 +222,23 @@ async def _get_row(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -
     return row
 
 
+_PEER_BY_ID_FOR_UPDATE = select(peers).where(peers.c.id == bindparam("peer_id")).with_for_update()
+
+
+async def _lock_row(conn: AsyncConnection, peer_id: str) -> Any:
+    """The peer's row, locked until the transaction ends; call with its tenant locked."""
+    return (await conn.execute(_PEER_BY_ID_FOR_UPDATE, {"peer_id": peer_id})).one()
+
+
+async def _lock_for_change(
+    conn: AsyncConnection, tenant_id: str | None, peer_id: str
+) -> tuple[Any, Tenant, Any]:
+    """(the row as the request found it, the locked tenant, the locked row), in lock order."""
+    seen = await _get_row(conn, tenant_id, peer_id)
+    tenant = await get_tenant(conn, seen.tenant_id, lock=True)
+    return seen, tenant, await _lock_row(conn, peer_id)
+
+
 async def get_peer(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Peer:
     row = await _get_row(conn, tenant_id, peer_id)
     return _peer(row, (await addresses.addresses_of(conn, [peer_id]))[peer_id])
@@ -258,7 +282,7 @@ async def revoke_peer(
     conn: AsyncConnection, tenant_id: str | None, peer_id: str, *, now: datetime, actor: str,
     reason: str = "revoked by tenant",
 ) -> Outcome[Peer]:
-    row = await _get_row(conn, tenant_id, peer_id)
+    _, _, row = await _lock_for_change(conn, tenant_id, peer_id)
     if row.status != "active":
         raise PeerNotActive(f"peer {peer_id} is already {row.status}", peer_status=row.status)
     events = await _end_peer(conn, row, status="revoked", event_type="peer.revoked", now=now,
@@ -270,9 +294,10 @@ async def revoke_peer(
 async def revoke_tenant_peers(
     conn: AsyncConnection, tenant_id: str, *, now: datetime, actor: str, reason: str
 ) -> tuple[Event, ...]:
+    """Revoke every active peer of a tenant whose row the caller has locked."""
     rows = (await conn.execute(select(peers).where(
         peers.c.tenant_id == tenant_id, peers.c.status == "active"
-    ))).all()
+    ).order_by(peers.c.id).with_for_update())).all()
     events: list[Event] = []
     for row in rows:
         events.extend(await _end_peer(conn, row, status="revoked", event_type="peer.revoked",
@@ -283,11 +308,16 @@ async def revoke_tenant_peers(
 async def expire_due_peers(
     conn: AsyncConnection, *, now: datetime, limit: int = 500
 ) -> tuple[Event, ...]:
-    rows = (await conn.execute(select(peers).where(
+    due = (await conn.execute(select(peers.c.id, peers.c.tenant_id).where(
         peers.c.status == "active", peers.c.expires_at.is_not(None), peers.c.expires_at <= now
     ).limit(limit))).all()
     events: list[Event] = []
-    for row in rows:
+    # Tenants in id order, then each one's peers in id order: the order every change uses.
+    for tenant_id, peer_id in sorted((r.tenant_id, r.id) for r in due):
+        await get_tenant(conn, tenant_id, lock=True)
+        row = await _lock_row(conn, peer_id)
+        if row.status != "active":  # revoked meanwhile
+            continue
         events.extend(await _end_peer(
             conn, row, status="expired", event_type="peer.expired", now=now,
             attrs={"expires_at": validation.rfc3339(row.expires_at)},
@@ -299,13 +329,19 @@ async def rotate_peer_key(
     conn: AsyncConnection, tenant_id: str, peer_id: str, *, public_key: str | None,
     now: datetime, actor: str,
 ) -> Outcome[Peer]:
-    row = await _get_row(conn, tenant_id, peer_id)
+    seen, tenant, row = await _lock_for_change(conn, tenant_id, peer_id)
     if row.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {row.status}; only active peers can rotate keys",
                             peer_status=row.status)
-    tenant = await get_tenant(conn, tenant_id)
     if tenant.status is not TenantStatus.VERIFIED:
-        raise TenantNotVerified(f"tenant is {tenant.status.value}; keys cannot be rotated now")
+        raise TenantNotVerified(f"tenant is {tenant.status.value}; keys cannot be rotated now",
+                                tenant_status=tenant.status.value)
+    if row.public_key != seen.public_key:
+        # A rotation replaces the key the caller knew; another request replaced it first.
+        raise ConcurrentChange(
+            f"peer {peer_id}'s key was rotated by another request while this one waited; "
+            "fetch the peer and rotate again if a new key is still needed"
+        )
     pair = None if public_key else keys.generate_key_pair()
     new_key = public_key or (pair.public_key if pair else "")
     await _ensure_key_unused(conn, new_key)

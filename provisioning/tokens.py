@@ -140,7 +140,8 @@ async def revoke_token(
     tenant_id: str | None = None,
 ) -> Outcome[TokenInfo]:
     """Revoke one token; with tenant_id given, only a token of that tenant."""
-    query = select(tokens).where(tokens.c.id == token_id)
+    # Locked: of concurrent revocations one records the event, the others see it done.
+    query = select(tokens).where(tokens.c.id == token_id).with_for_update()
     if tenant_id is not None:
         query = query.where(tokens.c.tenant_id == tenant_id)
     row = (await conn.execute(query)).first()
@@ -165,9 +166,9 @@ async def revoke_tenant_tokens(
 ) -> tuple[Event, ...]:
     rows = (
         await conn.execute(
-            select(tokens.c.id).where(
-                tokens.c.tenant_id == tenant_id, tokens.c.revoked_at.is_(None)
-            )
+            select(tokens.c.id)
+            .where(tokens.c.tenant_id == tenant_id, tokens.c.revoked_at.is_(None))
+            .order_by(tokens.c.id)
         )
     ).all()
     events: list[Event] = []

@@ -14,6 +14,7 @@ from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
 from gateway.regulator.registry import DuplicateKeyId
 from provisioning.errors import (
+    ConcurrentChange,
     DomainError,
     DuplicatePublicKey,
     DuplicateTenant,
@@ -50,6 +51,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     PoolOverlap: 409,
     UnknownPeer: 422,
     EventNotAllowed: 403,
+    ConcurrentChange: 409,
 }
 
 

@@ -114,7 +114,10 @@ async def revoke_key(
     conn: AsyncConnection, keyid: str, *, actor: str, now: datetime
 ) -> Outcome[RegulatorKey]:
     row = (
-        await conn.execute(select(regulator_keys).where(regulator_keys.c.keyid == keyid))
+        # Locked: of concurrent revocations one records the event, the others see it done.
+        await conn.execute(
+            select(regulator_keys).where(regulator_keys.c.keyid == keyid).with_for_update()
+        )
     ).first()
     if row is None:
         raise NotFound(f"no regulator key with key id {keyid!r}")
