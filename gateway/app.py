@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -47,6 +48,7 @@ from gateway.keyfiles import load_keys
 from gateway.metrics import Metrics
 from gateway.regulator import registry
 from gateway.regulator.index import index_entries
+from gateway.regulator.refusals import RefusalRecorder
 from gateway.regulator.request import QUERY_FIELDS
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -117,9 +119,17 @@ def create_app(
         interval=settings.audit.sequencer_interval_seconds,
     )
     app[appkeys.SEQUENCER] = sequencer
-    app[appkeys.COMMANDS] = Commands(
+    commands = Commands(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
         gateway_public_key=keys.wireguard_public,
+    )
+    app[appkeys.COMMANDS] = commands
+    app[appkeys.REFUSALS] = RefusalRecorder(
+        per_minute=settings.regulator.refusal_log_per_minute,
+        is_registered=lambda keyid: _is_registered(db, keyid),
+        record=commands.record,
+        count=lambda labels: app[appkeys.METRICS].inc_labelled("regulator_refusals_total", labels),
+        monotonic=time.monotonic,
     )
     watch = StateWatch()
     app[appkeys.STATE_WATCH] = watch
@@ -146,6 +156,11 @@ def create_app(
     app.cleanup_ctx.append(_periodic_ctx("retention", retention_job,
                                          interval=settings.audit.retention_interval_seconds))
     return app
+
+
+async def _is_registered(db: Database, keyid: str) -> bool:
+    async with db.read() as conn:
+        return await registry.is_registered(conn, keyid)
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:

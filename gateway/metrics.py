@@ -16,6 +16,9 @@ class Metrics:
         self._latency_sum: dict[str, float] = defaultdict(float)
         self.gauges: dict[str, Callable[[], float]] = {}
         self.counters: dict[str, int] = defaultdict(int)
+        self.labelled: dict[str, dict[tuple[tuple[str, str], ...], int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -25,6 +28,10 @@ class Metrics:
 
     def inc(self, name: str, amount: int = 1) -> None:
         self.counters[name] += amount
+
+    def inc_labelled(self, name: str, labels: dict[str, str], amount: int = 1) -> None:
+        """A counter with labels; callers keep label values to a small fixed set."""
+        self.labelled[name][tuple(sorted(labels.items()))] += amount
 
     def render(self) -> str:
         out = [
@@ -58,6 +65,11 @@ class Metrics:
             )
         for name, n in sorted(self.counters.items()):
             out += [f"# TYPE vpngw_{name} counter", f"vpngw_{name} {n}"]
+        for name, series in sorted(self.labelled.items()):
+            out.append(f"# TYPE vpngw_{name} counter")
+            for labels, n in sorted(series.items()):
+                text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+                out.append(f"vpngw_{name}{{{text}}} {n}")
         typed: set[str] = set()
         for name, read in sorted(self.gauges.items()):
             base = name.split("{", 1)[0]  # a gauge name may carry labels

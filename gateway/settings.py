@@ -110,6 +110,8 @@ class RegulatorSettings:
     default_max_hits: int = 100
     clock_skew_seconds: int = 60
     max_signature_lifetime_seconds: int = 300
+    # regulator.refused events per registered key id and minute (the rest are counted).
+    refusal_log_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -371,6 +373,8 @@ def validate(s: Settings) -> None:
     _check_witness(s)
     if not 1 <= s.regulator.default_max_hits <= s.regulator.max_hits_limit:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
+    if not 0 <= s.regulator.refusal_log_per_minute <= 10_000:
+        raise SettingsError("regulator.refusal_log_per_minute must be 0-10000")
 
 
 def _check_egress(s: Settings) -> None:

@@ -54,6 +54,11 @@ class TenantNotVerified(DomainError):
     title = "Tenant is not verified"
 
 
+class TenantSuspended(TenantNotVerified):
+    code = "tenant-suspended"
+    title = "Tenant is suspended"
+
+
 class QuotaExceeded(DomainError):
     code = "quota-exceeded"
     title = "Peer quota exceeded"

@@ -14,6 +14,7 @@ from provisioning.errors import LinkUnavailable, NotFound, PeerNotActive
 from provisioning.peers import get_peer
 from provisioning.schema import config_links, peers
 from provisioning.sealing import SealError, seal, unseal
+from provisioning.tenants import get_tenant, require_verified
 from provisioning.validation import IdFormat
 
 TOKEN_BYTES = 24  # 192 bits
@@ -55,6 +56,7 @@ async def create_link(
 ) -> ConfigLink:
     """A single-use link; with `config_to_seal` (a config holding a server-generated
     private key) the config is stored encrypted under the link's token, and only there."""
+    require_verified(await get_tenant(conn, tenant_id), refused="config links")
     peer = await get_peer(conn, tenant_id, peer_id)
     if peer.status != "active":
         raise PeerNotActive(f"peer {peer_id} is {peer.status}; links are only for active peers")
@@ -107,6 +109,8 @@ async def redeem_link(conn: AsyncConnection, token: str, *, now: datetime) -> Re
     ).one()
     if row.status != "active":
         raise unavailable
+    # Raising rolls the claim back: the link works again once the tenant is reinstated.
+    require_verified(await get_tenant(conn, row.tenant_id), refused="config links")
     if sealed is None:
         return Redeemed(row.tenant_id, row.id)
     try:

@@ -31,7 +31,13 @@ from provisioning.errors import (
 from provisioning.events import Event, Outcome
 from provisioning.schema import addresses as address_table
 from provisioning.schema import peers, public_keys, tenants
-from provisioning.tenants import Tenant, TenantStatus, count_active_peers, get_tenant
+from provisioning.tenants import (
+    Tenant,
+    TenantStatus,
+    count_active_peers,
+    get_tenant,
+    require_verified,
+)
 
 NAME_MAX = 64
 STATUSES = ("active", "revoked", "expired")
@@ -242,6 +248,23 @@ async def _lock_for_change(
 async def get_peer(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Peer:
     row = await _get_row(conn, tenant_id, peer_id)
     return _peer(row, (await addresses.addresses_of(conn, [peer_id]))[peer_id])
+
+
+async def deliverable_config(
+    conn: AsyncConnection, tenant_id: str, peer_id: str
+) -> tuple[Peer, str | None]:
+    """The peer and its preshared key, if its config may be handed out now.
+
+    A config holds the preshared key, so only an active peer of a verified tenant gets
+    one: a suspended tenant's devices must not be re-armed behind the provider's back.
+    """
+    require_verified(await get_tenant(conn, tenant_id), refused="config downloads")
+    row = await _get_row(conn, tenant_id, peer_id)
+    if row.status != "active":
+        raise PeerNotActive(f"peer {peer_id} is {row.status}; it has no usable config",
+                            peer_status=row.status)
+    peer = _peer(row, (await addresses.addresses_of(conn, [peer_id]))[peer_id])
+    return peer, row.preshared_key
 
 
 async def get_preshared_key(conn: AsyncConnection, tenant_id: str, peer_id: str) -> str | None:

@@ -12,7 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import ids, validation
-from provisioning.errors import DuplicateTenant, IllegalTransition, InvalidInput, NotFound
+from provisioning.errors import (
+    DuplicateTenant,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    TenantNotVerified,
+    TenantSuspended,
+)
 from provisioning.events import Event, Outcome
 from provisioning.schema import peers, tenant_transitions, tenants
 
@@ -208,6 +215,22 @@ async def get_tenant(conn: AsyncConnection, tenant_id: str, *, lock: bool = Fals
     if row is None:
         raise NotFound(f"no tenant with id {tenant_id}")
     return Tenant.from_row(row)
+
+
+def require_verified(tenant: Tenant, *, refused: str) -> None:
+    """Refuse `refused` (e.g. "config downloads") unless the tenant is verified right now."""
+    if tenant.status is TenantStatus.VERIFIED:
+        return
+    if tenant.status is TenantStatus.SUSPENDED:
+        raise TenantSuspended(
+            f"tenant is suspended: {refused} are refused until the provider reinstates it — "
+            "contact the provider's operations team",
+            tenant_status=tenant.status.value,
+        )
+    raise TenantNotVerified(
+        f"tenant is {tenant.status.value}: {refused} are only for verified tenants",
+        tenant_status=tenant.status.value,
+    )
 
 
 async def list_tenants(

@@ -25,6 +25,7 @@ from gateway.regulator import httpsig, registry
 from gateway.regulator.queries import find_entries
 from gateway.regulator.request import ScopeError, check_scope, parse_request
 from provisioning import validation
+from provisioning.errors import DomainError
 from provisioning.events import Event
 from provisioning.tokens import Role
 
@@ -92,13 +93,33 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
                 "sign every request with a fresh random nonce"
             )
     except httpsig.SignatureError as error:
-        log.warning("regulator request refused", check=error.check)
         raise _unauthorised(error) from error
     structlog.contextvars.bind_contextvars(regulator_keyid=verified.keyid)
     return verified
 
 
+def _claimed_keyid(request: web.Request) -> str | None:
+    """The key id a request names, if it names a well-formed one (signed or not)."""
+    try:
+        return registry.parse_keyid(httpsig.read_keyid(request.headers))
+    except (httpsig.SignatureError, DomainError):
+        return None
+
+
 async def query(request: web.Request) -> web.Response:
+    body = await request.read()
+    try:
+        return await _answer(request, body)
+    except (Problem, DomainError) as refusal:
+        status = refusal.status if isinstance(refusal, Problem) else 400
+        if status < 500:  # a refusal, not a failure of ours
+            await request.app[appkeys.REFUSALS].refused(
+                keyid=_claimed_keyid(request), reason=refusal.code, body=body
+            )
+        raise
+
+
+async def _answer(request: web.Request, body: bytes) -> web.Response:
     settings = request.app[appkeys.SETTINGS]
     if request.content_type != "application/json":
         raise Problem(
@@ -107,7 +128,6 @@ async def query(request: web.Request) -> web.Response:
             "Unsupported media type",
             "send Content-Type: application/json",
         )
-    body = await request.read()
     verified = await _verify_signature(request, body)
     doc = parse_json_object(body, allowed={"request_id", "authorisation", "query", "max_hits"})
     req = parse_request(

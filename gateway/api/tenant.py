@@ -24,7 +24,7 @@ from gateway.http.problems import bad_request
 from gateway.http.routes import NO_STORE, Reply, Route, json_reply, location, obj, ref
 from provisioning import gateways, ids, keys, peers, validation
 from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, render_conf
-from provisioning.errors import GatewayUnavailable, PeerNotActive
+from provisioning.errors import GatewayUnavailable
 from provisioning.links import LINK_TOKEN_FORMAT, ConfigLink
 from provisioning.peers import NewPeer, Peer
 from provisioning.schema import peer_status
@@ -267,11 +267,8 @@ async def config_response(
     request: web.Request, tenant_id: str, peer_id: str, fmt: str
 ) -> web.Response:
     async with request.app[appkeys.DATABASE].read() as conn:
-        peer = await peers.get_peer(conn, tenant_id, peer_id)
-        psk = await peers.get_preshared_key(conn, tenant_id, peer_id)
+        peer, psk = await peers.deliverable_config(conn, tenant_id, peer_id)
         where = await gateway_addresses(request, conn)
-    if peer.status != "active":
-        raise PeerNotActive(f"peer {peer_id} is {peer.status}; it has no usable config")
     body = render(client_config(request, peer, psk, where), fmt)
     filename = f"{_safe_filename(peer.name)}.{fmt.split('.')[-1]}"
     return web.Response(

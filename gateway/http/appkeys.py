@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.egress.plan import EgressPlan
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
+    from gateway.regulator.refusals import RefusalRecorder
     from gateway.runtime import Runtime
     from gateway.settings import Settings
     from gateway.statewatch import StateWatch
@@ -36,3 +37,4 @@ EGRESS: web.AppKey[EgressPlan | None] = web.AppKey("egress")
 WITNESSING: web.AppKey[Witnessing] = web.AppKey("witnessing")
 # Wakes agent long-polls when a gateway's desired state changes.
 STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")
+REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("regulator_refusals")

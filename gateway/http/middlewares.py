@@ -29,6 +29,7 @@ from provisioning.errors import (
     PoolOverlap,
     QuotaExceeded,
     TenantNotVerified,
+    TenantSuspended,
     UnknownPeer,
 )
 
@@ -41,6 +42,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     DuplicateTenant: 409,
     DuplicatePublicKey: 409,
     GatewayPublicKey: 409,
+    TenantSuspended: 403,
     TenantNotVerified: 403,
     QuotaExceeded: 409,
     PoolExhausted: 507,

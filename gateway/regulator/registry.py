@@ -144,6 +144,14 @@ async def active_key(conn: AsyncConnection, keyid: str) -> RegulatorKey | None:
     return None if row is None else _key(row)
 
 
+async def is_registered(conn: AsyncConnection, keyid: str) -> bool:
+    """Whether the key id was ever registered (revoked keys included)."""
+    found = await conn.scalar(
+        select(regulator_keys.c.keyid).where(regulator_keys.c.keyid == keyid)
+    )
+    return found is not None
+
+
 async def list_keys(conn: AsyncConnection) -> list[RegulatorKey]:
     rows = (await conn.execute(select(regulator_keys).order_by(regulator_keys.c.created_at))).all()
     return [_key(r) for r in rows]
