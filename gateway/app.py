@@ -29,6 +29,7 @@ from gateway.api import (
 )
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
+from gateway.audit.reaffirm import FactProvider, default_providers
 from gateway.audit.retention import retention_job
 from gateway.audit.sequencer import Sequencer
 from gateway.audit.witnessing import AiohttpTransport, Witnessing, parse_witness_entry
@@ -89,9 +90,12 @@ def create_app(
     backend: WireGuardBackend | None = None,
     egress: EgressPlan | None = None,
     passwords: Passwords | None = None,
+    fact_providers: Sequence[FactProvider] = (),
 ) -> web.Application:
     """`egress`: an already resolved plan (`vpngw serve` checks it before starting);
-    without one, egress settings are resolved at start when `egress.enabled`."""
+    without one, egress settings are resolved at start when `egress.enabled`.
+    `indexers` and `fact_providers` extend the regulator index and the facts retention
+    restates (gateway.audit.reaffirm) with further kinds of event."""
     app = web.Application(
         middlewares=[request_context], client_max_size=settings.server.max_body_bytes
     )
@@ -119,6 +123,9 @@ def create_app(
         interval=settings.audit.sequencer_interval_seconds,
     )
     app[appkeys.SEQUENCER] = sequencer
+    app[appkeys.FACT_PROVIDERS] = (
+        *default_providers(settings.network.gateway_id), *fact_providers
+    )
     commands = Commands(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
         gateway_public_key=keys.wireguard_public,

@@ -147,11 +147,17 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
     # Everything committed before the query is in the log (and its index) before the
     # lookup, so an answer never misses an event that was still in the outbox.
     await request.app[appkeys.SEQUENCER].drain()
+    audit_log = request.app[appkeys.AUDIT_LOG]
     async with db.read() as conn:
         findings = await find_entries(conn, req.query, limit=req.max_hits + 1)
-    indexes = findings.indexes
-    truncated = len(indexes) > req.max_hits
-    indexes = indexes[: req.max_hits]
+        # Read now, so the logged result_count is exactly what the answer carries even
+        # if retention erases one of them meanwhile.
+        entries = [
+            e for e in await audit_log.entries(findings.indexes, conn) if e.leaf is not None
+        ]
+    truncated = len(entries) > req.max_hits
+    entries = entries[: req.max_hits]
+    indexes = [e.index for e in entries]
 
     # Accountability first: a query that cannot be logged is not answered.
     event = Event(
@@ -169,18 +175,16 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
             "result_count": len(indexes),
         },
     )
-    audit_log = request.app[appkeys.AUDIT_LOG]
     try:
         await request.app[appkeys.COMMANDS].record([event])
         await request.app[appkeys.SEQUENCER].drain()
         witnessing = request.app[appkeys.WITNESSING]
         await witnessing.cosign_newest()
-        # One read transaction: the checkpoint, the proofs and the entries agree.
+        # One read transaction: the checkpoint and the proofs agree.
         async with db.read() as conn:
             size, checkpoint = await audit_log.latest_checkpoint(conn)
             checkpoint = await witnessing.with_cosignatures(size, checkpoint, conn)
             proofs = await audit_log.inclusion_proofs(indexes, size, conn)
-            entries = await audit_log.entries(indexes, conn)
     except (AuditLogError, OSError, RuntimeError) as exc:
         log.exception("regulator query could not be logged")
         raise Problem(
@@ -198,7 +202,6 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
             "inclusion_proof": [_b64(h) for h in proofs[e.index]],
         }
         for e in entries
-        if e.leaf is not None
     ]
     answer: dict[str, Any] = {
         "request_id": doc["request_id"],

@@ -1,10 +1,13 @@
 """Retention: erase the payload of log entries older than the retention period, keep their hashes.
 
-An erased entry keeps its leaf hash, so every inclusion and consistency proof still
-verifies, and the log records the erasure itself: one ``retention.redacted`` event per
-run names the index range, the count and the cut-off, committed in the same transaction
-as the erasure. The derived attribution intervals that ended before the cut-off hold the
-same personal data and are deleted with it.
+Before anything is erased, every fact still in force whose record would be erased is
+restated as a fresh event (see gateway.audit.reaffirm) and sequenced, so a live peer,
+tenant or key always has a readable record. An erased entry keeps its leaf hash, so
+every inclusion and consistency proof still verifies, and the log records the erasure
+itself: one ``retention.redacted`` event per run names the index range, the count and
+the cut-off, committed in the same transaction as the erasure. The derived attribution
+intervals that ended before the cut-off hold the same personal data and are deleted
+with it.
 
 Erasure is physical, not just logical: SQLite runs with ``secure_delete`` (set for every
 connection in gateway.db), so freed cell space is zeroed, and the WAL is checkpointed
@@ -15,7 +18,7 @@ and truncated afterwards so no old page image survives in it. PostgreSQL gets a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,7 @@ from sqlalchemy import and_, delete, func, select, update
 from gateway.audit.canonical import format_time, parse_time
 from gateway.audit.log import HEAD_ID
 from gateway.audit.outbox import append_events
+from gateway.audit.reaffirm import FactProvider, facts_in_force
 from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries, log_head
 from gateway.db import Database
 from provisioning.events import Event
@@ -46,6 +50,7 @@ class RedactionResult:
     to_index: int | None
     intervals_deleted: int
     wal_truncated: bool | None = None  # SQLite only: False if readers kept the WAL busy
+    reaffirmed: int = 0  # facts in force restated before the erasure
 
 
 def cutoff_for(now: datetime, retention_days: int) -> datetime:
@@ -55,19 +60,47 @@ def cutoff_for(now: datetime, retention_days: int) -> datetime:
     return parse_time(format_time(now - timedelta(days=retention_days)))
 
 
+async def reaffirm_in_force(
+    db: Database,
+    *,
+    now: datetime,
+    before: datetime,
+    providers: Sequence[FactProvider],
+    sequence: Callable[[], Awaitable[object]],
+) -> int:
+    """Log a fresh event for every fact in force whose record is older than `before`.
+
+    Returns once the events are sequenced (in the log and its regulator index), so an
+    erasure that follows never leaves a live fact without a readable record.
+    """
+    async with db.write() as conn:
+        events = await facts_in_force(conn, providers, before=before)
+        await append_events(conn, events, now=now)
+    if events:
+        await sequence()
+        log.info("facts in force restated before erasure", count=len(events))
+    return len(events)
+
+
 async def redact_expired(
     db: Database,
     *,
     now: datetime,
     retention_days: int,
+    providers: Sequence[FactProvider],
+    sequence: Callable[[], Awaitable[object]],
     on_commit: Callable[[], None] | None = None,
 ) -> RedactionResult:
     """Erase payloads of entries with ts < now - retention_days; record it in the log.
 
-    ``on_commit`` is called after the commit when an event was appended (pass the
-    sequencer's wake so the event is sequenced promptly).
+    First every fact in force is restated by `providers` and `sequence`d (the
+    sequencer's drain); if that fails, nothing is erased. ``on_commit`` is called
+    after the erasure's commit when an event was appended (pass the sequencer's wake
+    so the event is sequenced promptly).
     """
     before = cutoff_for(now, retention_days)
+    reaffirmed = await reaffirm_in_force(db, now=now, before=before, providers=providers,
+                                         sequence=sequence)
     expired = and_(log_entries.c.ts < before, log_entries.c.leaf.is_not(None))
     async with db.write() as conn:
         # The tree head's row lock (the sequencers' lock) serialises retention runs of
@@ -103,7 +136,8 @@ async def redact_expired(
         log.info("audit payloads erased", count=count, from_index=lo, to_index=hi,
                  before=format_time(before), intervals_deleted=deleted)
     return RedactionResult(before=before, count=count, from_index=lo, to_index=hi,
-                           intervals_deleted=deleted, wal_truncated=truncated)
+                           intervals_deleted=deleted, wal_truncated=truncated,
+                           reaffirmed=reaffirmed)
 
 
 async def _purge(db: Database) -> bool | None:
@@ -139,6 +173,9 @@ async def retention_job(app: web.Application) -> None:
     from gateway.http import appkeys
 
     settings = app[appkeys.SETTINGS]
+    sequencer = app[appkeys.SEQUENCER]
+    providers: tuple[FactProvider, ...] = app[appkeys.FACT_PROVIDERS]
     await redact_expired(app[appkeys.DATABASE], now=app[appkeys.CLOCK].now(),
                          retention_days=settings.audit.retention_days,
-                         on_commit=app[appkeys.SEQUENCER].wake)
+                         providers=providers, sequence=sequencer.drain,
+                         on_commit=sequencer.wake)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.audit.log import AuditLog
+    from gateway.audit.reaffirm import FactProvider
     from gateway.audit.sequencer import Sequencer
     from gateway.audit.witnessing import Witnessing
     from gateway.clock import Clock
@@ -38,3 +39,5 @@ WITNESSING: web.AppKey[Witnessing] = web.AppKey("witnessing")
 # Wakes agent long-polls when a gateway's desired state changes.
 STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")
 REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("regulator_refusals")
+# What retention restates before erasing (gateway.audit.reaffirm); extend to add a kind.
+FACT_PROVIDERS: web.AppKey[tuple[FactProvider, ...]] = web.AppKey("fact_providers")

@@ -504,11 +504,19 @@ def _relevant(query: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
         return activity
     if kind == "attribution.tunnel_ip":
         ip = ipaddress.ip_address(query["ip"])
+        at = validation.timestamp("query.at", query["at"])
 
         def tunnel(event: dict[str, Any]) -> str | None:
-            if event.get("type") == "peer.provisioned":
+            if event.get("type") in ("peer.provisioned", "peer.reaffirmed"):
                 held = {ipaddress.ip_address(a) for a in event.get("tunnel_ips", [])}
-                return None if ip in held else f"the peer was not given {ip}"
+                if ip not in held:
+                    return f"the peer was not given {ip}"
+                # A restatement (made before retention erased the provisioning) says
+                # since when the peer holds the address.
+                since = event.get("held_since")
+                if isinstance(since, str) and parse_time(since) > at:
+                    return f"the peer holds {ip} only since {since}"
+                return None
             if event.get("type") == "address.released":
                 return None if ipaddress.ip_address(event["address"]) == ip else (
                     f"it releases {event['address']}, not {ip}")

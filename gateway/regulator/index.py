@@ -63,6 +63,25 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                 }
                 for ip in event["tunnel_ips"]
             )
+        elif kind == "peer.reaffirmed":
+            # The same holding, restated before retention erased its first record: from
+            # now on this entry is the readable record of the interval (its start time,
+            # the holding's own start, stays as it was).
+            await flush()
+            t = address_intervals
+            for ip in event["tunnel_ips"]:
+                moved = await conn.execute(
+                    update(t)
+                    .where(t.c.address == ip, t.c.peer_id == event["peer_id"],
+                           t.c.end_idx.is_(None))
+                    .values(start_idx=entry.index)
+                )
+                if moved.rowcount == 0:  # an index rebuilt after its first record went
+                    pending[t].append({
+                        "address": ip, "peer_id": event["peer_id"],
+                        "tenant_id": event["tenant_id"],
+                        "start_ts": parse_time(event["held_since"]), "start_idx": entry.index,
+                    })
         elif kind == "address.released":
             await flush()
             t = address_intervals

@@ -35,21 +35,22 @@ class Findings:
 async def _subject_entries(
     conn: AsyncConnection, peer_ids: set[str], tenant_ids: set[str]
 ) -> set[int]:
-    """The entries that say who a peer belongs to: its provisioning and its tenant's creation."""
+    """The entries that say who a peer belongs to and who its tenant is: the provisioning
+    and the tenant's creation, or their restatements once retention erased those."""
     if not peer_ids and not tenant_ids:
         return set()
     conds = []
     if peer_ids:
         conds.append(
             and_(
-                log_entries.c.type == "peer.provisioned",
+                log_entries.c.type.in_(("peer.provisioned", "peer.reaffirmed")),
                 log_entries.c.peer_id.in_(sorted(peer_ids)),
             )
         )
     if tenant_ids:
         conds.append(
             and_(
-                log_entries.c.type == "tenant.created",
+                log_entries.c.type.in_(("tenant.created", "tenant.reaffirmed")),
                 log_entries.c.tenant_id.in_(sorted(tenant_ids)),
             )
         )
@@ -112,7 +113,8 @@ async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> Fi
     """Log indexes answering the query, oldest first, at most `limit` of them."""
     if query.kind == "attribution.egress":
         findings = await _egress_holder(conn, query, limit)
-        return Findings(findings.indexes[:limit], findings.derivation)
+        readable = await _readable(conn, set(findings.indexes))
+        return Findings(sorted(readable)[:limit], findings.derivation)
     if query.kind == "attribution.tunnel_ip":
         assert query.ip is not None and query.at is not None
         found = await _address_holders(conn, query.ip, query.at, limit)
@@ -154,4 +156,19 @@ async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> Fi
             )
         ).all()
         found = {int(r.idx) for r in rows}
-    return Findings(sorted(found)[:limit])
+    return Findings(sorted(await _readable(conn, found))[:limit])
+
+
+async def _readable(conn: AsyncConnection, indexes: set[int]) -> set[int]:
+    """Drop entries whose payload retention erased: an answer names only what it returns."""
+    readable: set[int] = set()
+    ordered = sorted(indexes)
+    for start in range(0, len(ordered), 500):
+        rows = await conn.execute(
+            select(log_entries.c.idx).where(
+                log_entries.c.idx.in_(ordered[start : start + 500]),
+                log_entries.c.leaf.is_not(None),
+            )
+        )
+        readable.update(int(r.idx) for r in rows)
+    return readable

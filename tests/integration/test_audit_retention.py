@@ -167,12 +167,14 @@ async def test_redact_expired_is_idempotent_and_quiet_when_nothing_is_old(
 ) -> None:
     db = client.app[appkeys.DATABASE]
     await old_activity(client, clock)
-    nothing = await redact_expired(db, now=clock.now(), retention_days=RETENTION_DAYS)
+    kwargs = {"providers": client.app[appkeys.FACT_PROVIDERS],
+              "sequence": client.app[appkeys.SEQUENCER].drain}
+    nothing = await redact_expired(db, now=clock.now(), retention_days=RETENTION_DAYS, **kwargs)
     assert (nothing.count, nothing.intervals_deleted) == (0, 0)
     later = clock.now() + timedelta(days=RETENTION_DAYS + 1)
-    first = await redact_expired(db, now=later, retention_days=RETENTION_DAYS)
+    first = await redact_expired(db, now=later, retention_days=RETENTION_DAYS, **kwargs)
     assert first.count > 0 and first.from_index == 0
-    again = await redact_expired(db, now=later, retention_days=RETENTION_DAYS)
+    again = await redact_expired(db, now=later, retention_days=RETENTION_DAYS, **kwargs)
     assert again.count == 0  # already erased; no second event
     await client.app[appkeys.SEQUENCER].drain()
     async with db.read() as conn:

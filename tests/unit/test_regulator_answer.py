@@ -200,6 +200,21 @@ def test_tunnel_ip_relevance(gw: FakeGateway) -> None:
         assert (failures == {}) is ok, failures
 
 
+def test_restated_holding_answers_only_from_its_start(gw: FakeGateway) -> None:
+    gw.events.append({"v": 1, "type": "peer.reaffirmed", "ts": "2027-01-01T00:00:00Z",
+                      "salt": "AAAAAAAAAAAAAAAAAAAAAA==", "tenant_id": TENANT_A,
+                      "peer_id": PEER, "tunnel_ips": ["10.100.0.7"],
+                      "held_since": "2026-11-30T04:00:00Z", "reason": "retention"})
+    gw.tree.append(canonical_json(gw.events[-1]))
+    for ip, at, ok in (("10.100.0.7", "2026-11-30T05:00:00Z", True),
+                       ("10.100.0.7", "2026-11-30T03:00:00Z", False),
+                       ("10.100.0.8", "2026-11-30T05:00:00Z", False)):
+        body, signed = gw.request({"kind": "attribution.tunnel_ip", "ip": ip, "at": at})
+        failures = failed(gw.exchange(body, signed, gw.answer(body, [11])), gw.pins)
+        assert (failures == {}) is ok, failures
+        assert ok or list(failures) == ["relevance"]
+
+
 def test_checkpoint_swaps_are_caught(gw: FakeGateway) -> None:
     body, signed = gw.request(ACTIVITY)
     answer = gw.answer(body, [0, 3])
