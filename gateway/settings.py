@@ -76,6 +76,8 @@ class WireGuardSettings:
     reconcile_interval_seconds: float = 30.0
     collect_interval_seconds: float = 10.0
     session_grace_seconds: int = 30
+    # userspace: what stopping the service does to wireguard-go (and so to every tunnel).
+    daemon_on_stop: Literal["keep", "stop"] = "keep"
 
 
 @dataclass(frozen=True)

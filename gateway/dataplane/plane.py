@@ -35,7 +35,10 @@ def make_backend(ws: WireGuardSettings, *, interface: str | None = None) -> Wire
     name = interface or ws.interface
     if ws.backend == "userspace":
         return UserspaceBackend.managed(
-            interface=name, binary=ws.wireguard_go, socket_dir=Path(ws.socket_dir)
+            interface=name,
+            binary=ws.wireguard_go,
+            socket_dir=Path(ws.socket_dir),
+            keep_daemon=ws.daemon_on_stop == "keep",
         )
     if ws.backend == "kernel":
         return KernelBackend(interface=name)

@@ -1,4 +1,12 @@
-"""Runs one wireguard-go daemon in the foreground and restarts it with backoff when it dies."""
+"""Runs wireguard-go as a daemon that outlives the service, supervised through its UAPI socket.
+
+The daemon is started the way `wg-quick` starts it: `wireguard-go <interface>` forks the
+real daemon into its own session, with its standard streams on /dev/null, and exits. So
+the daemon holds nothing of ours (no pipe whose closing would kill it with SIGPIPE, no
+process group a terminal's Ctrl-C reaches), and a restart or a crash of the service
+leaves the interface and every tunnel up. At start a daemon already answering on the
+socket is adopted instead of replaced; one that stops answering is started again.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from gateway.wireguard.backend import BackendError, BackendUnavailable
 from gateway.wireguard.uapi import DEFAULT_SOCKET_DIR, UapiClient
@@ -16,12 +26,11 @@ from gateway.wireguard.uapi import DEFAULT_SOCKET_DIR, UapiClient
 log = structlog.get_logger(__name__)
 
 _POLL_SECONDS = 0.05
-_ADOPTED_POLL_SECONDS = 1.0
 _TERMINATE_GRACE_SECONDS = 5.0
 
 
 class WireGuardGoProcess:
-    """Supervises `wireguard-go -f <interface>`; `start()` returns once its UAPI socket answers."""
+    """Keeps a wireguard-go daemon serving `interface`; `start()` returns once it answers."""
 
     def __init__(
         self,
@@ -29,39 +38,32 @@ class WireGuardGoProcess:
         interface: str,
         socket_dir: Path = DEFAULT_SOCKET_DIR,
         binary: str = "wireguard-go",
-        log_level: str = "error",
         start_timeout: float = 5.0,
         restart_backoff: float = 0.5,
         max_restart_backoff: float = 30.0,
         stable_after: float = 10.0,
+        watch_interval: float = 0.5,
     ) -> None:
         self._interface = interface
         self._binary = binary
-        self._log_level = log_level
         self._start_timeout = start_timeout
         self._restart_backoff = restart_backoff
         self._max_restart_backoff = max_restart_backoff
         self._stable_after = stable_after
+        self._watch_interval = watch_interval
         self._probe = UapiClient(interface=interface, socket_dir=socket_dir, timeout=1.0)
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._proc: asyncio.subprocess.Process | None = None
         self._listeners: list[Callable[[], None]] = []
         self._started_once = False
         self.restarts = 0
 
-    @property
-    def pid(self) -> int | None:
-        """The running daemon's pid (None while down or when one not ours is adopted)."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.returncode is None else None
-
     def add_restart_listener(self, callback: Callable[[], None]) -> None:
-        """Call `callback` each time a restarted daemon is ready (it comes up empty)."""
+        """Call `callback` each time a daemon is ready again after the first (it may be empty)."""
         self._listeners.append(callback)
 
     async def start(self) -> None:
-        """Start supervising if not already, and wait until the daemon answers."""
+        """Start supervising if not already, and wait until a daemon answers."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(
                 self._supervise(), name=f"wireguard-go {self._interface}"
@@ -75,14 +77,30 @@ class WireGuardGoProcess:
                 f"within {self._start_timeout:g} s"
             ) from None
 
-    async def stop(self) -> None:
-        """Stop supervising and terminate the daemon (its interface disappears with it)."""
+    async def detach(self) -> None:
+        """Stop supervising; the daemon, its interface and its tunnels keep running."""
         task, self._task = self._task, None
         if task is None:
             return
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+    async def stop(self) -> None:
+        """Stop supervising and end the daemon: the interface and every tunnel go with it."""
+        await self.detach()
+        if not await self._probe.alive():
+            return
+        # wireguard-go exits (and removes its socket) when its interface is deleted; the
+        # daemon may be adopted, not our child, so this is the one handle we surely have.
+        log.info("wireguard_go.stopping", interface=self._interface)
+        await asyncio.to_thread(_delete_link, self._interface)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _TERMINATE_GRACE_SECONDS
+        while await self._probe.alive():
+            if loop.time() > deadline:
+                raise BackendError(f"wireguard-go for {self._interface} did not stop")
+            await asyncio.sleep(_POLL_SECONDS)
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,9 +109,10 @@ class WireGuardGoProcess:
             began = loop.time()
             try:
                 if await self._probe.alive():
-                    await self._follow_adopted()
+                    log.info("wireguard_go.adopted", interface=self._interface)
                 else:
-                    await self._run_once()
+                    await self._launch()
+                await self._follow()
             except BackendError as exc:
                 log.warning("wireguard_go.failed", interface=self._interface, error=str(exc))
             if loop.time() - began >= self._stable_after:
@@ -102,56 +121,54 @@ class WireGuardGoProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_restart_backoff)
 
-    async def _follow_adopted(self) -> None:
-        # A daemon left over from an earlier run still serves the interface (and its
-        # peers): use it rather than fail to create a second one, and take over once it ends.
-        log.warning("wireguard_go.adopted", interface=self._interface)
-        self._became_ready()
+    async def _launch(self) -> None:
+        # No WG_PROCESS_FOREGROUND: wireguard-go daemonises. No LOG_LEVEL: the daemon's
+        # streams are then /dev/null, so it keeps nothing of ours open; what the launcher
+        # says before it forks (why it could not start) still reaches us.
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         try:
-            alive = True
-            while alive:
-                await asyncio.sleep(_ADOPTED_POLL_SECONDS)
-                alive = await self._probe.alive()
-        finally:
-            self._ready.clear()
-
-    async def _run_once(self) -> None:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "WG_PROCESS_FOREGROUND": "1",
-            "LOG_LEVEL": self._log_level,
-        }
-        try:
-            proc = await asyncio.create_subprocess_exec(
+            launcher = await asyncio.create_subprocess_exec(
                 self._binary,
-                "-f",
                 self._interface,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             raise BackendUnavailable(f"cannot run {self._binary}: {exc}") from exc
-        self._proc = proc
-        assert proc.stdout is not None
-        pump = asyncio.create_task(self._pump_output(proc.stdout, proc.pid))
         try:
-            await self._wait_for_socket(proc)
-            self._became_ready()
-            log.info("wireguard_go.started", interface=self._interface, pid=proc.pid)
-            returncode = await proc.wait()
-            log.warning(
-                "wireguard_go.exited",
-                interface=self._interface,
-                pid=proc.pid,
-                returncode=returncode,
+            async with asyncio.timeout(self._start_timeout):
+                output, _ = await launcher.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                launcher.kill()
+            await launcher.wait()
+            raise BackendUnavailable(
+                f"wireguard-go for {self._interface} did not finish starting"
+            ) from None
+        if launcher.returncode != 0:
+            said = output.decode(errors="replace").strip().splitlines()
+            raise BackendUnavailable(
+                f"wireguard-go for {self._interface} exited with {launcher.returncode} at "
+                f"start: {said[-1] if said else 'no message'}"
             )
+        await self._wait_for_socket()
+        log.info("wireguard_go.started", interface=self._interface)
+
+    async def _follow(self) -> None:
+        """Serve as ready while the daemon answers; return once it stopped answering."""
+        self._became_ready()
+        try:
+            # Polled: the daemon is not our child (it may be adopted), so no wait() tells.
+            alive = True
+            while alive:
+                await asyncio.sleep(self._watch_interval)
+                alive = await self._probe.alive()
+            log.warning("wireguard_go.exited", interface=self._interface)
         finally:
             self._ready.clear()
-            await self._terminate(proc)
-            await pump
-            self._proc = None
 
     def _became_ready(self) -> None:
         self._ready.set()
@@ -161,40 +178,21 @@ class WireGuardGoProcess:
                 callback()
         self._started_once = True
 
-    async def _wait_for_socket(self, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_for_socket(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._start_timeout
         while not await self._probe.alive():
-            if proc.returncode is not None:
-                raise BackendUnavailable(
-                    f"wireguard-go for {self._interface} exited with {proc.returncode} at start"
-                )
             if loop.time() > deadline:
                 raise BackendUnavailable(
                     f"wireguard-go for {self._interface} never opened its UAPI socket"
                 )
             await asyncio.sleep(_POLL_SECONDS)
 
-    @staticmethod
-    async def _terminate(proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            async with asyncio.timeout(_TERMINATE_GRACE_SECONDS):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
 
-    async def _pump_output(self, stream: asyncio.StreamReader, pid: int) -> None:
-        # The daemon's own log lines carry no secrets; keep them for diagnosis.
-        while line := await stream.readline():
-            log.info(
-                "wireguard_go.output",
-                interface=self._interface,
-                pid=pid,
-                line=line.decode(errors="replace").rstrip(),
-            )
+def _delete_link(ifname: str) -> None:
+    """Blocking: delete the interface if it exists (run it in a thread)."""
+    with IPRoute() as ipr:
+        indices: list[int] = ipr.link_lookup(ifname=ifname)
+        if indices:
+            with contextlib.suppress(NetlinkError):  # gone meanwhile
+                ipr.link("del", index=indices[0])

@@ -39,10 +39,12 @@ class UserspaceBackend:
         socket_dir: Path = DEFAULT_SOCKET_DIR,
         process: WireGuardGoProcess | None = None,
         timeout: float = 10.0,
+        keep_daemon: bool = False,
     ) -> None:
         self._interface = interface
         self._uapi = UapiClient(interface=interface, socket_dir=socket_dir, timeout=timeout)
         self._process = process
+        self._keep_daemon = keep_daemon
 
     @classmethod
     def managed(
@@ -53,8 +55,11 @@ class UserspaceBackend:
         socket_dir: Path = DEFAULT_SOCKET_DIR,
         restart_backoff: float = 0.5,
         max_restart_backoff: float = 30.0,
+        keep_daemon: bool = False,
     ) -> UserspaceBackend:
-        """A backend that starts wireguard-go for `interface` and restarts it if it dies."""
+        """A backend that keeps wireguard-go running for `interface`: it adopts a daemon
+        already serving it, starts one otherwise, and restarts it if it dies. With
+        `keep_daemon`, `close()` leaves the daemon (and every tunnel) running."""
         process = WireGuardGoProcess(
             interface=interface,
             socket_dir=socket_dir,
@@ -62,7 +67,9 @@ class UserspaceBackend:
             restart_backoff=restart_backoff,
             max_restart_backoff=max_restart_backoff,
         )
-        return cls(interface=interface, socket_dir=socket_dir, process=process)
+        return cls(
+            interface=interface, socket_dir=socket_dir, process=process, keep_daemon=keep_daemon
+        )
 
     @property
     def process(self) -> WireGuardGoProcess | None:
@@ -117,5 +124,9 @@ class UserspaceBackend:
             raise
 
     async def close(self) -> None:
-        if self._process is not None:
+        if self._process is None:
+            return
+        if self._keep_daemon:
+            await self._process.detach()  # the next start adopts it: no tunnel drops
+        else:
             await self._process.stop()

@@ -56,7 +56,29 @@ class Gateway:
     ops_token: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    ready_within: float = 30
     clients: list[str] = field(default_factory=list)
+
+    def start_service(self) -> None:
+        """Run `vpngw serve` (again) and wait until it is ready."""
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+
+        def ready() -> bool:
+            try:
+                return self.http("GET", "/readyz")[0] == 200
+            except OSError:
+                return False
+
+        try:
+            wait_for(ready, within=self.ready_within, step=0.2)
+        except AssertionError:
+            tail = self.log_path.read_text()[-4000:]
+            raise AssertionError("gateway not ready:\n" + tail) from None
 
     def http(
         self, method: str, path: str, token: str | None = None, body: dict[str, Any] | None = None
@@ -155,34 +177,23 @@ def running_gateway(data: Path, *, backend: str, ready_within: float = 30) -> It
             "VPNGW_EGRESS_ENABLED": "false",
         }
         log_path = data.parent / "serve.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                gw_ns.cmd(sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data)),
-                cwd=ROOT,
-                env={**os.environ, **env_overrides},
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        gateway = Gateway(gw_ns, cl_ns, interface, api, endpoint, ops_token, proc, log_path)
-
-        def ready() -> bool:
-            try:
-                return gateway.http("GET", "/readyz")[0] == 200
-            except OSError:
-                return False
-
-        try:
-            wait_for(ready, within=ready_within, step=0.2)
-        except AssertionError:
-            raise AssertionError("gateway not ready:\n" + log_path.read_text()[-4000:]) from None
+        gateway = Gateway(
+            gw_ns, cl_ns, interface, api, endpoint, ops_token,
+            proc=subprocess.Popen(["true"]), log_path=log_path,
+            command=gw_ns.cmd(sys.executable, "-m", "gateway.cli", "serve", "--data-dir",
+                              str(data)),
+            env={**os.environ, **env_overrides}, ready_within=ready_within,
+        )  # fmt: skip
+        gateway.proc.wait()
+        gateway.start_service()
         yield gateway
     finally:
-        if "proc" in locals():
-            proc.send_signal(signal.SIGTERM)
+        if "gateway" in locals():
+            gateway.proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=15)
+                gateway.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                gateway.proc.kill()
         cl_ns.delete()
         gw_ns.delete()
         if "api_root" in locals():
@@ -385,7 +396,7 @@ def test_restarted_wireguard_go_is_refilled(gateway: Gateway, tmp_path: Path) ->
     client = connect_client(gateway, token, tmp_path)
     try:
         wait_for(gateway.ping, within=10, step=0.2)
-        pids = run("pgrep", "-f", f"wireguard-go -f {gateway.interface}").split()
+        pids = run("pgrep", "-f", f"^wireguard-go {gateway.interface}$").split()
         assert pids
         for pid in pids:
             run("kill", "-9", pid)
@@ -401,5 +412,50 @@ def test_restarted_wireguard_go_is_refilled(gateway: Gateway, tmp_path: Path) ->
         wait_for(gateway.ping, within=30, step=0.5)
         status, ready = gateway.http("GET", "/readyz")
         assert status == 200, ready
+    finally:
+        disconnect(client)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_tunnels_survive_a_restart_of_the_service(
+    gateway: Gateway, tmp_path: Path, stop: signal.Signals
+) -> None:
+    _, token = onboard(gateway, f"Uptime {stop.name} Ltd")
+    client = connect_client(gateway, token, tmp_path)
+    try:
+        wait_for(gateway.ping, within=10, step=0.2)
+        peers_before = gateway.gateway_peers()
+        daemon_cmd = f"^wireguard-go (-f )?{gateway.interface}$"  # -f: as older versions ran it
+        (daemon,) = run("pgrep", "-f", daemon_cmd).split()
+        # Ping all through the stop and the restart: not one packet may go unanswered.
+        pinger = subprocess.Popen(
+            gateway.client_ns.cmd("ping", "-n", "-i", "0.2", "-W", "1", "10.100.0.1"),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(1)
+            gateway.proc.send_signal(stop)
+            gateway.proc.wait(timeout=15)
+            time.sleep(2)  # the service is down; the tunnel must not notice
+            assert gateway.ping()
+            assert gateway.gateway_peers() == peers_before
+            gateway.start_service()
+            time.sleep(1)
+        finally:
+            pinger.send_signal(signal.SIGINT)
+            out, _ = pinger.communicate(timeout=10)
+        summary = next(line for line in out.splitlines() if "packets transmitted" in line)
+        sent, received = (int(part.split()[0]) for part in summary.split(",")[:2])
+        assert sent >= 10 and received == sent, out
+        # The same daemon still serves the same peers; the new service adopted it.
+        assert run("pgrep", "-f", daemon_cmd).split() == [daemon]
+        assert gateway.gateway_peers() == peers_before
+        assert '"wireguard_go.adopted"' in gateway.log_path.read_text()
+        status, ready = gateway.http("GET", "/readyz")
+        assert status == 200, ready
+        # And the new service drives it: a revocation still cuts the tunnel.
+        status, _ = gateway.http("DELETE", f"/v1/peers/{client.peer['id']}", token)
+        assert status == 204
+        wait_for(lambda: client.peer["public_key"] not in gateway.gateway_peers(), within=2)
     finally:
         disconnect(client)

@@ -390,11 +390,10 @@ async def test_killed_wireguard_go_is_restarted_and_refilled(rig: Rig) -> None:
         task = asyncio.create_task(rec.run())
         try:
             await _until(lambda: rec.status.ok, "first reconcile")
-            old_pid = process.pid
-            assert old_pid is not None
+            old_pid = await daemon_pid(rig.ifname)
             os.kill(old_pid, signal.SIGKILL)
             await _until(lambda: process.restarts == 1, "supervisor restart")
-            assert process.pid not in (None, old_pid)
+            assert await daemon_pid(rig.ifname) != old_pid
             await _until_async(lambda: _peer_count(rig.backend, 3), "peers refilled")
         finally:
             task.cancel()
@@ -419,6 +418,47 @@ async def test_deleted_link_is_recreated_and_refilled(rig: Rig) -> None:
     assert {p.public_key for p in dump.peers} == {K1, K2, K3}
     assert dump.public_key == public_key_of(GW_PRIVATE) and dump.listen_port == 51820
     assert global_addresses(await link_state(rig)) == {"10.77.0.1/24", "fd77::1/64"}
+
+
+async def daemon_pids(ifname: str) -> list[int]:
+    """wireguard-go daemons serving `ifname` (each runs as `wireguard-go <ifname>`)."""
+    proc = await asyncio.create_subprocess_exec(
+        "pgrep", "-f", f"^wireguard-go {ifname}$", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return [int(p) for p in out.split()]
+
+
+async def daemon_pid(ifname: str) -> int:
+    (pid,) = await daemon_pids(ifname)
+    return pid
+
+
+@pytest.mark.root
+async def test_daemon_outlives_a_detached_backend_and_is_adopted(rig: Rig) -> None:
+    """What a restart of the service does: detach, then a new backend adopts the daemon."""
+    if rig.kind != "userspace":
+        pytest.skip("only the userspace backend runs a daemon")
+    rec = Reconciler(backend=rig.backend, interface=rig.spec, load_desired=Desired(*PEERS))
+    await rec.reconcile()
+    pid = await daemon_pid(rig.ifname)
+    assert isinstance(rig.backend, UserspaceBackend) and rig.backend.process is not None
+    await rig.backend.process.detach()
+    await asyncio.sleep(1.0)  # long enough for a wrongly tied daemon to die with its pipe
+    assert await daemon_pid(rig.ifname) == pid
+    assert len((await UserspaceBackend(interface=rig.ifname).dump()).peers) == 3
+
+    successor = UserspaceBackend.managed(interface=rig.ifname, keep_daemon=True)
+    with capture_logs() as logs:
+        result = await Reconciler(
+            backend=successor, interface=rig.spec, load_desired=Desired(*PEERS)
+        ).reconcile()
+    assert result.applied.empty  # nothing to redo: every peer is still there
+    assert await daemon_pid(rig.ifname) == pid
+    assert "wireguard_go.adopted" in [e["event"] for e in logs]
+    await successor.close()  # keep_daemon: still running
+    assert await daemon_pid(rig.ifname) == pid
+    await rig.backend.close()  # the rig's backend stops it: interface and daemon are gone
+    assert await daemon_pids(rig.ifname) == []
 
 
 async def _peer_count(backend: WireGuardBackend, count: int) -> bool:
