@@ -22,6 +22,7 @@ import provisioning.accounts.schema  # noqa: F401  (registers the account tables
 from gateway.privatefiles import create_private, require_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x7670_6777  # "vpgw": the advisory lock key held while migrating
 
 
 class Database:
@@ -75,6 +76,10 @@ class Database:
 
     async def migrate(self) -> None:
         async with self._writer.begin() as conn:
+            if not self.is_sqlite:
+                # Processes starting together on one database migrate one after another
+                # (the others then find the schema at head); SQLite's writer lock does this.
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             await conn.run_sync(upgrade_schema)
 
     async def dispose(self) -> None:

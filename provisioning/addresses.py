@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning.errors import PoolExhausted
@@ -50,11 +52,16 @@ def host_prefix(address: str) -> str:
 
 async def ensure_pools(conn: AsyncConnection, networks: Sequence[Network]) -> None:
     existing = set((await conn.scalars(select(address_pools.c.cidr))).all())
-    for network in networks:
-        if str(network) not in existing:
-            await conn.execute(
-                insert(address_pools).values(cidr=str(network), next_offset=FIRST_CLIENT_OFFSET)
-            )
+    missing = [str(n) for n in networks if str(n) not in existing]
+    if not missing:
+        return
+    # ON CONFLICT: another process starting at the same moment may add the pool first.
+    insert_pool = (
+        pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    )(address_pools).on_conflict_do_nothing(index_elements=[address_pools.c.cidr])
+    await conn.execute(
+        insert_pool, [{"cidr": cidr, "next_offset": FIRST_CLIENT_OFFSET} for cidr in missing]
+    )
 
 
 # Built once and executed with parameters (twice per provisioned peer, one per pool):
