@@ -241,3 +241,35 @@ async def test_one_time_link_is_redeemed_once_under_concurrency(client: Any) -> 
     path = url[url.index("/links/"):]
     responses = await asyncio.gather(*[client.get(path) for _ in range(N)])
     assert sorted(r.status for r in responses) == [200] + [410] * (N - 1)
+
+
+async def test_two_api_processes_racing_on_one_peer(
+    client: Any, aiohttp_client: Any, settings: Any
+) -> None:
+    """Two app instances (as two `vpngw serve` processes) on one database share the locks."""
+    from gateway.app import create_app
+
+    other = await aiohttp_client(create_app(settings))
+    ops = await ops_token(client)
+    _, token = await verified_tenant(client, ops)
+    peer = await create_peer(client, token, public_key=generate_key_pair().public_key)
+    path = f"/v1/peers/{peer['id']}"
+    rotations = await race(client, "peers", peer["id"], [
+        lambda c=c: c.post(f"{path}/rotation", json={"public_key": generate_key_pair().public_key},
+                           headers=bearer(token))
+        for c in (client, other) * (N // 2)
+    ])
+    counts = await statuses(rotations, 200)
+    assert set(counts) <= {200, 409}
+    if not client.app[appkeys.DATABASE].is_sqlite:
+        assert counts[200] == 1
+    deletes = await race(client, "peers", peer["id"], [
+        lambda c=c: c.delete(path, headers=bearer(token)) for c in (client, other) * (N // 2)
+    ])
+    assert await statuses(deletes, 204) == Counter({204: 1, 409: N - 1})
+    await other.app[appkeys.SEQUENCER].drain()
+    rotated = await logged(client, type="peer.key_rotated", peer_id=peer["id"])
+    assert len(rotated) == counts[200]
+    chain = [peer["public_key"]] + [e["public_key"] for e in rotated]
+    assert [e["old_public_key"] for e in rotated] == chain[:-1]
+    assert len(await logged(client, type="peer.revoked", peer_id=peer["id"])) == 1
