@@ -40,6 +40,7 @@ from gateway.dataplane.plane import DataPlane, egress_policy, interface_spec, ma
 from gateway.db import Database
 from gateway.egress.nft import Forwarding, Nft
 from gateway.egress.plan import EgressPlan, plan_egress
+from gateway.egress.store import egress_in_force
 from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context, security_headers
@@ -124,7 +125,7 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.FACT_PROVIDERS] = (
-        *default_providers(settings.network.gateway_id), *fact_providers
+        *default_providers(settings.network.gateway_id), egress_in_force, *fact_providers
     )
     commands = Commands(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,

@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit.canonical import format_time
+from gateway.audit.schema import log_entries
 from gateway.egress.mapping import EgressMap
 from provisioning.events import Event, Outcome
 from provisioning.schema import egress_configs
@@ -56,3 +58,32 @@ async def logged_maps(conn: AsyncConnection, gateway_ids: Iterable[str]) -> dict
         )
     ).all()
     return {r.gateway_id: EgressMap.from_event(json.loads(r.fields)) for r in rows}
+
+
+EGRESS_REAFFIRMED = "egress.reaffirmed"
+
+
+async def egress_in_force(conn: AsyncConnection, before: datetime) -> list[Event]:
+    """Fact provider for retention (gateway.audit.reaffirm): each gateway's mapping in force.
+
+    An `egress.reaffirmed` carries the same fields as the `egress.configured` it restates,
+    plus `configured_at` (since when the mapping holds), so attribution.egress still
+    answers for any moment since then after the original event is erased.
+    """
+    restated = set()
+    for (leaf,) in await conn.execute(select(log_entries.c.leaf).where(
+        log_entries.c.type == EGRESS_REAFFIRMED, log_entries.c.ts >= before,
+        log_entries.c.leaf.is_not(None),
+    )):
+        restated.add(json.loads(leaf)["gateway_id"])
+    rows = (await conn.execute(
+        select(egress_configs).where(egress_configs.c.configured_at < before)
+        .order_by(egress_configs.c.gateway_id)
+    )).all()
+    return [
+        Event(EGRESS_REAFFIRMED, {
+            **json.loads(r.fields), "configured_at": format_time(r.configured_at),
+            "reason": "retention",
+        })
+        for r in rows if r.gateway_id not in restated
+    ]

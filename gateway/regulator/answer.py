@@ -530,13 +530,17 @@ def _egress_reason(query: dict[str, Any], answer: dict[str, Any],
                    records: Sequence[dict[str, Any]]) -> str | None:
     """Why the records do not attribute ip:port at `at` by the section 8 mapping (or None)."""
     events = [r["event"] for r in records]
-    configured = [e for e in events if e.get("type") == "egress.configured"]
+    # egress.reaffirmed restates the mapping (before retention erased the original),
+    # saying since when it holds.
+    mappings = ("egress.configured", "egress.reaffirmed")
+    configured = [e for e in events if e.get("type") in mappings]
     if not records:
         return "derivation without records" if "derivation" in answer else None
     if len(configured) != 1:
         return f"expected one egress.configured record, found {len(configured)}"
     at = validation.timestamp("query.at", query["at"])
-    if parse_time(configured[0]["ts"]) > at:
+    since = configured[0].get("configured_at", configured[0]["ts"])
+    if parse_time(since) > at:
         return "the egress.configured record was logged after the queried time"
     try:
         mapping = EgressMap.from_event(configured[0])
@@ -550,13 +554,14 @@ def _egress_reason(query: dict[str, Any], answer: dict[str, Any],
         return (f"the answer's derivation {claimed} differs from the recomputed "
                 f"{derivation.as_dict()}")
     tunnel = derivation.tunnel_ip
-    grants = [e for e in events if e.get("type") in ("peer.provisioned", "peer.key_rotated")]
+    grants = [e for e in events
+              if e.get("type") in ("peer.provisioned", "peer.key_rotated", "peer.reaffirmed")]
     if not any(tunnel in {ipaddress.ip_address(a) for a in e.get("tunnel_ips", [])}
                for e in grants):
         return f"no returned grant holds the derived tunnel address {tunnel}"
-    why_not = _relevant({"kind": "attribution.tunnel_ip", "ip": str(tunnel)})
+    why_not = _relevant({"kind": "attribution.tunnel_ip", "ip": str(tunnel), "at": query["at"]})
     for record in records:
-        if record["event"].get("type") != "egress.configured":
+        if record["event"].get("type") not in mappings:
             reason = why_not(record["event"])
             if reason is not None:
                 return f"record {record.get('index')}: {reason}"

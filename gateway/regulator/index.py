@@ -103,6 +103,23 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                     "start_idx": entry.index,
                 }
             )
+        elif kind == "egress.reaffirmed":
+            # The mapping in force, restated before retention erased its egress.configured:
+            # this entry becomes the interval's readable record; its start stays.
+            await flush()
+            t = egress_intervals
+            moved = await conn.execute(
+                update(t)
+                .where(t.c.gateway_id == event["gateway_id"], t.c.end_idx.is_(None))
+                .values(start_idx=entry.index)
+            )
+            if moved.rowcount == 0:
+                pending[t].append({
+                    "gateway_id": event["gateway_id"],
+                    "fields": json.dumps(event, sort_keys=True),
+                    "start_ts": parse_time(event["configured_at"]),
+                    "start_idx": entry.index,
+                })
         elif kind in ("session.started", "session.roamed", "session.ended"):
             await flush()
             t = endpoint_intervals

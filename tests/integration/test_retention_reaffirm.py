@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from gateway.audit.canonical import format_time
 from gateway.audit.retention import redact_expired
 from gateway.audit.schema import log_entries
 from gateway.audit.verify import verify_log
+from gateway.egress.mapping import EgressMap
 from gateway.http import appkeys
 from gateway.regulator.answer import verify_exchange
 from gateway.settings import Settings
@@ -24,6 +26,7 @@ from tests.integration.test_regulator_api import REQUEST_ID, Regulator, setup_re
 
 Client = TestClient[Any, Any]
 RETENTION_DAYS = 30
+PUBLIC = "203.0.113.7"
 AUTHORISATION = {
     "reference": "PTA/LI/2026/0099", "legal_basis": "PECA 2016 s.32",
     "valid_from": "2026-11-01T00:00:00Z", "valid_until": "2027-03-01T00:00:00Z",
@@ -56,9 +59,12 @@ async def readable(client: Client, event_type: str) -> list[dict[str, Any]]:
 
 
 async def who_held(reg: Regulator, ip: str, at: datetime) -> Any:
+    return await ask(reg, {"kind": "attribution.tunnel_ip", "ip": ip, "at": format_time(at)})
+
+
+async def ask(reg: Regulator, query: dict[str, Any]) -> Any:
     body = json.dumps({"request_id": REQUEST_ID, "authorisation": AUTHORISATION,
-                       "query": {"kind": "attribution.tunnel_ip", "ip": ip,
-                                 "at": format_time(at)}}).encode()
+                       "query": query}).encode()
     exchange = await reg.exchange(body)
     result = verify_exchange(exchange, reg.pins, now=reg.clock.now().timestamp())
     assert result.ok, result.reason()
@@ -143,3 +149,39 @@ async def test_erased_records_are_neither_returned_nor_counted(
     # The release and who the tenant is stay readable; the erased provisioning is not named.
     assert sorted(r["event"]["type"] for r in answer.records) == [
         "address.released", "tenant.reaffirmed"]
+
+
+async def test_egress_mapping_in_force_is_restated_and_still_attributes(
+    aiohttp_client: Any, make_settings: Any, database_url: str, clock: FakeClock
+) -> None:
+    settings: Settings = make_settings(
+        database_url, audit={"retention_days": RETENTION_DAYS},
+        network={"pools": ("10.100.0.0/24",)},
+        egress={"enabled": True, "interface": "eth9", "addresses": (PUBLIC,), "ipv6": "off"})
+    client: Client = await aiohttp_client(create_app(settings, clock=clock))
+    reg, ops = await setup_regulator(client, clock)
+    _, token = await verified_tenant(client, ops)
+    peer = await create_peer(client, token)
+    [configured] = await readable(client, "egress.configured")
+    block = EgressMap.from_event(configured).block_of(IPv4Address(peer["tunnel_ips"][0]))
+    assert block is not None
+    then = clock.now() + timedelta(minutes=1)
+
+    clock.advance(days=RETENTION_DAYS + 1)
+    result = await run_retention(client, clock.now())
+    assert result.reaffirmed == 4  # tenant, peer, regulator key, egress mapping
+    assert await readable(client, "egress.configured") == []
+    [restated] = await readable(client, "egress.reaffirmed")
+    assert {k: v for k, v in restated.items() if k not in ("type", "ts", "salt")} == {
+        **{k: v for k, v in configured.items() if k not in ("type", "ts", "salt", "actor")},
+        "configured_at": configured["ts"], "reason": "retention"}
+
+    for at in (then, clock.now()):  # the regulator's own check recomputes the block
+        answer = await ask(reg, {"kind": "attribution.egress", "ip": PUBLIC,
+                                 "port": block.first_port + 3, "at": format_time(at)})
+        assert sorted(r["event"]["type"] for r in answer.records) == [
+            "egress.reaffirmed", "peer.reaffirmed", "tenant.reaffirmed"]
+        assert answer.answer["derivation"]["tunnel_ip"] == peer["tunnel_ips"][0]
+    before = await ask(reg, {"kind": "attribution.egress", "ip": PUBLIC,
+                             "port": block.first_port + 3, "at": "2026-11-30T02:00:00Z"})
+    assert before.records == []  # before the mapping was configured: nobody
