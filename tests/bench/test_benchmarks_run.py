@@ -20,6 +20,7 @@ QUICK = {
     "audit": ["--sizes", "3000", "--append", "3000", "--batches", "1000", "--samples", "10",
               "--repeat", "1"],
     "regulator": ["--sizes", "3000", "--queries", "5", "--signatures", "200"],
+    "soak": ["--duration", "8", "--window", "4", "--calibrate", "3", "--initial-peers", "20"],
     "egress": ["--elements", "300", "--seconds", "0.5", "--changes", "3", "--log-size", "3000",
                "--queries", "5"],
     "agents": ["--peers", "300", "--agents", "1", "2", "--trials", "4", "--events", "400",

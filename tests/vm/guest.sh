@@ -25,8 +25,14 @@ ln -s fd/0 /dev/stdin
 ln -s fd/1 /dev/stdout
 ln -s fd/2 /dev/stderr
 # Scratch space: temp dirs, /run (netns mounts, /run/wireguard UAPI sockets), /var/tmp.
+# A checkout that itself lives under /tmp (CI clones there) must stay visible, so /tmp is
+# then left as it is and temporary files go to /var/tmp instead.
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 for dir in /tmp /run /var/tmp; do
-  mount -t tmpfs tmpfs "$dir"
+  case "$repo/" in
+    "$dir"/*) export TMPDIR=/var/tmp HOME=/var/tmp/home ;;
+    *) mount -t tmpfs tmpfs "$dir" ;;
+  esac
 done
 mkdir -p "$HOME" /run/vm-results
 mount -t 9p -o trans=virtio,version=9p2000.L results /run/vm-results || power_off
@@ -53,7 +59,6 @@ while IFS= read -r arg; do
   set -- "$@" "$arg"
 done < "$RESULTS/pytest-args"
 
-repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo" || report 3
 # The repository is read-only here: no pytest cache, no hypothesis example database.
 # Every real component is required here, the kernel module included: nothing may skip.
