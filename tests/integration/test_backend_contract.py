@@ -434,10 +434,9 @@ async def daemon_pid(ifname: str) -> int:
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("rig", ["userspace"], indirect=True)  # only userspace runs a daemon
 async def test_daemon_outlives_a_detached_backend_and_is_adopted(rig: Rig) -> None:
     """What a restart of the service does: detach, then a new backend adopts the daemon."""
-    if rig.kind != "userspace":
-        pytest.skip("only the userspace backend runs a daemon")
     rec = Reconciler(backend=rig.backend, interface=rig.spec, load_desired=Desired(*PEERS))
     await rec.reconcile()
     pid = await daemon_pid(rig.ifname)
