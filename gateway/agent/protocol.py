@@ -30,6 +30,7 @@ SESSION_TYPES = ("session.started", "session.roamed", "session.ended")
 class EventNotAllowed(DomainError):
     """An agent reported something other than its own peers' sessions."""
 
+    status = 403
     code = "event-not-allowed"
     title = "Agents report sessions of their own gateway's peers only"
 

@@ -8,24 +8,13 @@ from aiohttp import web
 
 from gateway.http import appkeys
 from gateway.http.params import Parsed
-from gateway.http.problems import Problem
 from gateway.http.routes import Route, json_reply, ref
-from gateway.transparency.report import Period, PeriodError
-from gateway.transparency.service import NotPublished, build_report
-from provisioning.errors import InvalidInput
-from provisioning.validation import rfc3339
-
-
-def _period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except PeriodError as error:
-        raise InvalidInput("period", str(error)) from error
-
+from gateway.transparency.report import Period
+from gateway.transparency.service import NotPublished, ReportNotReady, build_report
 
 PERIOD = Parsed(
     "period",
-    _period,
+    Period.parse,
     {"type": "string", "pattern": "^[0-9]{4}-Q[1-4]$", "examples": ["2026-Q3"]},
     location="path",
     malformed_is_missing=False,
@@ -37,31 +26,14 @@ async def get_report(request: web.Request) -> web.Response:
     period = PERIOD.value(request)
     settings = request.app[appkeys.SETTINGS]
     audit_log = request.app[appkeys.AUDIT_LOG]
-    try:
-        async with request.app[appkeys.DATABASE].read() as conn:
-            document, note = await build_report(
-                conn,
-                period,
-                now=request.app[appkeys.CLOCK].now(),
-                embargo=timedelta(days=settings.transparency.embargo_days),
-                signer=audit_log.signer,
-            )
-    except NotPublished as error:
-        raise Problem(
-            404,
-            "report-not-published",
-            "Report not published yet",
-            f"the report for {period} is published from {rfc3339(error.published_from)} "
-            f"(the end of the quarter plus {settings.transparency.embargo_days} days)",
-            field="period",
-        ) from error
-    except LookupError as error:
-        raise Problem(
-            503,
-            "report-not-ready",
-            "Report not ready",
-            "the log has no checkpoint covering the quarter yet; retry shortly",
-        ) from error
+    async with request.app[appkeys.DATABASE].read() as conn:
+        document, note = await build_report(
+            conn,
+            period,
+            now=request.app[appkeys.CLOCK].now(),
+            embargo=timedelta(days=settings.transparency.embargo_days),
+            signer=audit_log.signer,
+        )
     return web.json_response({"report": document, "note": note})
 
 
@@ -75,6 +47,9 @@ ROUTES = [
         "public",
         params=(PERIOD,),
         replies=(json_reply(200, "The report and its signed note", ref("TransparencyReport")),),
-        errors={404: ("report-not-published",), 503: ("report-not-ready",)},
+        errors={
+            NotPublished.status: (NotPublished.code,),
+            ReportNotReady.status: (ReportNotReady.code,),
+        },
     ),
 ]

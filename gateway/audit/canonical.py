@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from provisioning.errors import DomainError
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
@@ -36,8 +38,12 @@ _encoder = json.JSONEncoder(
 )
 
 
-class CanonicalError(Exception):
+class CanonicalError(DomainError):
     """A value or byte string is not canonical audit-log JSON."""
+
+    status = 500
+    code = "not-canonical"
+    title = "Audit event not canonical"
 
 
 def _validate(value: object, path: str, depth: int) -> None:

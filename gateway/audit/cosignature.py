@@ -61,6 +61,9 @@ _SIG_PREFIX = "— "
 class CosignatureError(NoteError):
     """A cosigner key, cosignature line or quorum requirement is not met; the message says which."""
 
+    code = "cosignature-error"
+    title = "Cosignature refused"
+
 
 def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() or c < " " for c in name)

@@ -22,12 +22,17 @@ from gateway.audit.note import Checkpoint, Ed25519NoteSigner
 from gateway.audit.schema import checkpoints, log_entries, log_head
 from gateway.clock import Clock
 from gateway.db import Database
+from provisioning.errors import DomainError
 
 HEAD_ID = 1
 
 
-class AuditLogError(Exception):
+class AuditLogError(DomainError):
     """A request for log data that cannot be met (bad sizes, indexes)."""
+
+    status = 503  # sizes and indexes name a tree that is still growing
+    code = "audit-log-unavailable"
+    title = "Audit log cannot answer"
 
 
 @dataclass(frozen=True)

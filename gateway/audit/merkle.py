@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from provisioning.errors import DomainError
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -40,8 +42,12 @@ _NODE_PREFIX = b"\x01"
 _sha256 = hashlib.sha256
 
 
-class MerkleError(Exception):
+class MerkleError(DomainError):
     """Invalid argument or inconsistent node data for a Merkle tree operation."""
+
+    status = 500
+    code = "merkle-error"
+    title = "Audit log proof failed"
 
 
 class InclusionProofError(MerkleError):

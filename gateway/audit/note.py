@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from gateway.crypto import ed25519_checks
+from provisioning.errors import DomainError
 
 __all__ = [
     "ALG_ED25519",
@@ -62,8 +63,12 @@ _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
-class NoteError(Exception):
+class NoteError(DomainError):
     """Base class for signed-note, key and checkpoint errors."""
+
+    status = 500
+    code = "note-error"
+    title = "Signed note refused"
 
 
 class MalformedNoteError(NoteError):

@@ -15,6 +15,9 @@ from gateway.wireguard.backend import BackendError
 class EgressError(BackendError):
     """nftables or the kernel refused an egress change; the message says which and why."""
 
+    code = "egress-error"
+    title = "Egress rules not applied"
+
 
 class Nft:
     """`nft` in the current network namespace, never touching tables other than vpngw's."""

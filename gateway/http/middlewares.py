@@ -9,58 +9,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.agent.protocol import EventNotAllowed
 from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
-from gateway.regulator.registry import DuplicateKeyId
-from provisioning.errors import (
-    ConcurrentChange,
-    DomainError,
-    DuplicatePublicKey,
-    DuplicateTenant,
-    GatewayPublicKey,
-    GatewayUnavailable,
-    IllegalTransition,
-    InvalidInput,
-    LinkUnavailable,
-    NotFound,
-    PeerNotActive,
-    PoolExhausted,
-    PoolOverlap,
-    QuotaExceeded,
-    TenantNotVerified,
-    TenantSuspended,
-    UnknownPeer,
-)
+from provisioning.errors import DomainError
 
 log = structlog.get_logger("vpngw.http")
-
-_DOMAIN_STATUS: dict[type[DomainError], int] = {
-    InvalidInput: 400,
-    NotFound: 404,
-    IllegalTransition: 409,
-    DuplicateTenant: 409,
-    DuplicatePublicKey: 409,
-    GatewayPublicKey: 409,
-    TenantSuspended: 403,
-    TenantNotVerified: 403,
-    QuotaExceeded: 409,
-    PoolExhausted: 507,
-    PeerNotActive: 409,
-    LinkUnavailable: 410,
-    DuplicateKeyId: 409,
-    GatewayUnavailable: 409,
-    PoolOverlap: 409,
-    UnknownPeer: 422,
-    EventNotAllowed: 403,
-    ConcurrentChange: 409,
-}
-
-
-def problem_from_domain(error: DomainError) -> Problem:
-    status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(error, cls)), 400)
-    return Problem(status, error.code, error.title, error.detail, **error.extra)
-
 
 async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
     """On every response (an on_response_prepare hook, so error pages too)."""
@@ -107,10 +60,10 @@ async def _render_errors(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except Problem as problem:
-        return problem_response(problem, request_id=request_id)
     except DomainError as error:
-        return problem_response(problem_from_domain(error), request_id=request_id)
+        if error.status >= 500:
+            log.warning("request failed", problem=error.code, detail=error.detail)
+        return problem_response(error, request_id=request_id)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[appkeys.SETTINGS].server.max_body_bytes
         return problem_response(

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: one exception type carries status, stable type and detail."""
+"""RFC 9457 problem details: how any DomainError (status, type, title, detail) goes on the wire."""
 
 from __future__ import annotations
 
@@ -7,44 +7,42 @@ from typing import Any
 
 from aiohttp import web
 
+from provisioning.errors import DomainError
+
 PROBLEM_TYPE_BASE = "urn:vpngw:problem:"
 CONTENT_TYPE = "application/problem+json"
 
 
-class Problem(Exception):
-    """Raise anywhere in a handler; the error middleware renders it."""
+class Problem(DomainError):
+    """A one-off refusal raised in a handler; a recurring one deserves its own DomainError class."""
 
     def __init__(self, status: int, code: str, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
+        super().__init__(detail, **extra)
         self.status = status
         self.code = code
         self.title = title
-        self.detail = detail
-        self.extra = extra
-        self.headers: dict[str, str] = {}
-
-    def body(self, instance: str | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "type": PROBLEM_TYPE_BASE + self.code,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if instance:
-            doc["instance"] = instance
-        doc.update(self.extra)
-        return doc
 
 
-def problem_response(problem: Problem, *, request_id: str | None = None) -> web.Response:
-    doc = problem.body()
+def problem_body(error: DomainError) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+    doc.update(error.extra)
+    return doc
+
+
+def problem_response(error: DomainError, *, request_id: str | None = None) -> web.Response:
+    doc = problem_body(error)
     if request_id:
         doc["request_id"] = request_id
     return web.Response(
-        status=problem.status,
+        status=error.status,
         body=json.dumps(doc).encode(),
         content_type=CONTENT_TYPE,
-        headers=problem.headers,
+        headers=error.headers,
     )
 
 

@@ -14,6 +14,7 @@ from gateway.regulator.structured import (
     parse_dictionary,
     serialize_dictionary,
 )
+from provisioning.errors import DomainError
 
 __all__ = [
     "DigestError",
@@ -23,8 +24,8 @@ __all__ = [
 ]
 
 
-class SignatureError(Exception):
-    """Base of every signature refusal (map it to HTTP 401).
+class SignatureError(DomainError):
+    """Base of every signature refusal: HTTP 401 `signature-<check>`.
 
     ``check`` is a short machine name of the failed check; ``str(error)`` starts with it
     and then says what was wrong and what the sender must fix.  It lives in this module
@@ -32,10 +33,18 @@ class SignatureError(Exception):
     """
 
     check: ClassVar[str] = "signature"
+    status = 401
+    code = "signature-signature"
+    title = "Request signature refused"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = f"signature-{cls.check}"
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"{self.check}: {message}")
+        super().__init__(f"{self.check}: {message}", check=self.check)
         self.reason = message
+        self.headers["WWW-Authenticate"] = 'Signature realm="vpngw-regulator", label="reg"'
 
 
 class DigestError(SignatureError):

@@ -23,6 +23,7 @@ from provisioning.validation import IdFormat
 
 
 class DuplicateKeyId(DomainError):
+    status = 409
     code = "duplicate-keyid"
     title = "Key id already registered"
 

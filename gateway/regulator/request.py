@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from provisioning import ids, validation
-from provisioning.errors import InvalidInput
+from provisioning.errors import DomainError, InvalidInput
 
 _TOP = {"request_id", "authorisation", "query", "max_hits"}
 _REQUEST_ID = {"country", "authority", "number"}
@@ -25,13 +25,16 @@ QUERY_FIELDS = {
 KINDS = tuple(QUERY_FIELDS)
 
 
-class ScopeError(Exception):
+class ScopeError(DomainError):
     """The query asks for more than its authorisation allows."""
 
+    status = 403
+    code = "out-of-scope"
+    title = "Query outside its authorisation"
+
     def __init__(self, field: str, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(detail, field=field)
         self.field = field
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.audit.canonical import canonical_json, format_time
+from provisioning.errors import InvalidInput
 
 FORMAT = "vpngw-transparency-report/1"
 ANSWERED, REFUSED = "regulator.query", "regulator.refused"
@@ -25,8 +26,11 @@ BUCKETS = ((0, "0"), (1, "1"), (10, "2-10"), (100, "11-100"), (1000, "101-1000")
 _PERIOD = re.compile(r"\A([0-9]{4})-Q([1-4])\Z")
 
 
-class PeriodError(ValueError):
+class PeriodError(InvalidInput, ValueError):
     """Not a calendar quarter like 2026-Q3."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("period", detail)
 
 
 @dataclass(frozen=True, order=True)

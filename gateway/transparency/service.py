@@ -19,15 +19,33 @@ from gateway.transparency.report import (
     report,
     tally,
 )
+from provisioning.errors import DomainError
+from provisioning.validation import rfc3339
 
 
-class NotPublished(Exception):
+class NotPublished(DomainError):
     """The quarter has not ended, or its embargo has not passed."""
 
-    def __init__(self, period: Period, published_from: datetime) -> None:
-        super().__init__(f"{period} is published from {published_from.isoformat()}")
+    status = 404
+    code = "report-not-published"
+    title = "Report not published yet"
+
+    def __init__(self, period: Period, published_from: datetime, embargo: timedelta) -> None:
+        super().__init__(
+            f"the report for {period} is published from {rfc3339(published_from)} "
+            f"(the end of the quarter plus {embargo.days} days)",
+            field="period",
+        )
         self.period = period
         self.published_from = published_from
+
+
+class ReportNotReady(DomainError):
+    """No checkpoint covers the quarter yet: the sequencer has not signed past it."""
+
+    status = 503
+    code = "report-not-ready"
+    title = "Report not ready"
 
 
 async def quarter_events(conn: AsyncConnection, period: Period) -> list[dict[str, Any] | None]:
@@ -58,7 +76,9 @@ async def _log_range(conn: AsyncConnection, period: Period) -> LogRange:
         query = query.where(checkpoints.c.size > last)
     row = (await conn.execute(query.limit(1))).first()
     if row is None:  # the sequencer has not signed past the quarter yet
-        raise LookupError("no checkpoint covers the quarter yet")
+        raise ReportNotReady(
+            "the log has no checkpoint covering the quarter yet; retry shortly"
+        )
     return LogRange(
         first_index=None if first is None else int(first),
         last_index=None if last is None else int(last),
@@ -78,7 +98,7 @@ async def build_report(
     """(report document, signed note) for a published quarter; raises NotPublished."""
     published_from = period.published_from(embargo)
     if now < published_from:
-        raise NotPublished(period, published_from)
+        raise NotPublished(period, published_from, embargo)
     counts = tally(await quarter_events(conn, period))
     document = report(period, origin=signer.name, counts=counts,
                       log=await _log_range(conn, period), published_at=published_from)

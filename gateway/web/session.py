@@ -14,12 +14,9 @@ import structlog
 from aiohttp import web
 
 from gateway.http import appkeys
-from gateway.http.middlewares import problem_from_domain
 from gateway.http.problems import Problem
 from gateway.web import appkeys as web_keys
 from gateway.web.render import secure_headers
-from provisioning.accounts.errors import STATUS as ACCOUNT_STATUS
-from provisioning.accounts.errors import SigninThrottled
 from provisioning.accounts.sessions import SignedInUser
 from provisioning.accounts.users import UserRole
 from provisioning.errors import DomainError
@@ -142,13 +139,6 @@ def redirect(location: str) -> web.Response:
     return response
 
 
-def _status(error: DomainError) -> int:
-    for cls, status in ACCOUNT_STATUS.items():
-        if isinstance(error, cls):
-            return status
-    return problem_from_domain(error).status
-
-
 def page(handler: PageHandler) -> PageHandler:
     """Renders failures as an HTML page with the right status, and sets security headers."""
 
@@ -158,13 +148,8 @@ def page(handler: PageHandler) -> PageHandler:
             response = await handler(request)
         except SignInRequired:
             return redirect("/signin?next=" + quote(request.path_qs, safe="/"))
-        except Problem as problem:
-            return error_page(request, problem.status, problem.title, problem.detail)
         except DomainError as error:
-            headers = {}
-            if isinstance(error, SigninThrottled):
-                headers["Retry-After"] = str(error.retry_after)
-            return error_page(request, _status(error), error.title, error.detail, headers)
+            return error_page(request, error.status, error.title, error.detail, error.headers)
         return secure_headers(response, cache=request.path.startswith("/static/"))
 
     return wrapped

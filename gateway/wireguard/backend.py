@@ -10,20 +10,32 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from gateway.wireguard.keys import check_key, preshared_key_digest
+from provisioning.errors import DomainError
 
 MAX_IFNAME_LEN = 15
 
 
-class BackendError(Exception):
+class BackendError(DomainError):
     """A WireGuard backend could not do what was asked."""
+
+    status = 500
+    code = "backend-error"
+    title = "WireGuard backend failed"
 
 
 class BackendUnavailable(BackendError):
     """The interface, its control socket or the daemon behind it is gone."""
 
+    status = 503  # the daemon or interface may be back on a retry
+    code = "backend-unavailable"
+    title = "WireGuard interface unavailable"
+
 
 class PeerRejected(BackendError):
     """The backend refused a peer configuration (bad key, address, value)."""
+
+    code = "peer-rejected"
+    title = "Peer configuration refused by the interface"
 
 
 class Endpoint(NamedTuple):

@@ -28,9 +28,17 @@ GET_REQUEST = "get=1\n\n"
 class UapiProtocolError(BackendError):
     """The daemon's answer does not follow the UAPI grammar."""
 
+    status = 502
+    code = "uapi-protocol"
+    title = "WireGuard daemon answer malformed"
+
 
 class UapiError(BackendError):
     """The daemon answered with a nonzero errno."""
+
+    status = 503  # most errnos (busy, no memory, interface going away) pass
+    code = "uapi-errno"
+    title = "WireGuard daemon refused the change"
 
     def __init__(self, errno: int) -> None:
         # wireguard-go reports negative errnos (-22); the spec says positive. Accept both.
