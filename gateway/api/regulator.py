@@ -23,7 +23,7 @@ from gateway.http.routes import Reply, Route, json_reply, ref
 from gateway.keyfiles import GatewayKeys
 from gateway.regulator import httpsig, registry
 from gateway.regulator.queries import find_entries
-from gateway.regulator.request import ScopeError, check_scope, parse_request
+from gateway.regulator.request import check_scope, parse_request
 from provisioning import validation
 from provisioning.errors import DomainError
 from provisioning.events import Event
@@ -44,56 +44,45 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _unauthorised(error: httpsig.SignatureError) -> Problem:
-    problem = Problem(
-        401, f"signature-{error.check}", "Request signature refused", str(error), check=error.check
-    )
-    problem.headers["WWW-Authenticate"] = 'Signature realm="vpngw-regulator", label="reg"'
-    return problem
-
-
 async def _verify_signature(request: web.Request, body: bytes) -> httpsig.VerifiedRequest:
     settings = request.app[appkeys.SETTINGS]
     db = request.app[appkeys.DATABASE]
     now = request.app[appkeys.CLOCK].now()
-    try:
-        keyid = httpsig.read_keyid(request.headers)
-        async with db.read() as conn:
-            key = await registry.active_key(conn, keyid)
-        verified = httpsig.verify_request(
-            headers=request.headers,
-            method=request.method,
-            authority=request.host,
-            path=request.rel_url.raw_path,
-            query=request.rel_url.raw_query_string,
-            body=body,
-            now=now.timestamp(),
-            resolve_key=lambda k: key.ed25519() if key is not None and k == key.keyid else None,
-            scheme=request.scheme,
-            max_skew=settings.regulator.clock_skew_seconds,
-            max_validity=settings.regulator.max_signature_lifetime_seconds,
+    keyid = httpsig.read_keyid(request.headers)
+    async with db.read() as conn:
+        key = await registry.active_key(conn, keyid)
+    verified = httpsig.verify_request(
+        headers=request.headers,
+        method=request.method,
+        authority=request.host,
+        path=request.rel_url.raw_path,
+        query=request.rel_url.raw_query_string,
+        body=body,
+        now=now.timestamp(),
+        resolve_key=lambda k: key.ed25519() if key is not None and k == key.keyid else None,
+        scheme=request.scheme,
+        max_skew=settings.regulator.clock_skew_seconds,
+        max_validity=settings.regulator.max_signature_lifetime_seconds,
+    )
+    async with db.write() as conn:
+        # Nonces only matter until their signature expires (an expired signature is
+        # refused anyway); without this purge the table would grow forever.  The skew
+        # margin covers replicas whose clocks differ slightly.
+        await registry.forget_expired_nonces(
+            conn, now=now - timedelta(seconds=settings.regulator.clock_skew_seconds)
         )
-        async with db.write() as conn:
-            # Nonces only matter until their signature expires (an expired signature is
-            # refused anyway); without this purge the table would grow forever.  The skew
-            # margin covers replicas whose clocks differ slightly.
-            await registry.forget_expired_nonces(
-                conn, now=now - timedelta(seconds=settings.regulator.clock_skew_seconds)
-            )
-            fresh = await registry.remember_nonce(
-                conn,
-                keyid=verified.keyid,
-                nonce=verified.nonce,
-                expires_at=datetime.fromtimestamp(verified.expires, UTC),
-                is_postgres=not db.is_sqlite,
-            )
-        if not fresh:
-            raise httpsig.NonceError(
-                f"nonce {verified.nonce!r} was already used with key {verified.keyid!r}; "
-                "sign every request with a fresh random nonce"
-            )
-    except httpsig.SignatureError as error:
-        raise _unauthorised(error) from error
+        fresh = await registry.remember_nonce(
+            conn,
+            keyid=verified.keyid,
+            nonce=verified.nonce,
+            expires_at=datetime.fromtimestamp(verified.expires, UTC),
+            is_postgres=not db.is_sqlite,
+        )
+    if not fresh:
+        raise httpsig.NonceError(
+            f"nonce {verified.nonce!r} was already used with key {verified.keyid!r}; "
+            "sign every request with a fresh random nonce"
+        )
     structlog.contextvars.bind_contextvars(regulator_keyid=verified.keyid)
     return verified
 
@@ -110,9 +99,8 @@ async def query(request: web.Request) -> web.Response:
     body = await request.read()
     try:
         return await _answer(request, body)
-    except (Problem, DomainError) as refusal:
-        status = refusal.status if isinstance(refusal, Problem) else 400
-        if status < 500:  # a refusal, not a failure of ours
+    except DomainError as refusal:
+        if refusal.status < 500:  # a refusal, not a failure of ours
             await request.app[appkeys.REFUSALS].refused(
                 keyid=_claimed_keyid(request), reason=refusal.code, body=body
             )
@@ -136,12 +124,7 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
         max_hits_limit=settings.regulator.max_hits_limit,
     )
     clock = request.app[appkeys.CLOCK]
-    try:
-        check_scope(req, now=clock.now())
-    except ScopeError as error:
-        raise Problem(
-            403, "out-of-scope", "Query outside its authorisation", error.detail, field=error.field
-        ) from error
+    check_scope(req, now=clock.now())
 
     db = request.app[appkeys.DATABASE]
     # Everything committed before the query is in the log (and its index) before the
