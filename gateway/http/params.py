@@ -84,6 +84,10 @@ class Param(Generic[T]):
         except InvalidInput as error:
             raise bad_request(f"query parameter {error.detail}", field=self.name) from error
 
+    def from_path(self, request: web.Request) -> T:
+        """This path parameter parsed where no Route declares it (the HTML pages)."""
+        return self._from_path(request.match_info[self.name])
+
     def _from_path(self, text: str) -> T:
         try:
             return self.parse(text)

@@ -12,6 +12,7 @@ from gateway.http import appkeys
 from gateway.http.auth import forget_cached_tokens
 from gateway.regulator import registry
 from gateway.web import appkeys as web_keys
+from gateway.web import paths
 from gateway.web.queries import audit_entries
 from gateway.web.session import (
     field_error,
@@ -118,15 +119,15 @@ async def _tenant_page(
 @page
 async def tenant_detail(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
-    return await _tenant_page(request, who, request.match_info["tenant_id"])
+    return await _tenant_page(request, who, paths.TENANT_ID.from_path(request))
 
 
 @page
 async def tenant_action(request: web.Request) -> web.StreamResponse:
     """verify (evidence reference), suspend, reinstate, terminate (a reason each)."""
     who = await require_user(request, UserRole.OPS)
+    tenant_id = paths.TENANT_ID.from_path(request)
     fields = await form(request, who)
-    tenant_id = request.match_info["tenant_id"]
     action = request.match_info["action"]
     commands = request.app[appkeys.COMMANDS]
     actor = _actor(who)
@@ -161,8 +162,8 @@ async def tenant_action(request: web.Request) -> web.StreamResponse:
 @page
 async def tenant_token(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
+    tenant_id = paths.TENANT_ID.from_path(request)
     fields = await form(request, who)
-    tenant_id = request.match_info["tenant_id"]
     try:
         label = validation.text("label", fields.get("label", "").strip() or "tenant api")
         issued = await request.app[appkeys.COMMANDS].issue_tenant_token(
@@ -178,7 +179,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
     fields = await form(request, who)
     info = await request.app[appkeys.COMMANDS].revoke_token(
-        request.match_info["token_id"], actor=_actor(who)
+        paths.TOKEN_ID.from_path(request), actor=_actor(who)
     )
     forget_cached_tokens(request.app[appkeys.DATABASE])
     back = fields.get("back", "")
@@ -192,8 +193,8 @@ def _invitation_url(request: web.Request, token: str) -> str:
 @page
 async def tenant_invite(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
+    tenant_id = paths.TENANT_ID.from_path(request)
     fields = await form(request, who)
-    tenant_id = request.match_info["tenant_id"]
     try:
         invitation = await request.app[web_keys.ACCOUNTS].invite(
             email=fields.get("email", "").strip(), role=UserRole.TENANT, tenant_id=tenant_id,
@@ -250,10 +251,10 @@ async def invite_user(request: web.Request) -> web.StreamResponse:
 @page
 async def disable_user(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
+    user_id = paths.USER_ID.from_path(request)
     await form(request, who)
     try:
-        await request.app[web_keys.ACCOUNTS].disable(request.match_info["user_id"],
-                                                     actor=_actor(who))
+        await request.app[web_keys.ACCOUNTS].disable(user_id, actor=_actor(who))
     except DomainError as error:
         return await _users_page(request, who, status=409, **field_error(error))
     return redirect("/console/users")
@@ -299,7 +300,7 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
     await form(request, who)
     await request.app[appkeys.COMMANDS].revoke_regulator_key(
-        request.match_info["keyid"], actor=_actor(who)
+        paths.KEY_ID.from_path(request), actor=_actor(who)
     )
     return redirect("/console/regulator-keys")
 
@@ -343,10 +344,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
 async def audit_entry(request: web.Request) -> web.StreamResponse:
     """One entry with its inclusion proof against the latest checkpoint, checked here."""
     who = await require_user(request, UserRole.OPS)
-    index_text = request.match_info["index"]
-    if not index_text.isdigit() or len(index_text) > 18:
-        raise InvalidInput("index", "must be a log index (a whole number)")
-    index = int(index_text)
+    index = paths.LOG_INDEX.from_path(request)
     log = request.app[appkeys.AUDIT_LOG]
     entries = await log.entries([index])
     if not entries:

@@ -11,6 +11,7 @@ from gateway.api.tenant import client_config, config_response, gateway_addresses
 from gateway.http import appkeys
 from gateway.http.auth import forget_cached_tokens
 from gateway.web import appkeys as web_keys
+from gateway.web import paths
 from gateway.web.queries import peer_statuses
 from gateway.web.render import qr_svg
 from gateway.web.session import (
@@ -133,20 +134,20 @@ async def add_device(request: web.Request) -> web.StreamResponse:
 @page
 async def device(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
-    return await _device_page(request, who, request.match_info["peer_id"])
+    return await _device_page(request, who, paths.PEER_ID.from_path(request))
 
 
 @page
 async def device_config(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
-    return await config_response(request, _tenant_id(who), request.match_info["peer_id"], "conf")
+    return await config_response(request, _tenant_id(who), paths.PEER_ID.from_path(request), "conf")
 
 
 @page
 async def rotate_device(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
     fields = await form(request, who)
-    peer_id = request.match_info["peer_id"]
+    peer_id = paths.PEER_ID.from_path(request)
     public_key = None
     try:
         if fields.get("key_source") == "browser":
@@ -167,7 +168,7 @@ async def rotate_device(request: web.Request) -> web.StreamResponse:
 async def revoke_device(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
     await form(request, who)
-    peer_id = request.match_info["peer_id"]
+    peer_id = paths.PEER_ID.from_path(request)
     await request.app[appkeys.COMMANDS].revoke_peer(principal_for(who), peer_id)
     return redirect("/portal")
 
@@ -176,7 +177,7 @@ async def revoke_device(request: web.Request) -> web.StreamResponse:
 async def device_link(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
     await form(request, who)
-    peer_id = request.match_info["peer_id"]
+    peer_id = paths.PEER_ID.from_path(request)
     settings = request.app[appkeys.SETTINGS]
     link = await request.app[appkeys.COMMANDS].create_link(
         principal_for(who), peer_id, timedelta(seconds=settings.tenants.link_ttl_seconds)
@@ -224,7 +225,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.TENANT)
     await form(request, who)
     await request.app[appkeys.COMMANDS].revoke_token(
-        request.match_info["token_id"], actor=principal_for(who).actor, tenant_id=_tenant_id(who)
+        paths.TOKEN_ID.from_path(request), actor=principal_for(who).actor, tenant_id=_tenant_id(who)
     )
     forget_cached_tokens(request.app[appkeys.DATABASE])
     return redirect("/portal/tokens")
