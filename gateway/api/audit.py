@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
-from gateway.audit.schema import log_entries
+from gateway.audit.queries import EVENT_TYPE, EntryRow, list_entries
 from gateway.http import appkeys
 from gateway.http.auth import require
 from gateway.http.params import Identifier, Time, WholeNumber
@@ -18,22 +16,19 @@ from provisioning import ids, validation
 from provisioning.tokens import Role
 
 
-def _entry_view(row: Any) -> dict[str, Any]:
+def _entry_view(row: EntryRow) -> dict[str, Any]:
     return {
-        "index": int(row.idx),
+        "index": row.index,
         "type": row.type,
         "ts": validation.rfc3339(row.ts),
         "tenant_id": row.tenant_id,
         "peer_id": row.peer_id,
-        "leaf_hash": base64.b64encode(bytes(row.leaf_hash)).decode(),
+        "leaf_hash": base64.b64encode(row.leaf_hash).decode(),
         "redacted": row.leaf is None,
-        "event": None if row.leaf is None else json.loads(bytes(row.leaf)),
+        "event": row.event,
     }
 
 
-EVENT_TYPE = validation.IdFormat(
-    "event type", "^[a-z][a-z_]*(?:[.][a-z][a-z_]*)+$", 40, "peer.provisioned"
-)
 TYPE = Identifier("type", EVENT_TYPE, description="Only entries of this event type")
 TENANT = Identifier("tenant", ids.UUID, description="Only entries about this tenant")
 SINCE = Time("since", description="Only entries at or after this time")
@@ -52,20 +47,16 @@ AFTER = WholeNumber(
 async def list_audit(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
     limit = LIMIT.value(request)
-    after = AFTER.optional(request)
-    query = select(log_entries).order_by(log_entries.c.idx).limit(limit)
-    if after is not None:
-        query = query.where(log_entries.c.idx > after)
-    if (event_type := TYPE.optional(request)) is not None:
-        query = query.where(log_entries.c.type == event_type)
-    if (tenant_id := TENANT.optional(request)) is not None:
-        query = query.where(log_entries.c.tenant_id == tenant_id)
-    if (since := SINCE.optional(request)) is not None:
-        query = query.where(log_entries.c.ts >= since)
-    if (until := UNTIL.optional(request)) is not None:
-        query = query.where(log_entries.c.ts < until)
     async with request.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(query)).all()
+        rows = await list_entries(
+            conn,
+            limit=limit,
+            after=AFTER.optional(request),
+            event_type=TYPE.optional(request),
+            tenant_id=TENANT.optional(request),
+            since=SINCE.optional(request),
+            until=UNTIL.optional(request),
+        )
     items = [_entry_view(r) for r in rows]
     return web.json_response(
         {"items": items, "next": items[-1]["index"] if len(items) == limit else None}

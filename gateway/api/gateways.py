@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
 
 from gateway.api.agent import GATEWAY_ID
 from gateway.api.schemas import INTEGER as INT
 from gateway.api.schemas import STRING as STR
 from gateway.api.views import page, token_view
+from gateway.dataplane.status import count_connected
 from gateway.egress.requested import parse_egress
 from gateway.egress.store import logged_maps
 from gateway.http import appkeys
@@ -21,7 +21,6 @@ from gateway.http.routes import NO_STORE, Route, json_reply, location, obj
 from provisioning import gateways, ids, tokens, validation
 from provisioning.errors import InvalidInput
 from provisioning.gateways import Gateway, NewGateway
-from provisioning.schema import peer_status, peers
 from provisioning.tokens import Role
 
 EGRESS_SCHEMA = obj(
@@ -106,18 +105,14 @@ async def get_gateway(request: web.Request) -> web.Response:
     async with request.app[appkeys.DATABASE].read() as conn:
         gateway = await gateways.get_gateway(conn, gateway_id)
         active = await gateways.count_active_peers(conn, gateway_id)
-        live = await conn.scalar(
-            select(func.count())
-            .select_from(peer_status.join(peers, peers.c.id == peer_status.c.peer_id))
-            .where(peers.c.gateway_id == gateway_id, peer_status.c.connected == 1)
-        )
+        live = await count_connected(conn, gateway_id)
         egress = (await logged_maps(conn, [gateway_id])).get(gateway_id)
         agent_tokens = await tokens.list_tokens(conn, gateway_id=gateway_id)
     return web.json_response(
         {
             **gateway_view(gateway, default_id=_default(request)),
             "active_peers": active,
-            "live_sessions": int(live or 0),
+            "live_sessions": live,
             "egress_capacity": None
             if egress is None
             else {"blocks": egress.capacity, "free": egress.capacity - active},

@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.api import schemas
 from gateway.api.sealed_page import render_text, sealed_config_page
 from gateway.api.views import page, peer_view
 from gateway.commands import RenderConfig
+from gateway.dataplane.status import peer_connection
 from gateway.egress.mapping import EgressMap
 from gateway.egress.store import logged_maps
 from gateway.http import appkeys
@@ -27,7 +27,6 @@ from provisioning.clientconfig import CONFIG_FORMATS, ClientConfig, render, rend
 from provisioning.errors import GatewayUnavailable
 from provisioning.links import LINK_TOKEN_FORMAT, ConfigLink
 from provisioning.peers import NewPeer, Peer
-from provisioning.schema import peer_status
 from provisioning.tokens import Role
 
 PEER_FIELDS = frozenset(schemas.NEW_PEER["properties"])
@@ -51,26 +50,7 @@ GatewayAddresses = dict[str, tuple[str, str | None]]
 
 async def _connection(request: web.Request, peer_id: str) -> dict[str, Any]:
     async with request.app[appkeys.DATABASE].read() as conn:
-        row = (
-            await conn.execute(select(peer_status).where(peer_status.c.peer_id == peer_id))
-        ).first()
-    if row is None:
-        return {
-            "connected": False,
-            "latest_handshake": None,
-            "endpoint": None,
-            "rx_bytes": 0,
-            "tx_bytes": 0,
-        }
-    return {
-        "connected": bool(row.connected),
-        "latest_handshake": validation.rfc3339(row.latest_handshake)
-        if row.latest_handshake
-        else None,
-        "endpoint": row.endpoint,
-        "rx_bytes": row.rx_bytes,
-        "tx_bytes": row.tx_bytes,
-    }
+        return await peer_connection(conn, peer_id)
 
 
 def _wants_link(body: dict[str, Any]) -> bool:

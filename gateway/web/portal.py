@@ -8,11 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.tenant import client_config, config_response, gateway_addresses
+from gateway.dataplane.status import peer_statuses
 from gateway.http import appkeys
 from gateway.http.auth import forget_cached_tokens
 from gateway.web import appkeys as web_keys
 from gateway.web import paths
-from gateway.web.queries import peer_statuses
 from gateway.web.render import qr_svg
 from gateway.web.session import (
     field_error,

@@ -69,3 +69,18 @@ async def test_portal_refuses_malformed_ids(web: Client) -> None:  # noqa: F811
 async def test_a_signed_out_visitor_is_sent_to_sign_in_first(web: Client) -> None:  # noqa: F811
     resp = await web.get("/portal/devices/%00", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/signin")
+
+
+async def test_console_audit_filters_refuse_bad_text(web: Client, clock: FakeClock) -> None:  # noqa: F811
+    await _ops(web, clock)
+    # %C2%B2 is a superscript two: str.isdigit() says yes, int() refuses it.
+    refused = (
+        ("type=%00", "type"), ("type=peer.%00", "type"), ("type=" + "a." * 40, "type"),
+        ("tenant=%00", "tenant"), ("before=%C2%B2", "before"), ("before=%00", "before"),
+        ("before=" + "9" * 5000, "before"),
+    )
+    for query, field in refused:
+        resp = await web.get(f"/console/audit?{query}")
+        assert resp.status == 400, (query, await resp.text())
+        assert field in await resp.text()
+    assert (await web.get("/console/audit?type=&tenant=&before=")).status == 200
