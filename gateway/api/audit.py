@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
+from gateway.audit import storage
 from gateway.audit.schema import log_entries
 from gateway.http import appkeys
 from gateway.http.auth import require
@@ -18,7 +18,7 @@ from provisioning import ids, validation
 from provisioning.tokens import Role
 
 
-def _entry_view(row: Any) -> dict[str, Any]:
+def _entry_view(row: Any, event: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "index": int(row.idx),
         "type": row.type,
@@ -26,8 +26,8 @@ def _entry_view(row: Any) -> dict[str, Any]:
         "tenant_id": row.tenant_id,
         "peer_id": row.peer_id,
         "leaf_hash": base64.b64encode(bytes(row.leaf_hash)).decode(),
-        "redacted": row.leaf is None,
-        "event": None if row.leaf is None else json.loads(bytes(row.leaf)),
+        "redacted": event is None,
+        "event": event,
     }
 
 
@@ -66,7 +66,8 @@ async def list_audit(request: web.Request) -> web.Response:
         query = query.where(log_entries.c.ts < until)
     async with request.app[appkeys.DATABASE].read() as conn:
         rows = (await conn.execute(query)).all()
-    items = [_entry_view(r) for r in rows]
+        opener = storage.Opener.of(conn)
+    items = [_entry_view(r, opener.event(r.leaf, r.leaf_hash)) for r in rows]
     return web.json_response(
         {"items": items, "next": items[-1]["index"] if len(items) == limit else None}
     )

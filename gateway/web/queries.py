@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.schema import log_entries
 from provisioning.schema import peer_status, peers
 from provisioning.validation import rfc3339
@@ -74,8 +74,9 @@ async def audit_entries(
     if tenant_id:
         query = query.where(log_entries.c.tenant_id == tenant_id)
     rows = (await conn.execute(query)).all()
+    opener = storage.Opener.of(conn)
     return [
         AuditRow(int(r.idx), r.type, r.ts, r.tenant_id, r.peer_id, bytes(r.leaf_hash),
-                 None if r.leaf is None else json.loads(bytes(r.leaf)))
+                 opener.event(r.leaf, r.leaf_hash))
         for r in rows
     ]
