@@ -141,7 +141,9 @@ class Opener:
             return None
         stored = bytes(stored)
         if not is_sealed(stored):
-            return stored
+            if stored[:1] == b"{":  # plaintext, from before payloads were sealed
+                return stored
+            raise SealedPayloadError("stored payload is neither sealed nor a canonical leaf")
         if self.keys is None:
             return None
         aead = self.keys.for_opening(sealed_day(stored))
@@ -151,7 +153,13 @@ class Opener:
 
     def event(self, stored: bytes | None, stored_hash: bytes) -> dict[str, Any] | None:
         leaf = self.leaf(stored, stored_hash)
-        return None if leaf is None else dict(json.loads(leaf))
+        if leaf is None:
+            return None
+        try:
+            return dict(json.loads(leaf))
+        except ValueError:
+            log.error("stored payload is not JSON; run `vpngw audit verify`")
+            return None
 
 
 async def outbox_batch(conn: AsyncConnection, batch: int) -> list[tuple[int, bytes, bytes, bytes]]:
@@ -165,7 +173,7 @@ async def outbox_batch(conn: AsyncConnection, batch: int) -> list[tuple[int, byt
         if not is_sealed(stored):  # plaintext (no keys, or written before sealing existed)
             out.append((int(row_id), stored, stored, leaf_hash(stored)))
             continue
-        leaf = opener.strict(stored, stored_hash)
+        leaf = opener.strict(stored, stored_hash or b"")
         if leaf is None:
             raise SealedPayloadError(
                 f"outbox row {row_id} is sealed under the key of "
