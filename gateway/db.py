@@ -71,8 +71,11 @@ class Database:
 
     @classmethod
     def for_data_dir(cls, url: str, data_dir: Path, *, pool_size: int = 10) -> Database:
-        """The service's database: payloads sealed under the data dir's key file."""
-        return cls(url, pool_size=pool_size, payload_keys=PayloadKeys.in_data_dir(data_dir))
+        """The service's database: payloads sealed under the data dir's key file (refused,
+        like the keys beside it, if others can read it)."""
+        keys = PayloadKeys.in_data_dir(data_dir)
+        require_private(keys.path)
+        return cls(url, pool_size=pool_size, payload_keys=keys)
 
     @property
     def engine(self) -> AsyncEngine:

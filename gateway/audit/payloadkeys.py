@@ -29,7 +29,7 @@ import os
 import secrets
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -76,9 +76,21 @@ def sealed_day(stored: bytes) -> int:
 
 
 def seal(aead: AESGCM, day: int, leaf: bytes, leaf_hash: bytes) -> bytes:
+    return seal_many(aead, day, [leaf], [leaf_hash])[0]
+
+
+def seal_many(
+    aead: AESGCM, day: int, leaves: Sequence[bytes], leaf_hashes: Sequence[bytes]
+) -> list[bytes]:
+    """Each leaf sealed with its own random nonce (drawn in one call for the batch)."""
     header = _HEADER.pack(SEALED, day)
-    nonce = secrets.token_bytes(_NONCE)
-    return header + nonce + aead.encrypt(nonce, leaf, header + leaf_hash)
+    nonces = secrets.token_bytes(_NONCE * len(leaves))
+    encrypt = aead.encrypt
+    out = []
+    for i, (leaf, h) in enumerate(zip(leaves, leaf_hashes, strict=True)):
+        nonce = nonces[i * _NONCE:(i + 1) * _NONCE]
+        out.append(header + nonce + encrypt(nonce, leaf, header + h))
+    return out
 
 
 def unseal(aead: AESGCM, stored: bytes, leaf_hash: bytes) -> bytes:

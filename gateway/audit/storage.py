@@ -25,14 +25,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.payloadkeys import (
     PayloadKeys,
     SealedPayloadError,
     day_of,
+    day_start,
     is_sealed,
-    seal,
+    seal_many,
     sealed_day,
     unseal,
 )
@@ -112,8 +114,8 @@ def seal_leaves(
     if keys is None:
         return list(zip(leaves, hashes, strict=True))
     day = day_of(ts)
-    aead = keys.for_sealing(day)
-    return [(seal(aead, day, leaf, h), h) for leaf, h in zip(leaves, hashes, strict=True)]
+    sealed = seal_many(keys.for_sealing(day), day, leaves, hashes)
+    return list(zip(sealed, hashes, strict=True))
 
 
 class Opener:
@@ -166,20 +168,25 @@ async def outbox_batch(conn: AsyncConnection, batch: int) -> list[tuple[int, byt
     """Up to `batch` outbox rows in id order: (id, stored bytes, plain leaf, leaf hash)."""
     rows = await fetch(conn, "SELECT id, leaf, leaf_hash FROM outbox ORDER BY id LIMIT ?",
                        (batch,))
-    opener = Opener.of(conn)
+    keys = keys_of(conn)
+    aeads: dict[int, AESGCM | None] = {}  # a batch spans one day, rarely two
     out = []
     for row_id, stored, stored_hash in rows:
         stored = bytes(stored)
         if not is_sealed(stored):  # plaintext (no keys, or written before sealing existed)
             out.append((int(row_id), stored, stored, leaf_hash(stored)))
             continue
-        leaf = opener.strict(stored, stored_hash or b"")
-        if leaf is None:
+        day = sealed_day(stored)
+        if day not in aeads:
+            aeads[day] = None if keys is None else keys.for_opening(day)
+        aead = aeads[day]
+        if aead is None:
             raise SealedPayloadError(
-                f"outbox row {row_id} is sealed under the key of "
-                f"{sealed_day(stored)} days after 1970-01-01, which is missing from "
-                "payload-keys.json; restore the key file from its backup")
-        out.append((int(row_id), stored, leaf, bytes(stored_hash)))
+                f"outbox row {row_id} is sealed under the key of {day_start(day):%Y-%m-%d}, "
+                "which is missing from payload-keys.json; restore the key file from its backup")
+        # The leaf hash is authenticated with the payload: only a key holder made the pair.
+        out.append((int(row_id), stored, unseal(aead, stored, stored_hash or b""),
+                    bytes(stored_hash)))
     return out
 
 
@@ -224,12 +231,20 @@ class LogReader:
     def _opened(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
         if not any(r[1] is not None and is_sealed(r[1]) for r in rows):
             return rows
+        keys = self._opener.keys
+        aeads: dict[int, AESGCM | None] = {}
         out: list[Sequence[Any]] = []
         for idx, stored, stored_hash in rows:
-            try:
-                leaf = self._opener.strict(stored, stored_hash)
-            except SealedPayloadError:
-                leaf = bytes(stored)
+            leaf = stored
+            if stored is not None and is_sealed(stored):
+                day = sealed_day(stored)
+                if day not in aeads:
+                    aeads[day] = None if keys is None else keys.for_opening(day)
+                aead = aeads[day]
+                try:
+                    leaf = None if aead is None else unseal(aead, stored, stored_hash)
+                except SealedPayloadError:
+                    leaf = bytes(stored)
             out.append((idx, leaf, stored_hash))
         return out
 
