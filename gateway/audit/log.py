@@ -15,7 +15,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import merkle, storage
-from gateway.audit.canonical import parse_time
 from gateway.audit.merkle import MerkleFrontier, NodeRef
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
 from gateway.audit.schema import checkpoints, log_entries, log_head
@@ -55,31 +54,6 @@ class SequencedEntry:
 
 
 Indexer = Callable[[AsyncConnection, Sequence[SequencedEntry]], Awaitable[None]]
-
-
-class _Times:
-    """RFC 3339 leaf times to column values, parsed (and validated) once per distinct second."""
-
-    def __init__(self, sqlite: bool) -> None:
-        self.sqlite = sqlite
-        self.parsed: dict[str, datetime] = {}
-        self.stored: dict[str, Any] = {}
-
-    def parse(self, text: str) -> datetime:
-        when = self.parsed.get(text)
-        if when is None:
-            when = self.parsed[text] = parse_time(text)
-        return when
-
-    def column(self, text: str) -> Any:
-        value = self.stored.get(text)
-        if value is None:
-            when = self.parse(text)
-            # How UTCDateTime stores an aware UTC time: SQLite text without a zone
-            # (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else.
-            value = self.stored[text] = (when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite
-                                         else when)
-        return value
 
 
 # json.loads' C scanner: one value at an offset -> (value, end offset).
@@ -162,7 +136,7 @@ class AuditLog:
             for h in hashes:
                 for ref, node in append(h):
                     nodes.append((ref.level, ref.index, node))
-            times = _Times(sqlite=conn.dialect.name == "sqlite")
+            times = storage.TimeColumns(conn)
             # The payload goes in as the outbox held it: sealed, never re-encrypted.
             await storage.executemany(
                 conn, "INSERT INTO log_entries (idx, leaf, leaf_hash, type, tenant_id, peer_id, "

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ import structlog
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit.canonical import parse_time
 from gateway.audit.payloadkeys import (
     PayloadKeys,
     SealedPayloadError,
@@ -83,6 +85,32 @@ async def fetch(conn: AsyncConnection, sql: str, params: Sequence[Any] = ()) -> 
 
 async def executemany(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     await conn.exec_driver_sql(dialect_sql(conn, sql), rows)
+
+
+class TimeColumns:
+    """RFC 3339 leaf times to ``ts`` column values for the driver, parsed (and validated)
+    once per distinct second."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.parsed: dict[str, datetime] = {}
+        self.stored: dict[str, Any] = {}
+
+    def parse(self, text: str) -> datetime:
+        when = self.parsed.get(text)
+        if when is None:
+            when = self.parsed[text] = parse_time(text)
+        return when
+
+    def column(self, text: str) -> Any:
+        value = self.stored.get(text)
+        if value is None:
+            when = self.parse(text)
+            # How UTCDateTime stores an aware UTC time: SQLite text without a zone
+            # (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else.
+            value = self.stored[text] = (when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite
+                                         else when)
+        return value
 
 
 async def delete_outbox(conn: AsyncConnection, ids: list[int]) -> None:
@@ -191,6 +219,15 @@ async def outbox_batch(conn: AsyncConnection, batch: int) -> list[tuple[int, byt
 
 
 # --- reading the whole log (verify) -------------------------------------------------------
+
+
+@asynccontextmanager
+async def snapshot(db: Database) -> AsyncIterator[LogReader]:
+    """A LogReader over one consistent snapshot of the log (a live sequencer cannot shift it)."""
+    async with db.read() as conn:
+        if not db.is_sqlite:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        yield await LogReader.open(conn, postgres=not db.is_sqlite)
 
 
 class LogReader:

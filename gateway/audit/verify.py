@@ -51,7 +51,7 @@ from gateway.audit.note import (
     SignedCheckpoint,
     UnverifiedNoteError,
 )
-from gateway.audit.storage import LogReader
+from gateway.audit.storage import LogReader, snapshot
 from gateway.db import Database
 
 __all__ = ["CHUNK_SIZE", "Problem", "ProblemKind", "Progress", "VerifyReport", "verify_log"]
@@ -158,11 +158,7 @@ async def verify_log(
                 from None
         outside.append((body.size, body.root_hash))
     started = time.perf_counter()
-    async with db.read() as conn:
-        if not db.is_sqlite:
-            # One snapshot for the whole run, so a live sequencer cannot shift the ground.
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-        reader = await LogReader.open(conn, postgres=not db.is_sqlite)
+    async with snapshot(db) as reader:
         run = _Run(reader, verifier=verifier, origin=origin, progress=progress,
                    chunk_size=chunk_size, check_json=check_json, trusted=outside)
         problem = await run.execute()
