@@ -128,8 +128,10 @@ async def delete_outbox(conn: AsyncConnection, ids: list[int]) -> None:
 
 
 def keys_of(conn: AsyncConnection) -> PayloadKeys | None:
-    keys: PayloadKeys | None = conn.sync_connection.get_execution_options().get(KEYS_OPTION) \
-        if conn.sync_connection is not None else None
+    """The payload keys of the database the connection came from (None: plaintext)."""
+    if conn.sync_connection is None:
+        return None
+    keys: PayloadKeys | None = conn.sync_connection.get_execution_options().get(KEYS_OPTION)
     return keys
 
 
