@@ -1,10 +1,12 @@
 """Audit log benchmark: append throughput, proof latency at 1 M / 10 M leaves, verify throughput.
 
-1. Durable append: outbox rows (realistic canonical leaves) are moved into the Merkle log
-   by AuditLog.sequence(batch=B) on a SQLite file (WAL, synchronous=NORMAL as the service
-   runs it: a commit survives a process crash). Beside it, measured in the same run on
-   the same rows: SHA-256 of the leaves alone, and a bare sqlite3 executemany of the same
-   log_entries rows in batches of B (the raw limits).
+1. Durable append: outbox rows (realistic canonical leaves, sealed as the service seals
+   them when it commits an event: hashed and AES-256-GCM-encrypted under the day's payload
+   key) are moved into the Merkle log by AuditLog.sequence(batch=B) on a SQLite file (WAL,
+   synchronous=NORMAL as the service runs it: a commit survives a process crash), which
+   opens each payload. Beside it, measured in the same run on the same rows: the sealing
+   alone (done at commit, before the outbox), SHA-256 of the leaves alone, and a bare
+   sqlite3 executemany of the same log_entries rows in batches of B (the raw limits).
 2. Proofs: a log of N leaves is bulk-built with sqlite3 and MerkleFrontier (every
    completed node stored, one signed checkpoint every 10,000 leaves), then
    AuditLog.inclusion_proofs / consistency_proof are timed for random indexes and sizes
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ from gateway.audit import merkle
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleFrontier
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
+from gateway.audit.payloadkeys import PayloadKeys, day_of, seal
 from gateway.audit.verify import _levels, verify_log
 from gateway.clock import SystemClock
 from gateway.db import Database
@@ -109,6 +113,9 @@ async def bench_append(root: Path, count: int, batches: list[int],
     rows = []
     sha_rate = max(count / timed(lambda: [hashlib.sha256(b"\x00" + leaf).digest()
                                           for leaf, *_ in sample]) for _ in range(repeat))
+    aead = PayloadKeys.in_data_dir(root).for_sealing(day_of(datetime.now(UTC)))
+    seal_rate = max(count / timed(lambda: [seal(aead, 0, leaf, merkle.leaf_hash(leaf))
+                                           for leaf, *_ in sample]) for _ in range(repeat))
     for batch in batches:
         rate = raw = 0.0
         for attempt in range(repeat):  # best of `repeat`: the machine may be shared
@@ -118,6 +125,7 @@ async def bench_append(root: Path, count: int, batches: list[int],
         moved = count
         rows.append({"batch": batch, "events": moved, "sequence events/s": rate,
                      "sqlite3 executemany rows/s": raw, "SHA-256 leaves/s": sha_rate,
+                     "seal at commit events/s": seal_rate,
                      "vs sqlite3": f"{rate / raw:.0%}", "vs SHA-256": f"{rate / sha_rate:.0%}",
                      "target 50k": "met" if rate >= 50_000 else "MISSED"})
     return rows
@@ -126,13 +134,17 @@ async def bench_append(root: Path, count: int, batches: list[int],
 async def _sequence_rate(path: Path, sample: list[tuple[bytes, str, str, str]],
                          batch: int) -> float:
     data, url = make_data_dir(path.parent, path.name)
-    db = Database(url, pool_size=2)
+    db = Database.for_data_dir(url, data, pool_size=2)
     await db.migrate()
     signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
     log = AuditLog(db=db, signer=signer, origin=ORIGIN, clock=SystemClock())
+    day = day_of(datetime(2026, 11, 30, tzinfo=UTC))
+    assert db.payload_keys is not None
+    aead = db.payload_keys.for_sealing(day)
     with sqlite3.connect(data / "vpngw.db") as conn:
-        conn.executemany("INSERT INTO outbox (leaf, created_at) VALUES (?, ?)",
-                         ((leaf, SQL_TS) for leaf, *_ in sample))
+        conn.executemany("INSERT INTO outbox (leaf, leaf_hash, created_at) VALUES (?, ?, ?)",
+                         ((seal(aead, day, leaf, h), h, SQL_TS) for leaf, h in
+                          ((leaf, merkle.leaf_hash(leaf)) for leaf, *_ in sample)))
     started = time.perf_counter()
     moved = 0
     while n := await log.sequence(batch=batch):
@@ -172,9 +184,14 @@ def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]], batc
 # --- 2. a big log, bulk-built ----------------------------------------------------------------
 
 
-def build_big_log(data: Path, size: int, *, every: int = 10_000) -> dict[str, float]:
-    """Write exactly what AuditLog.sequence would have for `size` leaves, in bulk."""
+def build_big_log(data: Path, size: int, *, every: int = 10_000,
+                  sealed: bool = False) -> dict[str, float]:
+    """Write exactly what AuditLog.sequence would have for `size` leaves, in bulk
+    (`sealed`: payloads sealed under the data dir's payload key, as the service stores them;
+    else plaintext, as in a log written before sealing existed)."""
     signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
+    day = day_of(datetime(2026, 11, 30, tzinfo=UTC))
+    aead = PayloadKeys.in_data_dir(data).for_sealing(day) if sealed else None
     conn = sqlite3.connect(data / "vpngw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
@@ -191,7 +208,8 @@ def build_big_log(data: Path, size: int, *, every: int = 10_000) -> dict[str, fl
         entries, nodes, ckpts = [], [], []
         for leaf, kind, tenant, peer in leaves(n, lo):
             h = hashlib.sha256(b"\x00" + leaf).digest()
-            entries.append((frontier.size, leaf, h, kind, tenant, peer, SQL_TS))
+            stored = leaf if aead is None else seal(aead, day, leaf, h)
+            entries.append((frontier.size, stored, h, kind, tenant, peer, SQL_TS))
             nodes.extend((ref.level, ref.index, node) for ref, node in frontier.append(h))
             if frontier.size % every == 0 or frontier.size == size:
                 note = Checkpoint(ORIGIN, frontier.size, frontier.root()).sign(signer)
@@ -242,7 +260,7 @@ async def bench_proofs(data: Path, url: str, size: int, samples: int) -> dict[st
 
 async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
     signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
-    db = Database(url, pool_size=2)
+    db = Database.for_data_dir(url, data, pool_size=2)
     out = []
     for label, check_json in (("verify_log (full: JSON, hashes, tree, signatures)", True),
                               ("verify_log without the canonical-JSON check", False)):
@@ -297,7 +315,8 @@ async def main(args: argparse.Namespace) -> None:
         print_table(f"Durable append through AuditLog.sequence ({args.append:,} events, "
                     f"SQLite WAL, synchronous=NORMAL; best of {args.repeat})", appends,
                     ["batch", "events", "sequence events/s", "sqlite3 executemany rows/s",
-                     "SHA-256 leaves/s", "vs sqlite3", "vs SHA-256", "target 50k"])
+                     "SHA-256 leaves/s", "seal at commit events/s", "vs sqlite3", "vs SHA-256",
+                     "target 50k"])
         proof_rows, verify_rows = [], []
         for size in [int(s) for s in args.sizes.split(",")]:
             data, url = make_data_dir(root, f"log-{size}")
@@ -305,7 +324,7 @@ async def main(args: argparse.Namespace) -> None:
             await db.migrate()
             await db.dispose()
             print(f"building a {size:,}-leaf log ...", file=sys.stderr, flush=True)
-            built = build_big_log(data, size)
+            built = build_big_log(data, size, sealed=args.sealed)
             timings = await bench_proofs(data, url, size, args.samples)
             for kind, values in timings.items():
                 p99 = percentile(values, 99)
@@ -343,4 +362,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=2, help="append runs per batch (best)")
     parser.add_argument("--dir", default=None, help="where to put the temporary databases")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--sealed", action="store_true",
+                        help="build the proof/verify log with sealed payloads (as the service "
+                        "stores them; verify then opens each one) instead of plaintext")
     asyncio.run(main(parser.parse_args()))

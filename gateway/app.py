@@ -102,7 +102,8 @@ def create_app(
     )
     app.on_response_prepare.append(security_headers)
     clock = clock or SystemClock()
-    db = database or Database(settings.database_url, pool_size=settings.database.pool_size)
+    db = database or Database.for_data_dir(settings.database_url, settings.data_dir,
+                                           pool_size=settings.database.pool_size)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock
     app[appkeys.DATABASE] = db

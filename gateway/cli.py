@@ -144,7 +144,7 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
     from provisioning.tokens import Role, list_tokens
 
     config_path = data_dir / CONFIG_FILE
-    db = Database(settings.database_url)
+    db = Database.for_data_dir(settings.database_url, settings.data_dir)
     try:
         await db.migrate()
         commands = Commands(db=db, clock=SystemClock(), settings=settings,
@@ -254,7 +254,7 @@ async def _with_commands(args: argparse.Namespace, action: Any) -> Any:
     from gateway.db import Database
 
     settings = _settings(args)
-    db = Database(settings.database_url, pool_size=2)
+    db = Database.for_data_dir(settings.database_url, settings.data_dir, pool_size=2)
     try:
         await db.migrate()
         commands = Commands(db=db, clock=SystemClock(), settings=settings,
@@ -355,7 +355,7 @@ async def _user(args: argparse.Namespace) -> int:
     from provisioning.accounts.users import UserRole
 
     settings = _settings(args)
-    db = Database(settings.database_url, pool_size=2)
+    db = Database.for_data_dir(settings.database_url, settings.data_dir, pool_size=2)
     try:
         await db.migrate()
         accounts = Accounts(db=db, clock=SystemClock(), passwords=Passwords())

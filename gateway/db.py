@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 import gateway.audit.schema  # noqa: F401  (registers the audit tables on the metadata)
 import provisioning.accounts.schema  # noqa: F401  (registers the account tables)
+from gateway.audit.payloadkeys import PayloadKeys
+from gateway.audit.storage import KEYS_OPTION
 from gateway.privatefiles import create_private, require_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,11 +28,19 @@ _MIGRATION_LOCK = 0x7670_6777  # "vpgw": the advisory lock key held while migrat
 
 
 class Database:
-    """Hands out read and write transactions; writes on SQLite go through one connection."""
+    """Hands out read and write transactions; writes on SQLite go through one connection.
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    With `payload_keys`, log payloads are sealed at rest under them (every connection
+    carries them, see gateway.audit.storage); without, they are stored as plaintext.
+    """
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, payload_keys: PayloadKeys | None = None
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.payload_keys = payload_keys
+        options = {} if payload_keys is None else {KEYS_OPTION: payload_keys}
         if self.is_sqlite:
             _secure_sqlite_file(url)
             # The one writer connection runs on the event loop's own thread (see
@@ -40,8 +50,10 @@ class Database:
             # machine, which capped provisioning near 100 peers/s. Readers keep
             # aiosqlite's threads so a large read never stalls the loop.
             self._writer = create_async_engine(url, pool_size=1, max_overflow=0,
-                                               async_creator=_inline_connector(url))
-            self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+                                               async_creator=_inline_connector(url),
+                                               execution_options=options)
+            self._reader = create_async_engine(url, pool_size=pool_size, max_overflow=0,
+                                               execution_options=options)
             # A 32 MiB page cache for the single writer (SQLite's default is 2 MiB): the
             # per-request quota count scans the tenant's peer index, which outgrows 2 MiB
             # near 50,000 peers; then every count re-reads it through the OS (about 20 %
@@ -51,10 +63,19 @@ class Database:
                               cache_kib=32768)
             _configure_sqlite(self._reader, begin="BEGIN")
         else:
-            self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                               execution_options=options)
             self._reader = self._writer
         # SQLite allows one writer; queueing here beats spinning on busy_timeout.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @classmethod
+    def for_data_dir(cls, url: str, data_dir: Path, *, pool_size: int = 10) -> Database:
+        """The service's database: payloads sealed under the data dir's key file (refused,
+        like the keys beside it, if others can read it)."""
+        keys = PayloadKeys.in_data_dir(data_dir)
+        require_private(keys.path)
+        return cls(url, pool_size=pool_size, payload_keys=keys)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from gateway.audit import storage
+from gateway.db import Database
 from gateway.http import appkeys
 
 
@@ -66,3 +68,9 @@ async def assert_problem(
     assert doc["status"] == status and doc["title"] and doc["detail"]
     assert detail_has.lower() in doc["detail"].lower(), doc
     return doc  # type: ignore[no-any-return]
+
+
+def opened(db: Database, row: Any) -> Any:
+    """The event of a log_entries or outbox row (its `leaf` and `leaf_hash`), opened with
+    the database's payload keys; None if erased."""
+    return storage.Opener(db.payload_keys).event(row.leaf, row.leaf_hash)

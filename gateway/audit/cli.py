@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from gateway.audit import storage
 from gateway.audit.canonical import format_time
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.progress import ProgressReporter
@@ -69,7 +70,7 @@ class _Context:
         settings = load_settings(data_dir)
         keys = load_keys(settings.data_dir)
         origin = settings.audit.origin
-        return cls(Database(settings.database_url, pool_size=2),
+        return cls(Database.for_data_dir(settings.database_url, settings.data_dir, pool_size=2),
                    Ed25519NoteSigner(origin, keys.log), origin, tuple(trusted))
 
 
@@ -187,7 +188,7 @@ async def _show(args: argparse.Namespace, ctx: _Context) -> int:
     since, until = _show_filters(args)
     db = ctx.db
     t = log_entries
-    query = select(t.c.idx, t.c.ts, t.c.type, t.c.tenant_id, t.c.leaf)
+    query = select(t.c.idx, t.c.ts, t.c.type, t.c.tenant_id, t.c.leaf, t.c.leaf_hash)
     if args.type:
         query = query.where(t.c.type == args.type)
     if args.tenant:
@@ -202,13 +203,14 @@ async def _show(args: argparse.Namespace, ctx: _Context) -> int:
     try:
         async with db.read() as conn:
             rows = list((await conn.execute(query)).all())
+            opener = storage.Opener.of(conn)
     finally:
         await db.dispose()
     if newest:
         rows.reverse()
     docs = []
     for row in rows:
-        event = None if row.leaf is None else json.loads(bytes(row.leaf))
+        event = opener.event(row.leaf, row.leaf_hash)
         docs.append({"index": int(row.idx), "ts": format_time(row.ts), "type": row.type,
                      "tenant_id": row.tenant_id if row.tenant_id is not None
                      else (event or {}).get("tenant_id"),

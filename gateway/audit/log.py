@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import operator
@@ -15,8 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit import merkle
-from gateway.audit.canonical import parse_time
+from gateway.audit import merkle, storage
 from gateway.audit.merkle import MerkleFrontier, NodeRef
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
 from gateway.audit.schema import checkpoints, log_entries, log_head
@@ -61,68 +59,6 @@ class SequencedEntry:
 
 
 Indexer = Callable[[AsyncConnection, Sequence[SequencedEntry]], Awaitable[None]]
-
-
-# --- plain SQL on the caller's connection ---------------------------------------------------
-#
-# The hot paths (sequencing thousands of rows, proofs on every regulator answer) bypass
-# SQLAlchemy's per-row parameter processing and statement compilation: rows go to the
-# driver's executemany as tuples, and reads run as one driver call (on SQLite readers one
-# aiosqlite thread hop instead of four). Statements are written with ``?`` placeholders.
-
-_PARAMS_PER_QUERY = 30_000  # under SQLite's and PostgreSQL's 32,766 / 32,767 limits
-
-
-def _dialect_sql(conn: AsyncConnection, sql: str) -> str:
-    if conn.dialect.name != "postgresql":
-        return sql
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
-
-
-async def _fetch(
-    conn: AsyncConnection, sql: str, params: Sequence[Any] = ()
-) -> list[Sequence[Any]]:
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    if conn.dialect.name == "postgresql":
-        return list(await driver.fetch(_dialect_sql(conn, sql), *params))
-    fetch_all = getattr(driver, "execute_fetchall", None)  # aiosqlite: one thread hop
-    if fetch_all is not None:
-        return list(await fetch_all(sql, tuple(params)))
-    return list((await conn.exec_driver_sql(sql, tuple(params))).all())
-
-
-async def _executemany(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    await conn.exec_driver_sql(_dialect_sql(conn, sql), rows)
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-class _Times:
-    """RFC 3339 leaf times to column values, parsed (and validated) once per distinct second."""
-
-    def __init__(self, sqlite: bool) -> None:
-        self.sqlite = sqlite
-        self.parsed: dict[str, datetime] = {}
-        self.stored: dict[str, Any] = {}
-
-    def parse(self, text: str) -> datetime:
-        when = self.parsed.get(text)
-        if when is None:
-            when = self.parsed[text] = parse_time(text)
-        return when
-
-    def column(self, text: str) -> Any:
-        value = self.stored.get(text)
-        if value is None:
-            when = self.parse(text)
-            # How UTCDateTime stores an aware UTC time: SQLite text without a zone
-            # (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else.
-            value = self.stored[text] = (when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite
-                                         else when)
-        return value
 
 
 # json.loads' C scanner: one value at an offset -> (value, end offset).
@@ -190,42 +126,33 @@ class AuditLog:
         """
         async with self.db.write() as conn:
             size, _ = await self._locked_head(conn)
-            pending = await _fetch(conn, "SELECT id, leaf FROM outbox ORDER BY id LIMIT ?",
-                                   (batch,))
+            pending = await storage.outbox_batch(conn, batch)
             if not pending:
                 if size and not await self._has_checkpoint(conn, size):
                     await self._checkpoint(conn, await self._frontier(conn, size))
                 return 0
             frontier = await self._frontier(conn, size)
-            ids = [int(row[0]) for row in pending]
-            leaves = [bytes(row[1]) for row in pending]
-            events = _parse_events(leaves)
-            sha256 = hashlib.sha256
-            hashes = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+            ids = [row[0] for row in pending]
+            stored = [row[1] for row in pending]
+            events = _parse_events([row[2] for row in pending])
+            hashes = [row[3] for row in pending]
             nodes: list[tuple[Any, ...]] = []
             append = frontier.append
             for h in hashes:
                 for ref, node in append(h):
                     nodes.append((ref.level, ref.index, node))
-            times = _Times(sqlite=conn.dialect.name == "sqlite")
-            await _executemany(
+            times = storage.TimeColumns(conn)
+            # The payload goes in as the outbox held it: sealed, never re-encrypted.
+            await storage.executemany(
                 conn, "INSERT INTO log_entries (idx, leaf, leaf_hash, type, tenant_id, peer_id, "
                 "ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(size + i, leaf, h, event["type"], event.get("tenant_id"), event.get("peer_id"),
                   times.column(event["ts"]))
-                 for i, (leaf, h, event) in enumerate(zip(leaves, hashes, events, strict=True))])
+                 for i, (leaf, h, event) in enumerate(zip(stored, hashes, events, strict=True))])
             if nodes:
-                await _executemany(
+                await storage.executemany(
                     conn, "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-            # Delete exactly the rows read: on PostgreSQL a lower id can commit later,
-            # and a range delete would drop that event without sequencing it. On SQLite
-            # the range is exact: this transaction holds the only write lock, so every
-            # row up to the last id read was read.
-            if conn.dialect.name == "postgresql":
-                await conn.exec_driver_sql("DELETE FROM outbox WHERE id = ANY($1::integer[])",
-                                           (ids,))
-            else:
-                await conn.exec_driver_sql("DELETE FROM outbox WHERE id <= ?", (ids[-1],))
+            await storage.delete_outbox(conn, ids)
             if self.indexers:
                 sequenced = [SequencedEntry(size + i, event, times.parse(event["ts"]))
                              for i, event in enumerate(events)]
@@ -257,12 +184,12 @@ class AuditLog:
         wanted = list(set(refs))
         found: dict[NodeRef, bytes] = {}
         current = 0
-        step = _PARAMS_PER_QUERY // 2
+        step = storage.PARAMS_PER_QUERY // 2
         for start in range(0, max(len(wanted), 1), step):
             sql, params = _nodes_query(wanted[start:start + step], head=head and not start)
             if not sql:
                 break
-            for level, idx, value in await _fetch(conn, sql, params):
+            for level, idx, value in await storage.fetch(conn, sql, params):
                 if level < 0:
                     current = int(idx)
                 else:
@@ -334,10 +261,12 @@ class AuditLog:
     async def entries(
         self, indexes: Sequence[int], conn: AsyncConnection | None = None
     ) -> list[LogEntry]:
+        """The entries at `indexes`, payloads opened (None where erased or its key deleted)."""
         async with self._read(conn) as c:
             rows = (await c.execute(select(log_entries).where(log_entries.c.idx.in_(list(indexes)))
                                     .order_by(log_entries.c.idx))).all()
-        return [LogEntry(int(r.idx), None if r.leaf is None else bytes(r.leaf),
+            opener = storage.Opener.of(c)
+        return [LogEntry(int(r.idx), opener.leaf(r.leaf, r.leaf_hash),
                          bytes(r.leaf_hash), r.type, r.ts) for r in rows]
 
 
@@ -351,7 +280,7 @@ def _nodes_query(refs: Sequence[NodeRef], *, head: bool) -> tuple[str, list[int]
     leaves = sorted(r.index for r in refs if r.level == 0)
     if leaves:
         parts.append(f"SELECT 0, idx, leaf_hash FROM log_entries "  # noqa: S608
-                     f"WHERE idx IN ({_placeholders(len(leaves))})")
+                     f"WHERE idx IN ({storage.placeholders(len(leaves))})")
         params.extend(leaves)
     levels: dict[int, list[int]] = {}
     for r in refs:
@@ -360,7 +289,7 @@ def _nodes_query(refs: Sequence[NodeRef], *, head: bool) -> tuple[str, list[int]
     if levels:
         conditions = []
         for level, indexes in sorted(levels.items()):
-            conditions.append(f"(level = ? AND idx IN ({_placeholders(len(indexes))}))")
+            conditions.append(f"(level = ? AND idx IN ({storage.placeholders(len(indexes))}))")
             params.append(level)
             params.extend(sorted(indexes))
         parts.append("SELECT level, idx, hash FROM log_nodes WHERE "  # noqa: S608

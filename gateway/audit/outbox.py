@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.canonical import canonical_json, format_time
 from gateway.audit.schema import outbox
 from provisioning.events import Event
@@ -40,9 +41,15 @@ _INSERT_OUTBOX = insert(outbox)
 
 
 async def append_events(conn: AsyncConnection, events: Iterable[Event], *, now: datetime) -> int:
-    rows = [{"leaf": leaf_bytes(e, ts=now), "created_at": now} for e in events]
+    """Write the events' leaves to the outbox, sealed at rest (see gateway.audit.storage)."""
+    leaves = [leaf_bytes(e, ts=now) for e in events]
+    if not leaves:
+        return 0
+    # The plaintext never reaches the database, not even the outbox or its WAL records.
+    rows = [{"leaf": stored, "leaf_hash": h, "created_at": now}
+            for stored, h in storage.seal_leaves(conn, leaves, ts=now)]
     if len(rows) == 1:
         await conn.execute(_INSERT_OUTBOX, rows[0])  # one row: skip the executemany path
-    elif rows:
+    else:
         await conn.execute(_INSERT_OUTBOX, rows)
     return len(rows)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.schema import log_entries
 from provisioning.validation import IdFormat
 
@@ -24,7 +25,7 @@ class EntryRow:
     tenant_id: str | None
     peer_id: str | None
     leaf_hash: bytes
-    leaf: bytes | None  # None once retention has erased the payload
+    leaf: bytes | None  # the opened payload; None once retention has erased it
 
     @property
     def event(self) -> dict[str, Any] | None:
@@ -59,10 +60,11 @@ async def list_entries(
     if until is not None:
         query = query.where(log_entries.c.ts < until)
     rows = (await conn.execute(query)).all()
+    opener = storage.Opener.of(conn)  # payloads are sealed at rest; None once erased
     return [
         EntryRow(
             int(r.idx), r.type, r.ts, r.tenant_id, r.peer_id, bytes(r.leaf_hash),
-            None if r.leaf is None else bytes(r.leaf),
+            opener.leaf(r.leaf, r.leaf_hash),
         )
         for r in rows
     ]

@@ -18,7 +18,6 @@ with ``ts >= before``, it returns nothing more for that fact.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from sqlalchemy import Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.canonical import format_time
 from gateway.audit.schema import log_entries, regulator_keys
 from provisioning.events import Event
@@ -125,11 +125,16 @@ def peers_in_force(gateway_id: str) -> FactProvider:
 async def regulator_keys_in_force(conn: AsyncConnection, before: datetime) -> list[Event]:
     """Every regulator key not revoked: which public key may sign queries under a key id."""
     restated = set()
-    for (leaf,) in await conn.execute(select(log_entries.c.leaf).where(
-        and_(log_entries.c.type == REGULATOR_KEY_REAFFIRMED, log_entries.c.ts >= before,
-             log_entries.c.leaf.is_not(None))
-    )):
-        restated.add(json.loads(leaf)["key_id"])
+    opener = storage.Opener.of(conn)
+    for leaf, leaf_hash in await conn.execute(
+        select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
+            and_(log_entries.c.type == REGULATOR_KEY_REAFFIRMED, log_entries.c.ts >= before,
+                 log_entries.c.leaf.is_not(None))
+        )
+    ):
+        event = opener.event(leaf, leaf_hash)
+        if event is not None:
+            restated.add(event["key_id"])
     rows = (await conn.execute(
         select(regulator_keys).where(
             regulator_keys.c.revoked_at.is_(None), regulator_keys.c.created_at < before

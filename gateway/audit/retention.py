@@ -12,25 +12,36 @@ with it.
 Erasure is physical, not just logical: SQLite runs with ``secure_delete`` (set for every
 connection in gateway.db), so freed cell space is zeroed, and the WAL is checkpointed
 and truncated afterwards so no old page image survives in it. PostgreSQL gets a
-``VACUUM`` of the touched tables after the commit, which frees the dead row versions.
+``VACUUM`` of the touched tables after the commit, which frees the dead row versions but
+leaves their bytes in data files, WAL and backups. So payloads are stored sealed under a
+key per UTC day (gateway.audit.payloadkeys, kept outside the database): once a whole day
+lies before the cut-off, and no outbox row still needs its key, the key is deleted, and
+that day's payloads are unreadable in every copy of the database at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import and_, delete, func, select, update
 
+from gateway.audit import storage
 from gateway.audit.canonical import format_time, parse_time
 from gateway.audit.log import HEAD_ID
 from gateway.audit.outbox import append_events
+from gateway.audit.payloadkeys import day_of, day_start
 from gateway.audit.reaffirm import FactProvider, facts_in_force
-from gateway.audit.schema import address_intervals, endpoint_intervals, log_entries, log_head
+from gateway.audit.schema import (
+    address_intervals,
+    endpoint_intervals,
+    log_entries,
+    log_head,
+    outbox,
+)
 from gateway.db import Database
 from provisioning.events import Event
 
@@ -51,6 +62,7 @@ class RedactionResult:
     intervals_deleted: int
     wal_truncated: bool | None = None  # SQLite only: False if readers kept the WAL busy
     reaffirmed: int = 0  # facts in force restated before the erasure
+    keys_deleted: tuple[datetime, ...] = ()  # start of each UTC day whose payload key went
 
 
 def cutoff_for(now: datetime, retention_days: int) -> datetime:
@@ -127,45 +139,27 @@ async def redact_expired(
             await append_events(conn, [Event(EVENT_TYPE, {
                 "from_index": lo or 0, "to_index": hi or 0, "count": count,
                 "before": format_time(before)})], now=now)
+        # A day's key may go once the whole day is before the cut-off and no event of
+        # it waits in the outbox (the sequencer must still open those).
+        waiting = await conn.scalar(select(func.min(outbox.c.created_at)))
+        keep_from = day_of(before if waiting is None else min(before, waiting))
     if count and on_commit is not None:
         on_commit()
+    # Only after the commit: a crash in between leaves readable payloads, never rows
+    # that still claim a payload nobody can open without a record of the erasure.
+    keys_deleted = () if db.payload_keys is None else tuple(
+        day_start(day) for day in db.payload_keys.forget_before(keep_from))
     truncated = None
     if count or deleted:
-        truncated = await _purge(db)
-    if count:
+        truncated = await storage.purge(
+            db, ("log_entries", "address_intervals", "endpoint_intervals"))
+    if count or keys_deleted:
         log.info("audit payloads erased", count=count, from_index=lo, to_index=hi,
-                 before=format_time(before), intervals_deleted=deleted)
+                 before=format_time(before), intervals_deleted=deleted,
+                 payload_keys_deleted=[format_time(d)[:10] for d in keys_deleted])
     return RedactionResult(before=before, count=count, from_index=lo, to_index=hi,
                            intervals_deleted=deleted, wal_truncated=truncated,
-                           reaffirmed=reaffirmed)
-
-
-async def _purge(db: Database) -> bool | None:
-    """Make the erasure physical: no old page image may outlive the commit on disk."""
-    if db.is_sqlite:
-        # Copy the WAL into the database file, then cut the WAL to 0 bytes. A TRUNCATE
-        # checkpoint waits for readers and holds writers off meanwhile, so each attempt
-        # waits at most a quarter second (writers retry for longer than that), on a
-        # reader connection outside any transaction: its own thread, never the loop's.
-        for attempt in range(8):
-            async with db.read() as conn:
-                raw: Any = (await conn.get_raw_connection()).driver_connection
-                (timeout,), = await raw.execute_fetchall("PRAGMA busy_timeout")
-                await raw.execute_fetchall("PRAGMA busy_timeout=250")
-                try:
-                    rows = list(await raw.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
-                finally:
-                    await raw.execute_fetchall(f"PRAGMA busy_timeout={int(timeout)}")
-            if not (rows and rows[0][0]):
-                return True
-            await asyncio.sleep(0.25 * (attempt + 1))
-        log.warning("WAL checkpoint kept busy by readers; erased pages stay in the WAL until "
-                    "the next retention run")
-        return False
-    async with db.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.exec_driver_sql("VACUUM log_entries, address_intervals, endpoint_intervals")
-    return None
+                           reaffirmed=reaffirmed, keys_deleted=keys_deleted)
 
 
 async def retention_job(app: web.Application) -> None:

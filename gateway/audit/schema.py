@@ -16,12 +16,15 @@ from sqlalchemy import (
 
 from provisioning.schema import UTCDateTime, metadata
 
-# Leaves waiting for the sequencer, written in the same transaction as the change.
+# Leaves waiting for the sequencer, written in the same transaction as the change; the
+# leaf sealed as log_entries keeps it (gateway.audit.storage), with its leaf hash (NULL
+# in rows written before payloads were sealed).
 outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("leaf", LargeBinary, nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -29,7 +32,9 @@ log_entries = Table(
     "log_entries",
     metadata,
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    # NULL once retention has erased the payload; leaf_hash keeps every proof valid.
+    # The canonical leaf sealed under its UTC day's key (or plaintext, from before sealing
+    # existed: it starts with "{"). NULL once retention has erased the payload;
+    # leaf_hash keeps every proof valid.
     Column("leaf", LargeBinary, nullable=True),
     Column("leaf_hash", LargeBinary(32), nullable=False),
     Column("type", String(40), nullable=False),

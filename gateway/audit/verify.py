@@ -6,7 +6,9 @@ checks, in one pass:
 - indexes run 0, 1, 2, ... with no gap (a gap is a deleted entry) and nothing extra;
 - every stored leaf is canonical JSON and hashes to its stored leaf hash (a mismatch is
   an edit); redacted entries (payload erased by retention) are checked by hash only and
-  must be named by a ``retention.redacted`` event;
+  must be named by a ``retention.redacted`` event; sealed payloads are opened by
+  gateway.audit.storage (one whose day key is deleted counts as redacted, one that does
+  not authenticate as an edit);
 - the Merkle root recomputed from the leaves equals the root of every stored checkpoint,
   and every checkpoint note carries a valid signature of the log's key for its origin;
 - the newest checkpoint covers exactly the stored entries (fewer entries: truncation;
@@ -39,9 +41,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from gateway.audit import merkle
 from gateway.audit.canonical import MAX_DEPTH, CanonicalError, parse_canonical
 from gateway.audit.merkle import NodeRef
@@ -52,7 +51,7 @@ from gateway.audit.note import (
     SignedCheckpoint,
     UnverifiedNoteError,
 )
-from gateway.audit.schema import log_head
+from gateway.audit.storage import LogReader, snapshot
 from gateway.db import Database
 
 __all__ = ["CHUNK_SIZE", "Problem", "ProblemKind", "Progress", "VerifyReport", "verify_log"]
@@ -159,11 +158,7 @@ async def verify_log(
                 from None
         outside.append((body.size, body.root_hash))
     started = time.perf_counter()
-    async with db.read() as conn:
-        if not db.is_sqlite:
-            # One snapshot for the whole run, so a live sequencer cannot shift the ground.
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-        reader = await _Reader.open(conn, postgres=not db.is_sqlite)
+    async with snapshot(db) as reader:
         run = _Run(reader, verifier=verifier, origin=origin, progress=progress,
                    chunk_size=chunk_size, check_json=check_json, trusted=outside)
         problem = await run.execute()
@@ -171,57 +166,6 @@ async def verify_log(
         problem=problem, entries=run.pos, redacted=run.redacted, checkpoints=run.checked,
         latest_checkpoint=run.latest_checkpoint, root=run.root(),
         elapsed=time.perf_counter() - started)
-
-
-# --- raw reads ----------------------------------------------------------------------------
-
-
-class _Reader:
-    """Plain driver queries inside the caller's transaction (SQLAlchemy rows cost ~1 µs each)."""
-
-    def __init__(self, driver: Any, *, postgres: bool) -> None:
-        self._driver = driver
-        self._postgres = postgres
-        # asyncpg runs one query at a time per connection (aiosqlite queues by itself);
-        # the prefetch of the next chunk overlaps hashing, not other queries.
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    async def open(cls, conn: AsyncConnection, *, postgres: bool) -> _Reader:
-        # The first statement through SQLAlchemy begins the transaction (and, on SQLite,
-        # takes the read snapshot) that the raw queries below then share.
-        await conn.execute(select(log_head.c.size).limit(1))
-        raw = await conn.get_raw_connection()
-        return cls(raw.driver_connection, postgres=postgres)
-
-    async def rows(self, sql: str, *params: Any) -> list[Sequence[Any]]:
-        if self._postgres:
-            n = itertools.count(1)
-            parts = sql.split("?")
-            sql = parts[0] + "".join(f"${next(n)}{p}" for p in parts[1:])
-            async with self._lock:
-                return list(await self._driver.fetch(sql, *params))
-        return list(await self._driver.execute_fetchall(sql, params))
-
-    async def entries(self, start: int, limit: int) -> list[Sequence[Any]]:
-        return await self.rows("SELECT idx, leaf, leaf_hash FROM log_entries WHERE idx >= ? "
-                               "ORDER BY idx LIMIT ?", start, limit)
-
-    async def leaf_hashes(self, start: int, end: int, limit: int) -> list[Sequence[Any]]:
-        return await self.rows("SELECT idx, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? "
-                               "ORDER BY idx LIMIT ?", start, end, limit)
-
-    async def nodes(self, ranges: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored interior nodes for (level, first index, end index) ranges."""
-        found: dict[tuple[int, int], bytes] = {}
-        for start in range(0, len(ranges), 50):
-            part = ranges[start:start + 50]
-            where = " OR ".join("(level = ? AND idx >= ? AND idx < ?)" for _ in part)
-            params = [v for r in part for v in r]
-            for row in await self.rows(f"SELECT level, idx, hash FROM log_nodes WHERE {where}",  # noqa: S608
-                                       *params):
-                found[(int(row[0]), int(row[1]))] = bytes(row[2])
-        return found
 
 
 # --- tree arithmetic ---------------------------------------------------------------------
@@ -388,7 +332,7 @@ class _Checkpoint:
 
 
 class _Run:
-    def __init__(self, reader: _Reader, *, verifier: Ed25519NoteVerifier, origin: str,
+    def __init__(self, reader: LogReader, *, verifier: Ed25519NoteVerifier, origin: str,
                  progress: Progress | None, chunk_size: int, check_json: bool,
                  trusted: Sequence[tuple[int, bytes]] = ()) -> None:
         self.reader = reader
@@ -671,9 +615,9 @@ class _Run:
             return None
         ranges = list(self._retention)
         # Events still in the outbox (committed with the redaction, not yet sequenced).
-        for row in await self.reader.rows("SELECT leaf FROM outbox ORDER BY id"):
-            if _RETENTION_MARK in bytes(row[0]):
-                ranges.extend(_retention_ranges([bytes(row[0])]))
+        for leaf in await self.reader.outbox_leaves():
+            if _RETENTION_MARK in leaf:
+                ranges.extend(_retention_ranges([leaf]))
         for lo, hi in self._redacted_ranges:
             idx = lo
             while idx < hi:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.canonical import format_time
 from gateway.audit.schema import log_entries
 from gateway.egress.mapping import EgressMap
@@ -71,11 +72,16 @@ async def egress_in_force(conn: AsyncConnection, before: datetime) -> list[Event
     answers for any moment since then after the original event is erased.
     """
     restated = set()
-    for (leaf,) in await conn.execute(select(log_entries.c.leaf).where(
-        log_entries.c.type == EGRESS_REAFFIRMED, log_entries.c.ts >= before,
-        log_entries.c.leaf.is_not(None),
-    )):
-        restated.add(json.loads(leaf)["gateway_id"])
+    opener = storage.Opener.of(conn)
+    for leaf, leaf_hash in await conn.execute(
+        select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
+            log_entries.c.type == EGRESS_REAFFIRMED, log_entries.c.ts >= before,
+            log_entries.c.leaf.is_not(None),
+        )
+    ):
+        event = opener.event(leaf, leaf_hash)
+        if event is not None:
+            restated.add(event["gateway_id"])
     rows = (await conn.execute(
         select(egress_configs).where(egress_configs.c.configured_at < before)
         .order_by(egress_configs.c.gateway_id)

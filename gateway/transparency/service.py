@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.note import Ed25519NoteSigner, sign_note
 from gateway.audit.schema import checkpoints, log_entries
 from gateway.transparency.report import (
@@ -51,7 +51,7 @@ class ReportNotReady(DomainError):
 async def quarter_events(conn: AsyncConnection, period: Period) -> list[dict[str, Any] | None]:
     """The quarter's query events in log order; None for a payload retention erased."""
     rows = await conn.execute(
-        select(log_entries.c.leaf)
+        select(log_entries.c.leaf, log_entries.c.leaf_hash)
         .where(
             log_entries.c.type.in_(EVENT_TYPES),
             log_entries.c.ts >= period.start,
@@ -59,7 +59,8 @@ async def quarter_events(conn: AsyncConnection, period: Period) -> list[dict[str
         )
         .order_by(log_entries.c.idx)
     )
-    return [None if r.leaf is None else json.loads(bytes(r.leaf)) for r in rows]
+    opener = storage.Opener.of(conn)
+    return [opener.event(r.leaf, r.leaf_hash) for r in rows]
 
 
 async def _log_range(conn: AsyncConnection, period: Period) -> LogRange:

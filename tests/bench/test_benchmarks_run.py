@@ -18,7 +18,7 @@ QUICK = {
     "provision": ["--peers", "300", "--concurrency", "8", "--page-samples", "5"],
     "dataplane": ["--peers", "200", "--repeat", "1"],
     "audit": ["--sizes", "3000", "--append", "3000", "--batches", "1000", "--samples", "10",
-              "--repeat", "1"],
+              "--repeat", "1", "--sealed"],
     "regulator": ["--sizes", "3000", "--queries", "5", "--signatures", "200"],
     "soak": ["--duration", "8", "--window", "4", "--calibrate", "3", "--initial-peers", "20"],
     "egress": ["--elements", "300", "--seconds", "0.5", "--changes", "3", "--log-size", "3000",

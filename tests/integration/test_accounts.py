@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from provisioning.accounts.users import UserRole, UserStatus
 from provisioning.errors import IllegalTransition, InvalidInput
 from provisioning.tenants import NewTenant
 from tests.conftest import FakeClock
+from tests.helpers import opened
 
 PASSWORD = "correct horse battery"
 CHEAP = Passwords(time_cost=1, memory_kib=8192, parallelism=1)
@@ -54,7 +54,7 @@ async def env(
 async def _events(db: Database, kind: str) -> list[dict[str, Any]]:
     async with db.read() as conn:
         rows = (await conn.execute(select(outbox))).all()
-    docs = [json.loads(r.leaf) for r in rows]
+    docs = [opened(db, r) for r in rows]
     return [d for d in docs if d.get("type") == kind]
 
 

@@ -104,8 +104,9 @@ async def test_retention_erases_old_payloads_and_keeps_proofs(
                                      .where(address_intervals.c.end_ts.is_not(None)))
     assert ended and released  # the derived index holds the same facts
     if db.is_sqlite:
+        # The derived index holds the address in clear; the payloads are sealed at rest.
         raw = sqlite_bytes(retention_settings)
-        assert MARKER_IP.encode() in raw and all(s in raw for s in salts[:5])
+        assert MARKER_IP.encode() in raw and not [s for s in salts if s in raw]
 
     # A month and a day later some new activity, then the periodic job runs.
     clock.advance(days=RETENTION_DAYS + 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from tests.helpers import (
     bearer,
     create_peer,
     create_tenant,
+    opened,
     ops_token,
     verified_tenant,
 )
@@ -87,8 +87,9 @@ async def logged(client: Any, **where: str) -> list[dict[str, Any]]:
     """Sequenced events (in log order) whose fields match `where`."""
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))).all()
-    events = [json.loads(r.leaf) for r in rows if r.leaf is not None]
+        rows = (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash)
+                                    .order_by(log_entries.c.idx))).all()
+    events = [e for r in rows if (e := opened(client.app[appkeys.DATABASE], r))]
     return [e for e in events if all(e.get(k) == v for k, v in where.items())]
 
 

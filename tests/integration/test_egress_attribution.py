@@ -18,7 +18,7 @@ from gateway.http import appkeys
 from gateway.regulator.answer import Exchange, verify_exchange
 from gateway.settings import Settings
 from tests.conftest import FakeClock
-from tests.helpers import bearer, verified_tenant
+from tests.helpers import bearer, opened, verified_tenant
 from tests.integration.test_regulator_api import body_of, kinds, peer_of, setup_regulator
 
 PUBLIC = "203.0.113.7"
@@ -38,9 +38,9 @@ def holder(result: Any) -> str | None:
 async def configured_events(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(select(log_entries.c.leaf).where(
+        rows = (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
             log_entries.c.type == "egress.configured").order_by(log_entries.c.idx))).all()
-    return [json.loads(r.leaf) for r in rows]
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 async def test_egress_attribution_names_the_block_holder(

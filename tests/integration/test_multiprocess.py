@@ -20,6 +20,8 @@ import asyncpg
 import pytest
 
 from gateway.audit import merkle
+from gateway.audit.payloadkeys import PayloadKeys
+from gateway.audit.storage import Opener
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.postgres
@@ -107,7 +109,9 @@ def servers(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[str], str,
             proc.wait(timeout=15)
 
 
-async def test_processes_share_the_pool_and_the_log(servers: tuple[list[str], str, str]) -> None:
+async def test_processes_share_the_pool_and_the_log(
+    servers: tuple[list[str], str, str], tmp_path: Path
+) -> None:
     urls, ops, db_url = servers
     auth = {"Authorization": f"Bearer {ops}"}
     async with aiohttp.ClientSession() as http:
@@ -155,10 +159,13 @@ async def test_processes_share_the_pool_and_the_log(servers: tuple[list[str], st
         await conn.close()
     assert outbox == 0
     assert [r["idx"] for r in rows] == list(range(len(rows)))
-    hashes = [merkle.leaf_hash(bytes(r["leaf"])) for r in rows]
+    # Sealed by whichever process committed it, every payload opens with the one key file.
+    opener = Opener(PayloadKeys.in_data_dir(tmp_path / "data"))
+    leaves = [opener.strict(r["leaf"], r["leaf_hash"]) or b"" for r in rows]
+    hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
     assert hashes == [bytes(r["leaf_hash"]) for r in rows]
     # Each checkpoint, whichever process signed it, is a prefix of the one history.
     for head in heads:
         assert merkle.root_from_leaf_hashes(hashes[: head["size"]]) == bytes(head["root"])
-    types = [json.loads(r["leaf"])["type"] for r in rows]
+    types = [json.loads(leaf)["type"] for leaf in leaves]
     assert types.count("peer.provisioned") == 90

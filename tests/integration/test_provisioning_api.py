@@ -18,6 +18,7 @@ from tests.helpers import (
     bearer,
     create_peer,
     create_tenant,
+    opened,
     ops_token,
     verified_tenant,
 )
@@ -28,8 +29,9 @@ async def outbox_events(client: Any) -> list[dict[str, Any]]:
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
         assert await conn.scalar(select(func.count()).select_from(outbox)) == 0
-        rows = (await conn.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))).all()
-    return [json.loads(r.leaf) for r in rows]
+        rows = (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash)
+                                    .order_by(log_entries.c.idx))).all()
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 async def test_tenant_lifecycle_records_who_when_why(client: Any) -> None:

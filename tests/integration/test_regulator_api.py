@@ -43,7 +43,7 @@ from gateway.regulator.structured import InnerList, Item, serialize_dictionary
 from gateway.settings import Settings
 from provisioning.events import Event
 from tests.conftest import FakeClock
-from tests.helpers import assert_problem, bearer, create_peer, ops_token, verified_tenant
+from tests.helpers import assert_problem, bearer, create_peer, opened, ops_token, verified_tenant
 
 KEYID = "pta-test-1"
 REQUEST_ID = {"country": "PK", "authority": "PTA", "number": "2026-000123"}
@@ -201,11 +201,12 @@ async def regulator_queries(client: TestClient[Any, Any]) -> list[dict[str, Any]
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
         rows = (await conn.execute(
-            select(log_entries.c.leaf).where(log_entries.c.type == "regulator.query")
+            select(log_entries.c.leaf, log_entries.c.leaf_hash)
+            .where(log_entries.c.type == "regulator.query")
             .order_by(log_entries.c.idx))).all()
         waiting = await conn.scalar(select(func.count()).select_from(outbox))
     assert waiting == 0
-    return [json.loads(r.leaf) for r in rows]
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 # ----------------------------------------------------------------------------- query kinds

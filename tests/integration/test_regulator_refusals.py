@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from gateway.audit.schema import log_entries
 from gateway.http import appkeys
 from gateway.settings import Settings
 from tests.conftest import FakeClock
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, opened
 from tests.integration.test_regulator_api import body_of, refused, setup_regulator
 
 LIMIT = 3
@@ -36,9 +35,10 @@ async def refusals(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
         rows = (await conn.execute(
-            select(log_entries.c.leaf).where(log_entries.c.type == "regulator.refused")
+            select(log_entries.c.leaf, log_entries.c.leaf_hash)
+            .where(log_entries.c.type == "regulator.refused")
             .order_by(log_entries.c.idx))).all()
-    return [json.loads(r.leaf) for r in rows]
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 async def metric(client: TestClient[Any, Any], series: str) -> int:

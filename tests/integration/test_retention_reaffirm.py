@@ -21,7 +21,7 @@ from gateway.http import appkeys
 from gateway.regulator.answer import verify_exchange
 from gateway.settings import Settings
 from tests.conftest import FakeClock
-from tests.helpers import bearer, create_peer, verified_tenant
+from tests.helpers import bearer, create_peer, opened, verified_tenant
 from tests.integration.test_regulator_api import REQUEST_ID, Regulator, setup_regulator
 
 Client = TestClient[Any, Any]
@@ -52,10 +52,10 @@ async def run_retention(client: Client, now: datetime) -> Any:
 
 async def readable(client: Client, event_type: str) -> list[dict[str, Any]]:
     async with client.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(select(log_entries.c.leaf).where(
+        rows = (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
             log_entries.c.type == event_type, log_entries.c.leaf.is_not(None))
             .order_by(log_entries.c.idx))).all()
-    return [json.loads(r.leaf) for r in rows]
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 async def who_held(reg: Regulator, ip: str, at: datetime) -> Any:

@@ -73,13 +73,13 @@ async def test_the_database_and_its_wal_and_shm_stay_owner_only_while_serving(
     _, token = await verified_tenant(client, ops)
     resp = await client.post("/v1/peers", json={"name": "laptop"}, headers=bearer(token))
     assert resp.status == 201
-    for name in DB_FILES:
+    for name in (*DB_FILES, "payload-keys.json", "payload-keys.json.lock"):
         assert mode(data_dir / name) == 0o600, name
 
 
 @pytest.mark.parametrize(("name", "exposed"), [
     ("gateway.toml", 0o644), ("vpngw.db", 0o640),
-    ("vpngw.db-wal", 0o604), ("vpngw.db-shm", 0o644),
+    ("vpngw.db-wal", 0o604), ("vpngw.db-shm", 0o644), ("payload-keys.json", 0o640),
 ])
 def test_serve_refuses_to_start_while_a_secret_file_is_readable_by_others(
     data_dir: Path, name: str, exposed: int

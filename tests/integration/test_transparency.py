@@ -20,7 +20,7 @@ from gateway.http import appkeys
 from gateway.transparency.report import check_report
 from provisioning.events import Event
 from tests.conftest import FakeClock
-from tests.helpers import assert_problem, bearer, verified_tenant
+from tests.helpers import assert_problem, bearer, opened, verified_tenant
 from tests.integration.test_regulator_api import (  # noqa: F401 - make_client is a fixture
     MakeClient,
     make_client,
@@ -33,8 +33,9 @@ from tests.integration.test_regulator_api import (  # noqa: F401 - make_client i
 async def all_events(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
     await client.app[appkeys.SEQUENCER].drain()
     async with client.app[appkeys.DATABASE].read() as conn:
-        rows = (await conn.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))).all()
-    return [json.loads(r.leaf) for r in rows]
+        rows = (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash)
+                                    .order_by(log_entries.c.idx))).all()
+    return [opened(client.app[appkeys.DATABASE], r) for r in rows]
 
 
 async def test_quarterly_report(make_client: MakeClient, clock: FakeClock) -> None:  # noqa: F811

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +19,7 @@ from provisioning.accounts import totp
 from provisioning.accounts.passwords import Passwords
 from provisioning.accounts.users import UserRole
 from tests.conftest import FakeClock
-from tests.helpers import bearer, create_peer, ops_token, verified_tenant
+from tests.helpers import bearer, create_peer, opened, ops_token, verified_tenant
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -244,9 +243,9 @@ async def test_ops_need_their_second_factor_and_web_actions_name_the_user(
     assert created.status == 303, await created.text()
     async with web.app[appkeys.DATABASE].read() as conn:
         # Wherever the sequencer has got to: still in the outbox, or in the log.
-        rows = (await conn.execute(select(outbox.c.leaf))).all()
-        rows += (await conn.execute(select(log_entries.c.leaf))).all()
-    leaves = [json.loads(r.leaf) for r in rows]
+        rows = (await conn.execute(select(outbox.c.leaf, outbox.c.leaf_hash))).all()
+        rows += (await conn.execute(select(log_entries.c.leaf, log_entries.c.leaf_hash))).all()
+    leaves = [opened(web.app[appkeys.DATABASE], r) for r in rows]
     (event,) = [e for e in leaves if e["type"] == "tenant.created"]
     (user,) = await web.app[web_keys.ACCOUNTS].list_users()
     assert event["actor"] == f"user:{user.id}"
