@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.agent.protocol import EventNotAllowed
+from gateway.approvals.errors import STATUS as APPROVAL_STATUS
 from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
 from gateway.regulator.registry import DuplicateKeyId
@@ -54,6 +55,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     UnknownPeer: 422,
     EventNotAllowed: 403,
     ConcurrentChange: 409,
+    **APPROVAL_STATUS,  # two-person control (gateway.approvals.errors)
 }
 
 
