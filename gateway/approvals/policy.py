@@ -72,7 +72,7 @@ def check_decision(approval: Approval, decider: Principal, now: datetime, *, gra
             f"approval {approval.id} is already {approval.status.value}"
             + (f" (by {approval.decided_by})" if approval.decided_by else "")
             + "; request the operation again if it is still wanted",
-            status=approval.status.value,
+            approval_status=approval.status.value,
         )
     if is_due(approval, now):
         raise ApprovalExpired(
