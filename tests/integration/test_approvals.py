@@ -106,7 +106,7 @@ async def test_a_key_registration_waits_for_a_second_principal(client: Any) -> N
 
 async def test_an_expired_approval_does_nothing(client: Any, clock: FakeClock) -> None:
     alice, _ = await ops(client, "alice")
-    bob, bob_id = await ops(client, "bob")
+    bob, _ = await ops(client, "bob")
     await client.app[appkeys.COMMANDS].add_regulator_key(
         keyid="pta-old", public_key=new_key(), label="old", actor="test")
     resp = await client.delete("/ops/v1/regulator-keys/pta-old", headers=bearer(alice))
