@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,8 +19,6 @@ from provisioning.accounts.schema import users
 from provisioning.events import Event, Outcome
 from provisioning.schema import tokens
 from provisioning.validation import rfc3339
-
-log = structlog.get_logger("vpngw.approvals")
 
 
 async def principal_of(conn: AsyncConnection, actor: str) -> Principal:
@@ -99,9 +96,7 @@ class Approvals:
                            expires_at=rfc3339(approval.expires_at), actor=actor)
             return Outcome(approval, (event,))
 
-        approval = await self.commands.run(step)
-        log.info("approval requested", approval_id=approval.id, kind=kind, actor=actor)
-        return approval
+        return await self.commands.run(step)
 
     async def grant(self, approval_id: str, *, actor: str) -> tuple[Approval, Result]:
         """Perform the operation as its requester, after re-checking its preconditions.
@@ -131,7 +126,6 @@ class Approvals:
         approval, result = await self.commands.run(step)
         if result is None:
             raise _expired(approval)
-        log.info("approval granted", approval_id=approval.id, kind=approval.kind, actor=actor)
         return approval, result
 
     async def reject(self, approval_id: str, *, actor: str, reason: str | None) -> Approval:
