@@ -334,10 +334,13 @@ def components(
                 "addresses6": {"type": "array", "items": IP},
                 "blocks_per_address": INTEGER,
                 "capacity": INTEGER,
+                "held": {"type": "object", "description": "Changed egress settings waiting "
+                         "for approval (two-person control), as egress.configured would log "
+                         "them; POST /ops/v1/egress/change-requests asks for them"},
             },
             optional=(
                 "interface", "gateway_id", "pool", "addresses", "ports", "block_size", "ipv6",
-                "blocked", "pool6", "addresses6", "blocks_per_address", "capacity",
+                "blocked", "pool6", "addresses6", "blocks_per_address", "capacity", "held",
             ),
         ),
         "Link": record(

@@ -340,3 +340,47 @@ async def test_switching_approvals_off_is_logged(
     assert [(d["required"], d["expiry_hours"]) for d in configured] == [
         ("true", "24"), ("false", "24")]
     assert chain(docs, ("retention.",)) == ["retention.changed"]
+
+
+EGRESS = {"enabled": True, "interface": "eth9", "addresses": ("203.0.113.7",), "ipv6": "off"}
+POOLS = {"pools": ("10.100.0.0/24",)}
+
+
+async def test_changed_egress_settings_are_held_until_approved(
+    aiohttp_client: Any, make_settings: Any, database_url: str, clock: FakeClock
+) -> None:
+    settings = make_settings(database_url, approvals=ON, network=POOLS, egress=EGRESS)
+    first = await aiohttp_client(create_app(settings, clock=clock))
+    alice, alice_id = await ops(first, "alice")
+    bob, _ = await ops(first, "bob")
+    await first.close()
+
+    wider = settings.replace(egress={"addresses": ("203.0.113.7", "203.0.113.8"),
+                                     "block_size": 128})
+    held = await aiohttp_client(create_app(wider, clock=clock))
+    in_force = await (await held.get("/ops/v1/egress", headers=bearer(alice))).json()
+    assert in_force["addresses"] == ["203.0.113.7"]  # the approved mapping stays
+    assert in_force["held"]["addresses"] == ["203.0.113.7", "203.0.113.8"]
+    assert held.app[appkeys.EGRESS_HELD] is not None
+    asked = await held.post("/ops/v1/egress/change-requests", headers=bearer(alice))
+    assert asked.status == 202, await asked.text()
+    approval = (await asked.json())["approval"]
+    assert approval["subject"]["changed"] == "addresses,block_size"
+    own = await held.post(f"/ops/v1/approvals/{approval['id']}/approval", headers=bearer(alice))
+    await assert_problem(own, 403, "approval-same-principal")
+    granted = await held.post(f"/ops/v1/approvals/{approval['id']}/approval",
+                              headers=bearer(bob))
+    assert granted.status == 200, await granted.text()
+    docs = await events(held)
+    assert chain(docs, ("approval.", "egress.")) == [
+        "egress.configured", "approval.requested", "approval.granted", "egress.configured"]
+    assert docs[-1]["addresses"] == ["203.0.113.7", "203.0.113.8"]
+    assert docs[-1]["actor"] == f"token:{alice_id}"
+    await held.close()
+
+    # The next start applies it: nothing held, nothing logged again.
+    applied = await aiohttp_client(create_app(wider, clock=clock))
+    in_force = await (await applied.get("/ops/v1/egress", headers=bearer(alice))).json()
+    assert in_force["addresses"] == ["203.0.113.7", "203.0.113.8"]
+    assert applied.app[appkeys.EGRESS_HELD] is None and "held" not in in_force
+    assert chain(await events(applied), ("egress.",)) == ["egress.configured"] * 2
