@@ -250,8 +250,8 @@ async def invite_user(request: web.Request) -> web.StreamResponse:
 
 
 def _awaiting(approval: Approval) -> str:
-    return (f"Requested: approval {approval.id} now waits for a second ops principal "
-            f"(GET /ops/v1/approvals, or `vpngw approval approve {approval.id}`).")
+    return (f"Requested: approval {approval.id} now waits for a second person "
+            "(see Approvals).")
 
 
 @page
