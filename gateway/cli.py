@@ -176,6 +176,10 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
             "First ops user for the web console (/console): "
             f"vpngw user invite --data-dir {data_dir} --email you@example.com --role ops"
         )
+        if settings.approvals.required:
+            print("Two-person control is on ([approvals] in gateway.toml): regulator keys, "
+                  "ops tokens, disabling ops users, retention and egress changes wait for a "
+                  "second ops principal's approval (vpngw approval list)")
     else:
         print(
             f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
