@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.approvals import store
@@ -69,7 +70,11 @@ async def pin_at_start(commands: Commands, settings: Settings) -> Pinned:
         events.append(retention_changed(wanted, in_force, SETTINGS_ACTOR))
         return Outcome(Pinned(wanted, None), tuple(events))
 
-    pinned = await commands.run(step)
+    try:
+        pinned = await commands.run(step)
+    except IntegrityError:
+        # Another process starting on the same fresh database recorded them first.
+        pinned = await commands.run(step)
     log.info("approvals", required=a.required, expiry_hours=a.expiry_hours)
     if pinned.retention_held is not None:
         log.warning(
