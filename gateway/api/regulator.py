@@ -414,5 +414,6 @@ ROUTES = [
         params=(KEY_ID,),
         replies=(json_reply(200, "Revoked (or already revoked; approvals off)",
                             ref("RegulatorKey")), PENDING_REPLY),
+        errors={409: ("illegal-transition",)},  # already revoked, with approvals on
     ),
 ]
