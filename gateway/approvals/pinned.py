@@ -4,8 +4,8 @@ The retention period and the egress mapping come from the settings file, which a
 with the host can edit. With approvals required, the value in force lives in the
 database: a changed file is noticed at start, logged, and *held* — the gateway keeps the
 value in force until an ops principal requests the change over the API and a second one
-approves it. Switching approvals off is itself recorded in the audit log
-(`approvals.configured`), so it cannot pass silently.
+approves it. Switching approvals off (or on) after the first start is itself recorded
+in the audit log (`approvals.configured`), so it cannot pass silently.
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ async def pin_at_start(commands: Commands, settings: Settings) -> Pinned:
         now = commands.clock.now()
         events: list[Event] = []
         shown = json.dumps({"required": a.required, "expiry_hours": a.expiry_hours})
-        if await store.setting_in_force(conn, REQUIRED) != shown:
+        recorded = await store.setting_in_force(conn, REQUIRED)
+        if recorded != shown:
             await store.set_setting(conn, REQUIRED, shown, by=SETTINGS_ACTOR, now=now)
-            events.append(approvals_configured(settings))
+            if recorded is not None:  # a first start records it; the process log shows it
+                events.append(approvals_configured(settings))
         stored = await store.setting_in_force(conn, RETENTION)
         if stored is None:  # first start: the file's value is the baseline
             await store.set_setting(conn, RETENTION, str(wanted), by=SETTINGS_ACTOR, now=now)

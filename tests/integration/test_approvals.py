@@ -314,7 +314,7 @@ async def test_retention_changed_in_the_file_is_held_until_approved(
     assert shown == {"retention_days": 30, "in_settings": 30, "held": False}
     docs = await events(second)
     assert chain(docs, ("approval.", "retention.", "approvals.")) == [
-        "approvals.configured", "approval.requested", "approval.granted", "retention.changed"]
+        "approval.requested", "approval.granted", "retention.changed"]
     changed = docs[-1]
     assert (changed["retention_days"], changed["previous_days"]) == (30, 365)
 
@@ -337,8 +337,8 @@ async def test_switching_approvals_off_is_logged(
     await assert_problem(refused, 409, "approvals-off", detail_has="gateway.toml")
     docs = await events(on)
     configured = [d for d in docs if d["type"] == "approvals.configured"]
-    assert [(d["required"], d["expiry_hours"]) for d in configured] == [
-        ("true", "24"), ("false", "24")]
+    assert [(d["required"], d["expiry_hours"], d["actor"]) for d in configured] == [
+        ("false", "24", "settings")]  # the first start recorded "on" without an event
     assert chain(docs, ("retention.",)) == ["retention.changed"]
 
 
