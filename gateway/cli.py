@@ -337,7 +337,7 @@ async def _token(args: argparse.Namespace) -> int:
             issued = await c.issue_tenant_token(args.tenant_id, label=args.label, actor=_actor())
             return {"id": issued.token_id, "tenant_id": issued.tenant_id, "token": issued.secret}
         if args.credential_cmd == "issue-ops":
-            if c.settings.approvals.required:
+            if c.settings.approvals.required and await _anyone_to_approve(c):
                 return await _request_ops_token(c, args.label)
             issued = await c.issue_ops_token(label=args.label, actor=_actor())
             return {"id": issued.token_id, "token": issued.secret}
@@ -365,6 +365,19 @@ async def _request_ops_token(c: Any, label: str) -> dict[str, Any]:
     return {"id": token_id, "token": bearer, "approval_id": approval.id,
             "works": "once a second ops principal approves: "
                      f"vpngw approval approve {approval.id}"}
+
+
+async def _anyone_to_approve(c: Any) -> bool:
+    """Whether an ops principal exists besides the CLI. Without one (the first token was
+    lost before anyone else was added), a new ops token is issued directly, as by init."""
+    from provisioning.accounts.users import UserRole, UserStatus, list_users
+    from provisioning.tokens import Role, list_tokens
+
+    async with c.db.read() as conn:
+        if any(t.role is Role.OPS and t.revoked_at is None for t in await list_tokens(conn)):
+            return True
+        return any(u.role is UserRole.OPS and u.status is UserStatus.ACTIVE
+                   for u in await list_users(conn))
 
 
 def _approvals(c: Any) -> Any:

@@ -79,3 +79,11 @@ async def test_cli_requests_wait_for_another_principal(data_dir: Path) -> None: 
     assert missing.returncode == 1 and "no approval" in missing.stderr
     users = as_json("user", "list", *d)
     assert [u["status"] for u in users] == ["invited"]
+
+    # With no ops principal left to approve (every ops token revoked, no active ops
+    # user), the CLI issues one directly, as init does.
+    for token in as_json("token", "list", *d):
+        if token["role"] == "ops":
+            vpngw("token", "revoke", *d, token["id"])
+    direct = as_json("token", "issue-ops", *d, "--label", "recovery")
+    assert direct["token"].startswith("vgw_o_") and "approval_id" not in direct
