@@ -93,7 +93,9 @@ class Server:
 
     def _env(self) -> dict[str, str]:
         # These servers measure the API; carrying traffic out is bench/egress.py's subject.
-        env = {**os.environ, "VPNGW_EGRESS_ENABLED": "false", **self.env}
+        # One operator drives them: two-person control (measured nowhere) is off.
+        env = {**os.environ, "VPNGW_EGRESS_ENABLED": "false", "VPNGW_APPROVALS_REQUIRED": "false",
+               **self.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
 

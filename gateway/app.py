@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from gateway.accounts import Accounts
 from gateway.api import (
     agent,
+    approvals,
     audit,
     gateways,
     ops,
@@ -27,6 +28,8 @@ from gateway.api import (
     tenant,
     transparency,
 )
+from gateway.approvals.pinned import pin_at_start
+from gateway.approvals.service import Approvals
 from gateway.audit.log import AuditLog, Indexer
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.audit.reaffirm import FactProvider, default_providers
@@ -40,7 +43,7 @@ from gateway.dataplane.plane import DataPlane, egress_policy, interface_spec, ma
 from gateway.db import Database
 from gateway.egress.nft import Forwarding, Nft
 from gateway.egress.plan import EgressPlan, plan_egress
-from gateway.egress.store import egress_in_force
+from gateway.egress.store import egress_in_force, logged_maps
 from gateway.egress.sync import EgressSync
 from gateway.http import appkeys
 from gateway.http.middlewares import request_context, security_headers
@@ -70,6 +73,7 @@ def all_routes() -> list[Route]:
         *audit.ROUTES,
         *tenant.ROUTES,
         *regulator.ROUTES,
+        *approvals.ROUTES,
         *transparency.ROUTES,
         *agent.ROUTES,
     ]
@@ -133,6 +137,11 @@ def create_app(
         gateway_public_key=keys.wireguard_public,
     )
     app[appkeys.COMMANDS] = commands
+    app[appkeys.APPROVALS] = Approvals(
+        commands=commands, required=settings.approvals.required,
+        expiry_hours=settings.approvals.expiry_hours,
+    )
+    app[appkeys.EGRESS_HELD] = None
     app[appkeys.REFUSALS] = RefusalRecorder(
         per_minute=settings.regulator.refusal_log_per_minute,
         is_registered=lambda keyid: _is_registered(db, keyid),
@@ -156,6 +165,7 @@ def create_app(
     )
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_sequencer_ctx)
+    app.cleanup_ctx.append(_sensitive_settings_ctx)
     app.cleanup_ctx.append(witnessing_ctx(settings, audit_log))
     app.cleanup_ctx.append(_state_listener_ctx)
     on_this_host = backend is not None or settings.wireguard.backend != "off"
@@ -164,6 +174,7 @@ def create_app(
     app.cleanup_ctx.append(_periodic_ctx("expiry", _expire_peers, interval=5.0))
     app.cleanup_ctx.append(_periodic_ctx("retention", retention_job,
                                          interval=settings.audit.retention_interval_seconds))
+    app.cleanup_ctx.append(_periodic_ctx("approvals", _expire_approvals, interval=30.0))
     return app
 
 
@@ -266,6 +277,8 @@ def egress_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, runtime, clock = app[appkeys.SETTINGS], app[appkeys.RUNTIME], app[appkeys.CLOCK]
         resolved = plan or await plan_egress(settings, on_this_host=on_this_host)
+        if resolved is not None and settings.approvals.required:
+            resolved = await _hold_changed_egress(app, resolved)
         app[appkeys.EGRESS] = resolved
         if resolved is None:
             runtime.set("egress", ok=True, detail="off: clients reach the gateway only",
@@ -289,6 +302,22 @@ def egress_ctx(
         yield
 
     return ctx
+
+
+async def _hold_changed_egress(app: web.Application, planned: EgressPlan) -> EgressPlan:
+    """With approvals required, changed egress settings wait for a second principal: the
+    mapping last logged stays in force and the new one is held (POST
+    /ops/v1/egress/change-requests asks for it). A first start has nothing to hold."""
+    async with app[appkeys.DATABASE].read() as conn:
+        logged = (await logged_maps(conn, [planned.egress.gateway_id])).get(
+            planned.egress.gateway_id)
+    if logged is None or logged.event_fields() == planned.egress.event_fields():
+        return planned
+    app[appkeys.EGRESS_HELD] = planned.egress
+    log.warning("egress settings change held until approved",
+                how="POST /ops/v1/egress/change-requests, then a second ops principal approves "
+                "it; it applies at the next start")
+    return EgressPlan(egress=logged, interface=planned.interface)
 
 
 def dataplane_ctx(
@@ -363,6 +392,16 @@ def _egress_gauges(app: web.Application, egress: EgressSync) -> None:
         egress.status.peers_mapped
     )
     gauges[f'egress_blocks_free{{gateway="{gateway}"}}'] = lambda: float(egress.status.blocks_free)
+
+
+async def _sensitive_settings_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Log whether approvals are required and settle the retention period in force."""
+    await pin_at_start(app[appkeys.COMMANDS], app[appkeys.SETTINGS])
+    yield
+
+
+async def _expire_approvals(app: web.Application) -> None:
+    await app[appkeys.APPROVALS].expire_due()
 
 
 async def _expire_peers(app: web.Application) -> None:

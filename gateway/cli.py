@@ -101,7 +101,7 @@ def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
         write_config(
             config_path,
             {"server": server, "database": database, "network": network, "wireguard": wireguard,
-             "egress": egress},
+             "egress": egress, "approvals": {"required": True}},
         )
         try:
             _check_egress_at_init(load_settings(data_dir))
@@ -176,6 +176,10 @@ async def _init(args: argparse.Namespace, data_dir: Path, settings: Settings) ->
             "First ops user for the web console (/console): "
             f"vpngw user invite --data-dir {data_dir} --email you@example.com --role ops"
         )
+        if settings.approvals.required:
+            print("Two-person control is on ([approvals] in gateway.toml): regulator keys, "
+                  "ops tokens, disabling ops users, retention and egress changes wait for a "
+                  "second ops principal's approval (vpngw approval list)")
     else:
         print(
             f"vpngw already initialised in {data_dir}; the ops token was shown at first init "
@@ -333,6 +337,8 @@ async def _token(args: argparse.Namespace) -> int:
             issued = await c.issue_tenant_token(args.tenant_id, label=args.label, actor=_actor())
             return {"id": issued.token_id, "tenant_id": issued.tenant_id, "token": issued.secret}
         if args.credential_cmd == "issue-ops":
+            if c.settings.approvals.required and await _anyone_to_approve(c):
+                return await _request_ops_token(c, args.label)
             issued = await c.issue_ops_token(label=args.label, actor=_actor())
             return {"id": issued.token_id, "token": issued.secret}
         if args.credential_cmd == "revoke":
@@ -343,6 +349,72 @@ async def _token(args: argparse.Namespace) -> int:
     doc = await _with_commands(args, run)
     columns = ("id", "role", "tenant_id", "label", "created_at", "revoked_at")
     _emit(args, doc, columns if args.credential_cmd in {"list", "revoke"} else None)
+    return 0
+
+
+async def _request_ops_token(c: Any, label: str) -> dict[str, Any]:
+    """Under two-person control: the token now, working once another principal approves."""
+    from provisioning import tokens
+    from provisioning.tokens import Role
+
+    token_id, bearer, secret_hash = tokens.mint(Role.OPS)
+    approval = await _approvals(c).request(
+        "ops_token.issue", {"token_id": token_id, "secret_hash": secret_hash, "label": label},
+        actor=_actor(),
+    )
+    return {"id": token_id, "token": bearer, "approval_id": approval.id,
+            "works": "once a second ops principal approves: "
+                     f"vpngw approval approve {approval.id}"}
+
+
+async def _anyone_to_approve(c: Any) -> bool:
+    """Whether an ops principal exists besides the CLI. Without one (the first token was
+    lost before anyone else was added), a new ops token is issued directly, as by init."""
+    from provisioning.accounts.users import UserRole, UserStatus, list_users
+    from provisioning.tokens import Role, list_tokens
+
+    async with c.db.read() as conn:
+        if any(t.role is Role.OPS and t.revoked_at is None for t in await list_tokens(conn)):
+            return True
+        return any(u.role is UserRole.OPS and u.status is UserStatus.ACTIVE
+                   for u in await list_users(conn))
+
+
+def _approvals(c: Any) -> Any:
+    from gateway.approvals.service import Approvals
+
+    a = c.settings.approvals
+    return Approvals(commands=c, required=a.required, expiry_hours=a.expiry_hours)
+
+
+APPROVAL_COLUMNS = ("id", "status", "kind", "subject", "requested_by", "expires_at",
+                    "decided_by")
+
+
+async def _approval(args: argparse.Namespace) -> int:
+    from gateway.approvals.policy import Status
+
+    async def run(c: Any) -> Any:
+        approvals = _approvals(c)
+        await approvals.expire_due()
+        if args.approval_cmd == "list":
+            status = None if args.all else Status(args.status)
+            return [approvals.view(a) for a in await approvals.list(status=status,
+                                                                   limit=args.limit)]
+        if args.approval_cmd == "show":
+            return approvals.view(await approvals.get(args.approval_id))
+        if args.approval_cmd == "approve":
+            approval, result = await approvals.grant(args.approval_id, actor=_actor())
+            return {**approvals.view(approval), "result": result}
+        return approvals.view(
+            await approvals.reject(args.approval_id, actor=_actor(), reason=args.reason)
+        )
+
+    doc = await _with_commands(args, run)
+    if isinstance(doc, list) and not args.json:
+        doc = [{**d, "subject": " ".join(f"{k}={v}" for k, v in d["subject"].items())}
+               for d in doc]
+    _emit(args, doc, APPROVAL_COLUMNS if isinstance(doc, list) else None)
     return 0
 
 
@@ -376,13 +448,34 @@ async def _user(args: argparse.Namespace) -> int:
                       + (" and a second factor." if args.role == "ops" else "."))
             return 0
         if args.user_cmd == "disable":
-            doc = user_view(await accounts.disable(args.user_id, actor=_actor()))
+            doc = await _disable_user(settings, db, accounts, args.user_id)
         else:
             doc = [user_view(u) for u in await accounts.list_users(tenant_id=args.tenant)]
     finally:
         await db.dispose()
     _emit(args, doc, ("id", "email", "role", "tenant_id", "status", "second_factor"))
     return 0
+
+
+async def _disable_user(settings: Settings, db: Any, accounts: Any, user_id: str) -> Any:
+    """An ops user is disabled only once a second principal approves (approvals on)."""
+    from gateway.clock import SystemClock
+    from gateway.commands import Commands
+    from gateway.web.views import user_view
+    from provisioning.accounts import users
+    from provisioning.accounts.users import UserRole
+
+    async with db.read() as conn:
+        target = await users.get_user(conn, user_id)
+    if settings.approvals.required and target.role is UserRole.OPS:
+        commands = Commands(db=db, clock=SystemClock(), settings=settings)
+        approval = await _approvals(commands).request(
+            "ops_user.disable", {"user_id": user_id}, actor=_actor()
+        )
+        print(f"vpngw: requested; approval {approval.id} waits for a second ops principal "
+              f"(vpngw approval approve {approval.id})", file=sys.stderr)
+        return user_view(target)
+    return user_view(await accounts.disable(user_id, actor=_actor()))
 
 
 # --- parser ---------------------------------------------------------------------------
@@ -465,6 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     usub.add_parser("list").add_argument("--tenant")
     usub.add_parser("disable").add_argument("user_id")
 
+    approval = add("approval", "two-person control: list, approve and reject requests",
+                   leaf=False)
+    psub = approval.add_subparsers(dest="approval_cmd", required=True)
+    psub.add_parser = functools.partial(psub.add_parser, parents=[common])  # type: ignore[method-assign]
+    plist = psub.add_parser("list", help="pending approvals (newest first)")
+    plist.add_argument("--status", default="pending",
+                       choices=["pending", "granted", "rejected", "expired"])
+    plist.add_argument("--all", action="store_true", help="every state")
+    plist.add_argument("--limit", type=int, default=100)
+    psub.add_parser("show").add_argument("approval_id")
+    psub.add_parser("approve", help="perform the operation (as a different principal)"
+                    ).add_argument("approval_id")
+    preject = psub.add_parser("reject", help="refuse it (or withdraw your own request)")
+    preject.add_argument("approval_id")
+    preject.add_argument("--reason")
+
     from gateway import gateway_cli
     from gateway.agent import main as agent_main
 
@@ -513,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_token(args))
         if args.command == "user":
             return asyncio.run(_user(args))
+        if args.command == "approval":
+            return asyncio.run(_approval(args))
         if args.command == "agent":
             from gateway.agent import main as agent_main
 

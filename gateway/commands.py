@@ -124,6 +124,10 @@ class Commands:
                 await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311
         raise AssertionError("unreachable")
 
+    async def run(self, step: Callable[[AsyncConnection], Awaitable[Outcome[T]]]) -> T:
+        """A use-case step from another module (approvals), committed like every other."""
+        return await self._run(step)
+
     async def ensure_pools(self) -> None:
         """The default gateway (this host's settings) and its pools exist and match them."""
         network = self.settings.network

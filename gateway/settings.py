@@ -135,6 +135,15 @@ class WitnessSettings:
 
 
 @dataclass(frozen=True)
+class ApprovalSettings:
+    # Two-person control: sensitive operations wait for a second ops principal's approval.
+    # Only a single-operator deployment should switch it off; its value is logged at start.
+    required: bool = True
+    # Hours a pending approval waits for a decision before it expires and does nothing.
+    expiry_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -147,6 +156,7 @@ class Settings:
     regulator: RegulatorSettings = field(default_factory=RegulatorSettings)
     transparency: TransparencySettings = field(default_factory=TransparencySettings)
     witness: WitnessSettings = field(default_factory=WitnessSettings)
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
 
     @property
     def database_url(self) -> str:
@@ -369,6 +379,8 @@ def validate(s: Settings) -> None:
         raise SettingsError("audit.origin must be a non-empty single line")
     if s.audit.retention_days < 1:
         raise SettingsError("audit.retention_days must be >= 1")
+    if not 0 < s.approvals.expiry_hours <= 24 * 30:
+        raise SettingsError("approvals.expiry_hours must be > 0 and at most 720 (30 days)")
     _check_egress(s)
     if not 0 <= s.transparency.embargo_days <= 3650:
         raise SettingsError("transparency.embargo_days must be 0-3650")

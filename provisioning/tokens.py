@@ -91,6 +91,31 @@ async def issue_token(
     gateway_id: str | None = None,
 ) -> Outcome[IssuedToken]:
     token_id, bearer, secret_hash = mint(role)
+    outcome = await insert_token(
+        conn, role, token_id=token_id, secret_hash=secret_hash, tenant_id=tenant_id,
+        label=label, actor=actor, now=now, gateway_id=gateway_id,
+    )
+    issued = IssuedToken(token_id, role, tenant_id, label, now, bearer)
+    return Outcome(issued, outcome.events)
+
+
+async def insert_token(
+    conn: AsyncConnection,
+    role: Role,
+    *,
+    token_id: str,
+    secret_hash: str,
+    tenant_id: str | None,
+    label: str,
+    actor: str,
+    now: datetime,
+    gateway_id: str | None = None,
+) -> Outcome[TokenInfo]:
+    """Store a minted token (its hash only) with its `token.issued` event.
+
+    Separate from minting so an ops token requested under two-person control can be
+    handed to its requester at once and stored only when a second principal approves.
+    """
     await conn.execute(
         insert(tokens).values(
             id=token_id,
@@ -108,8 +133,8 @@ async def issue_token(
         attrs["tenant_id"] = tenant_id
     if gateway_id:
         attrs["gateway_id"] = gateway_id
-    issued = IssuedToken(token_id, role, tenant_id, label, now, bearer)
-    return Outcome(issued, (Event("token.issued", attrs),))
+    info = TokenInfo(token_id, role, tenant_id, label, now, actor, None)
+    return Outcome(info, (Event("token.issued", attrs),))
 
 
 async def authenticate(conn: AsyncConnection, bearer: str) -> Principal | None:

@@ -18,6 +18,12 @@ from tests.components import require_or_skip
 
 PG_ADMIN_URL = os.environ.get("VPNGW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
+# Two-person control is on by default (and `vpngw init` writes it on). Tests written
+# before it perform sensitive operations directly, so it is off here, for the CLI
+# subprocesses too; tests of approvals switch it on (approvals={"required": True}, or
+# VPNGW_APPROVALS_REQUIRED=true in a subprocess's environment).
+os.environ.setdefault("VPNGW_APPROVALS_REQUIRED", "false")
+
 
 class FakeClock:
     """A settable clock for tests (the app reads time only through a Clock)."""
@@ -95,6 +101,7 @@ def write_settings(data_dir: Path, database_url: str | None = None, **sections: 
     changes: dict[str, Any] = {
         "network": {"endpoint": "vpn.test:51820"},
         "egress": {"enabled": False},
+        "approvals": {"required": False},
         **sections,
     }
     if database_url:

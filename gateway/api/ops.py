@@ -174,6 +174,7 @@ async def get_egress(request: web.Request) -> web.Response:
     if plan is None:
         return web.json_response({"enabled": False})
     e = plan.egress
+    held = request.app.get(appkeys.EGRESS_HELD)
     return web.json_response(
         {
             "enabled": True,
@@ -181,6 +182,7 @@ async def get_egress(request: web.Request) -> web.Response:
             **e.event_fields(),
             "blocks_per_address": e.blocks_per_address,
             "capacity": e.capacity,
+            **({"held": held.event_fields()} if held is not None else {}),
         }
     )
 

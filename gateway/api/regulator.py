@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.api.approvals import PENDING_REPLY, gate_key_registration, gate_key_revocation
 from gateway.audit.log import AuditLogError
 from gateway.audit.note import Ed25519NoteSigner
 from gateway.http import appkeys
@@ -277,6 +278,11 @@ async def add_regulator_key(request: web.Request) -> web.Response:
     keyid = registry.parse_keyid(body.get("keyid"))
     public_key = registry.parse_public_key(body.get("public_key"))
     label = validation.text("label", body.get("label"), max_len=200)
+    held = await gate_key_registration(
+        request, actor=who.actor, keyid=keyid, public_key=public_key, label=label
+    )
+    if held is not None:
+        return held  # 202: waits for a second ops principal (two-person control)
     key = await request.app[appkeys.COMMANDS].add_regulator_key(
         keyid=keyid, public_key=public_key, label=label, actor=who.actor
     )
@@ -292,6 +298,9 @@ async def list_regulator_keys(request: web.Request) -> web.Response:
 
 async def revoke_regulator_key(request: web.Request) -> web.Response:
     who = await require(request, Role.OPS)
+    held = await gate_key_revocation(request, actor=who.actor, keyid=KEY_ID.value(request))
+    if held is not None:
+        return held  # 202: waits for a second ops principal (two-person control)
     key = await request.app[appkeys.COMMANDS].revoke_regulator_key(
         KEY_ID.value(request), actor=who.actor
     )
@@ -367,7 +376,8 @@ ROUTES = [
         "Register a regulator key",
         "ops",
         body=ref("NewRegulatorKey"),
-        replies=(json_reply(201, "Registered", ref("RegulatorKey")),),
+        replies=(json_reply(201, "Registered (approvals off)", ref("RegulatorKey")),
+                 PENDING_REPLY),
         errors={409: ("duplicate-keyid",)},
     ),
     Route(
@@ -385,6 +395,8 @@ ROUTES = [
         "Revoke a regulator key",
         "ops",
         params=(KEY_ID,),
-        replies=(json_reply(200, "Revoked (or already revoked)", ref("RegulatorKey")),),
+        replies=(json_reply(200, "Revoked (or already revoked; approvals off)",
+                            ref("RegulatorKey")), PENDING_REPLY),
+        errors={409: ("illegal-transition",)},  # already revoked, with approvals on
     ),
 ]

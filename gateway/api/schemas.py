@@ -334,10 +334,13 @@ def components(
                 "addresses6": {"type": "array", "items": IP},
                 "blocks_per_address": INTEGER,
                 "capacity": INTEGER,
+                "held": {"type": "object", "description": "Changed egress settings waiting "
+                         "for approval (two-person control), as egress.configured would log "
+                         "them; POST /ops/v1/egress/change-requests asks for them"},
             },
             optional=(
                 "interface", "gateway_id", "pool", "addresses", "ports", "block_size", "ipv6",
-                "blocked", "pool6", "addresses6", "blocks_per_address", "capacity",
+                "blocked", "pool6", "addresses6", "blocks_per_address", "capacity", "held",
             ),
         ),
         "Link": record(
@@ -410,6 +413,7 @@ def components(
             }
         ),
         "RegulatorKeyList": record({"items": {"type": "array", "items": ref("RegulatorKey")}}),
+        **approval_schemas(),
         "GatewayKeys": record(
             {
                 "log": record({"origin": STRING, "vkey": STRING}),
@@ -504,6 +508,53 @@ def components(
                         {"ok": BOOLEAN, "detail": STRING, "since": nullable(TIME)}
                     ),
                 },
+            }
+        ),
+    }
+
+
+APPROVAL_STATUSES = ("pending", "granted", "rejected", "expired")
+
+
+def approval_schemas() -> dict[str, Schema]:
+    """Two-person control: a sensitive operation's 202 answer and its approval."""
+    approval = record(
+        {
+            "id": UUID,
+            "kind": {"type": "string", "description": "What was requested, e.g. "
+                     "regulator_key.register, regulator_key.revoke, ops_token.issue, "
+                     "ops_user.disable, retention.change, egress.change"},
+            "description": STRING,
+            "status": {"enum": list(APPROVAL_STATUSES)},
+            "subject": {"type": "object", "description": "What the operation acts on"},
+            "requested_by": STRING,
+            "requested_at": TIME,
+            "expires_at": TIME,
+            "decided_by": nullable(STRING),
+            "decided_at": nullable(TIME),
+            "reason": nullable(STRING),
+        }
+    )
+    return {
+        "Approval": approval,
+        "ApprovalList": record({"items": {"type": "array", "items": ref("Approval")}}),
+        "PendingApproval": record(
+            {
+                "approval": ref("Approval"),
+                "token": {
+                    "type": "string",
+                    "pattern": "^vgw_o_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$",
+                    "description": "ops_token.issue only: the bearer token, shown once; it "
+                    "works once a second ops principal approves",
+                },
+            },
+            optional=("token",),
+        ),
+        "GrantedApproval": record(
+            {
+                "approval": ref("Approval"),
+                "result": {"type": "object", "description": "What the operation produced "
+                           "(e.g. the RegulatorKey)"},
             }
         ),
     }

@@ -164,12 +164,14 @@ async def redact_expired(
 
 async def retention_job(app: web.Application) -> None:
     """The periodic job create_app runs every audit.retention_interval_seconds."""
+    from gateway.approvals.pinned import retention_in_force
     from gateway.http import appkeys
 
     settings = app[appkeys.SETTINGS]
     sequencer = app[appkeys.SEQUENCER]
     providers: tuple[FactProvider, ...] = app[appkeys.FACT_PROVIDERS]
     await redact_expired(app[appkeys.DATABASE], now=app[appkeys.CLOCK].now(),
-                         retention_days=settings.audit.retention_days,
+                         retention_days=await retention_in_force(
+                             app[appkeys.DATABASE], settings.audit.retention_days),
                          providers=providers, sequence=sequencer.drain,
                          on_commit=sequencer.wake)

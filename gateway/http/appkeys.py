@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from gateway.approvals.service import Approvals
     from gateway.audit.log import AuditLog
     from gateway.audit.reaffirm import FactProvider
     from gateway.audit.sequencer import Sequencer
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.commands import Commands
     from gateway.dataplane.plane import DataPlane
     from gateway.db import Database
+    from gateway.egress.mapping import EgressMap
     from gateway.egress.plan import EgressPlan
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
@@ -41,3 +43,7 @@ STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")
 REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("regulator_refusals")
 # What retention restates before erasing (gateway.audit.reaffirm); extend to add a kind.
 FACT_PROVIDERS: web.AppKey[tuple[FactProvider, ...]] = web.AppKey("fact_providers")
+# Two-person control (gateway.approvals).
+APPROVALS: web.AppKey[Approvals] = web.AppKey("approvals")
+# Egress settings found changed at start and held until approved (None: nothing held).
+EGRESS_HELD: web.AppKey[EgressMap | None] = web.AppKey("egress_held")

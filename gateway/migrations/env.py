@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import gateway.audit.schema  # noqa: F401
+import gateway.approvals.schema  # noqa: F401
 import provisioning.accounts.schema  # noqa: F401
 from provisioning.schema import metadata
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.approvals.policy import Approval
 from gateway.audit import merkle
 from gateway.audit.queries import EVENT_TYPE, list_entries
 from gateway.http import appkeys
@@ -23,6 +24,7 @@ from gateway.web.session import (
     require_user,
 )
 from provisioning import ids, tenants, tokens, validation
+from provisioning.accounts import users as accounts
 from provisioning.accounts.sessions import SignedInUser
 from provisioning.accounts.users import UserRole
 from provisioning.errors import DomainError, InvalidInput
@@ -248,12 +250,25 @@ async def invite_user(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _awaiting(approval: Approval) -> str:
+    return (f"Requested: approval {approval.id} now waits for a second person "
+            "(see Approvals).")
+
+
 @page
 async def disable_user(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
     user_id = paths.USER_ID.from_path(request)
     await form(request, who)
+    approvals = request.app[appkeys.APPROVALS]
     try:
+        async with request.app[appkeys.DATABASE].read() as conn:
+            target = await accounts.get_user(conn, user_id)
+        if approvals.required and target.role is UserRole.OPS:
+            approval = await approvals.request(
+                "ops_user.disable", {"user_id": user_id}, actor=_actor(who)
+            )
+            return await _users_page(request, who, status=202, notice=_awaiting(approval))
         await request.app[web_keys.ACCOUNTS].disable(user_id, actor=_actor(who))
     except DomainError as error:
         return await _users_page(request, who, status=409, **field_error(error))
@@ -283,13 +298,17 @@ async def key_list(request: web.Request) -> web.StreamResponse:
 async def add_key(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
     fields = await form(request, who)
+    approvals = request.app[appkeys.APPROVALS]
     try:
-        await request.app[appkeys.COMMANDS].add_regulator_key(
-            keyid=registry.parse_keyid(fields.get("keyid", "").strip()),
-            public_key=registry.parse_public_key(fields.get("public_key", "").strip()),
-            label=validation.text("label", fields.get("label", "").strip(), max_len=200),
-            actor=_actor(who),
-        )
+        new = {
+            "keyid": registry.parse_keyid(fields.get("keyid", "").strip()),
+            "public_key": registry.parse_public_key(fields.get("public_key", "").strip()),
+            "label": validation.text("label", fields.get("label", "").strip(), max_len=200),
+        }
+        if approvals.required:
+            approval = await approvals.request("regulator_key.register", new, actor=_actor(who))
+            return await _keys_page(request, who, status=202, notice=_awaiting(approval))
+        await request.app[appkeys.COMMANDS].add_regulator_key(**new, actor=_actor(who))
     except DomainError as error:
         return await _keys_page(request, who, status=400, **field_error(error))
     return redirect("/console/regulator-keys")
@@ -299,6 +318,16 @@ async def add_key(request: web.Request) -> web.StreamResponse:
 async def revoke_key(request: web.Request) -> web.StreamResponse:
     who = await require_user(request, UserRole.OPS)
     await form(request, who)
+    approvals = request.app[appkeys.APPROVALS]
+    if approvals.required:
+        try:
+            approval = await approvals.request(
+                "regulator_key.revoke", {"keyid": paths.KEY_ID.from_path(request)},
+                actor=_actor(who),
+            )
+        except DomainError as error:
+            return await _keys_page(request, who, status=409, **field_error(error))
+        return await _keys_page(request, who, status=202, notice=_awaiting(approval))
     await request.app[appkeys.COMMANDS].revoke_regulator_key(
         paths.KEY_ID.from_path(request), actor=_actor(who)
     )

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.accounts import Accounts
 from gateway.web import appkeys as web_keys
-from gateway.web import console, portal, signin
+from gateway.web import approvals, console, portal, signin
 from gateway.web.render import Pages
 from gateway.web.session import PageHandler, page, redirect
 
@@ -46,6 +46,7 @@ ROUTES: list[tuple[str, str, PageHandler]] = [
     ("GET", "/static/{name:[A-Za-z0-9_./-]+}", static_file),
     *portal.ROUTES,
     *console.ROUTES,
+    *approvals.ROUTES,
 ]
 
 

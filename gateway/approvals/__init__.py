@@ -1,0 +1,1 @@
+"""Two-person control: sensitive operations wait for a second ops principal to approve."""
