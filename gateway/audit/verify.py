@@ -43,7 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import merkle
-from gateway.audit.canonical import MAX_DEPTH, CanonicalError, parse_canonical
+from gateway.audit.canonical import first_noncanonical
 from gateway.audit.merkle import NodeRef
 from gateway.audit.note import (
     Ed25519NoteVerifier,
@@ -291,76 +291,10 @@ def _first_gap(pos: int, idxs: Sequence[int]) -> tuple[int, Problem]:
     raise AssertionError("no gap")  # pragma: no cover - callers check first
 
 
-# --- canonical JSON, fast path ----------------------------------------------------------
+# --- retention events ----------------------------------------------------------------------
 
 
-def _reject(text: str) -> Any:
-    raise CanonicalError(f"{text} is not allowed in canonical JSON")
-
-
-_decoder = json.JSONDecoder(parse_float=_reject, parse_constant=_reject)
-# The C scanner behind json.loads: parses one value at an offset, returns (value, end).
-_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
-                           separators=(",", ":"), check_circular=False).encode
 _RETENTION_MARK = b'"type":"retention.redacted"'
-# Byte maps for C-speed screening of a whole chunk: digits -> "0" (a run of 16 may be an
-# integer past 2**53 - 1); "{" and "[" -> "x" with everything but newlines deleted (a
-# run of 33 may be nesting deeper than MAX_DEPTH).
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_OPENERS = bytes(0x78 if b in b"{[" else b for b in range(256))
-_NOT_OPENERS = bytes(b for b in range(256) if b not in b"{[\n")
-_LONG_NUMBER = b"0" * 16
-_DEEP = b"x" * (MAX_DEPTH + 1)
-
-
-def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, str] | None:
-    """Offset and reason of the first leaf parse_canonical rejects, or None.
-
-    Equivalent to calling parse_canonical on each leaf, at a fraction of the cost: the
-    chunk is decoded once, each line (a canonical leaf has no raw newline) is parsed
-    with the C scanner, which must consume it exactly; the whole list is re-encoded in
-    one call and compared. What re-encodes unchanged although parse_canonical refuses
-    it (true, false, null, integers past 2**53 - 1, nesting past MAX_DEPTH) is screened
-    for on the raw bytes, and only leaves that may hold it get the exact check. Anything
-    else unusual falls back to parse_canonical leaf by leaf, which also names the reason.
-    """
-    try:
-        text = joined.decode("utf-8")
-        lines = text.split("\n")
-        if len(lines) != len(leaves):
-            return _slow_canonical(leaves)
-        parsed = list(map(_scan, lines, itertools.repeat(0)))
-    except (ValueError, StopIteration, CanonicalError, RecursionError):
-        return _slow_canonical(leaves)
-    objects = list(map(_FIRST, parsed))
-    if (list(map(_SECOND, parsed)) != list(map(len, lines)) or set(map(type, objects)) - {dict}
-            or _encode(objects) != "[" + ",".join(lines) + "]"):
-        return _slow_canonical(leaves)
-    screens: list[Callable[[bytes], bool]] = []
-    if b"true" in joined or b"false" in joined or b"null" in joined:
-        screens.append(lambda leaf: b"true" in leaf or b"false" in leaf or b"null" in leaf)
-    if _LONG_NUMBER in joined.translate(_DIGITS):
-        screens.append(lambda leaf: _LONG_NUMBER in leaf.translate(_DIGITS))
-    if _DEEP in joined.translate(_OPENERS, _NOT_OPENERS):
-        screens.append(lambda leaf: _DEEP in leaf.translate(_OPENERS, _NOT_OPENERS))
-    if screens:
-        for i, leaf in enumerate(leaves):
-            if any(screen(leaf) for screen in screens):
-                try:
-                    parse_canonical(leaf)
-                except CanonicalError as exc:
-                    return i, str(exc)
-    return None
-
-
-def _slow_canonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
-    for i, leaf in enumerate(leaves):
-        try:
-            parse_canonical(leaf)
-        except CanonicalError as exc:
-            return i, str(exc)
-    return None
 
 
 def _retention_ranges(leaves: Sequence[bytes]) -> list[tuple[int, int]]:
@@ -550,7 +484,7 @@ class _Run:
             joined = b"\n".join(present)
             if _RETENTION_MARK in joined:
                 self._retention.extend(_retention_ranges(present))
-            bad_json = _first_noncanonical(present, joined) if self.check_json else None
+            bad_json = first_noncanonical(present) if self.check_json else None
             if bad_json is not None:
                 offset = bad_json[0] if where is None else where[bad_json[0]]
                 good = offset
