@@ -46,7 +46,7 @@ from gateway.audit import merkle
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleFrontier
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
-from gateway.audit.verify import _levels, verify_log
+from gateway.audit.verify import verify_log
 from gateway.clock import SystemClock
 from gateway.db import Database
 from gateway.keyfiles import create_keys, load_keys
@@ -266,7 +266,7 @@ async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
     while rows := cur.fetchmany(1 << 15):
         started = time.perf_counter()
         hashes = [hashlib.sha256(b"\x00" + r[0]).digest() for r in rows]
-        _levels(hashes)
+        merkle.subtree_levels(hashes)
         hashing += time.perf_counter() - started
     conn.close()
     out.append({"what": "raw: sqlite3 read of (idx, leaf, leaf_hash)",

@@ -2,7 +2,8 @@
 
 Each test builds a real log (events from the use-cases, sequenced in small batches so
 there are many checkpoints) on a real SQLite file and on PostgreSQL, changes the stored
-rows the way an intruder with database access would, and runs the verifier.
+rows the way an intruder with database access would, and runs the verifier: in one
+process, and with two worker processes sharing the chunks (same problem, same index).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,12 @@ class Log:
     origin: str
     settings: Settings
     audit: AuditLog
+    workers: int = 1
 
-    async def verify(self, chunk_size: int = 16) -> VerifyReport:
+    async def verify(self, chunk_size: int = 16, trusted: Sequence[str] = ()) -> VerifyReport:
         return await verify_log(self.db, verifier=self.signer.verifier, origin=self.origin,
-                                chunk_size=chunk_size)
+                                chunk_size=chunk_size, trusted=trusted, workers=self.workers,
+                                parallel_from=0)
 
     async def sql(self, *statements: Any) -> None:
         async with self.db.write() as conn:
@@ -147,8 +150,8 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return settings
 
 
-@pytest.fixture
-async def log(built: Settings) -> AsyncIterator[Log]:
+@pytest.fixture(params=[1, 2], ids=["in-process", "2-workers"])
+async def log(built: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Log]:
     db = Database(built.database_url, pool_size=2)
     async with db.write() as conn:
         for table in TABLES:
@@ -157,7 +160,7 @@ async def log(built: Settings) -> AsyncIterator[Log]:
     origin = built.audit.origin
     signer = Ed25519NoteSigner(origin, load_keys(built.data_dir).log)
     yield Log(db, signer, origin, built, AuditLog(db=db, signer=signer, origin=origin,
-                                                   clock=FakeClock()))
+                                                   clock=FakeClock()), request.param)
     await db.dispose()
 
 
@@ -320,8 +323,7 @@ async def test_consistent_truncation_needs_a_checkpoint_kept_outside(log: Log) -
                   delete(checkpoints).where(checkpoints.c.size > kept.size),
                   update(log_head).values(size=kept.size, root=kept.root))
     assert (await log.verify()).ok  # undetectable from inside alone
-    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                              trusted=[latest_note])
+    report = await log.verify(trusted=[latest_note])
     assert_problem(report, ProblemKind.TRUNCATED, kept.size)
     assert report.problem is not None and report.problem.checkpoint_size == latest_size
 
@@ -330,12 +332,10 @@ async def test_trusted_checkpoint_of_another_history_is_a_fork(log: Log) -> None
     """A validly signed checkpoint whose root the stored entries do not reproduce."""
     size = 40
     forked = Checkpoint(log.origin, size, merkle.leaf_hash(b"another history")).sign(log.signer)
-    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                              trusted=[forked])
+    report = await log.verify(trusted=[forked])
     assert report.problem is not None and report.problem.checkpoint_size == size
     with pytest.raises(ValueError, match="does not verify"):
-        await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                         trusted=[forked.replace("\n40\n", "\n41\n")])
+        await log.verify(trusted=[forked.replace("\n40\n", "\n41\n")])
 
 
 # --- checkpoints and nodes --------------------------------------------------------------------
