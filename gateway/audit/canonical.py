@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,6 +165,9 @@ _ORJSON_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _SCALARS = frozenset({str, int})
 _ALLOWED = frozenset({str, int, list, dict})
 _SLICE = 256
+_dumps = functools.partial(orjson.dumps, option=_ORJSON_CANONICAL)
+_is_list: Callable[[object], bool] = list.__instancecheck__
+_is_dict: Callable[[object], bool] = dict.__instancecheck__
 
 
 def _dump_canonical(value: object) -> bytes:
@@ -183,12 +187,13 @@ def _plain(objects: Sequence[dict[str, Any]]) -> bool:
             return True
         if not kinds <= _ALLOWED:
             return False
+        # isinstance is exact here: decoded JSON holds no subclasses.
         inner: list[Any] = []
         if list in kinds:
-            inner.extend(itertools.chain.from_iterable(v for v in level if type(v) is list))
+            inner.extend(itertools.chain.from_iterable(filter(_is_list, level)))
         if dict in kinds:
-            inner.extend(itertools.chain.from_iterable(v.values() for v in level
-                                                       if type(v) is dict))
+            inner.extend(itertools.chain.from_iterable(map(dict.values,
+                                                           filter(_is_dict, level))))
         level = inner
     return not level
 
@@ -217,10 +222,12 @@ def first_noncanonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
         try:
             # The common case in C: decode and re-encode every leaf, all types at once.
             objects = list(map(orjson.loads, part))
-            same = list(map(operator.eq, map(_dump_canonical, objects), part))
-            if not _plain([o for o, ok in zip(objects, same, strict=True) if ok is True]):
+            if set(map(type, objects)) != {dict}:
+                raise TypeError("not every leaf is an object")
+            same = list(map(operator.eq, map(_dumps, objects), part))
+            if False in same or not _plain(objects):
                 same = [ok is True and _plain([o]) for o, ok in zip(objects, same, strict=True)]
-        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
             same = list(map(_fast_accepts, part))
         suspects.extend(start + i for i, ok in enumerate(same) if ok is not True)
     for i in suspects:

@@ -417,10 +417,16 @@ def test_cli_verify_exit_status_and_first_bad_index(
     assert "first bad index  44" in proc.stdout and "missing" in proc.stdout
     assert "missing at index 44" in proc.stderr
 
-    assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--json"]) == 1
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["ok"] is False
-    assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
+    for workers in ([], ["--workers", "1"], ["--workers", "2"]):
+        assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--json", *workers]) == 1
+        captured = capsys.readouterr()
+        doc = json.loads(captured.out)
+        assert doc["ok"] is False
+        assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
+        assert "missing at index 44" in captured.err  # --json: the verdict, no progress
+
+    assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--workers", "0"]) == 1
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 @SQLITE_ONLY
