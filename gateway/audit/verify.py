@@ -64,7 +64,8 @@ from gateway.audit.verify_chunk import (
     check_chunk,
     retention_ranges,
 )
-from gateway.audit.verify_parallel import FIRST, ChunkWorkers, numbered, read_entries
+from gateway.audit.verify_parallel import ChunkWorkers
+from gateway.audit.verify_worker import FIRST, numbered, read_entries
 from gateway.db import Database
 
 __all__ = ["CHUNK_SIZE", "PARALLEL_FROM", "Problem", "ProblemKind", "Progress", "VerifyReport",

@@ -484,3 +484,17 @@ def test_cli_checkpoint_and_show(sqlite_dir: Path, capsys: pytest.CaptureFixture
     assert "RFC 3339" in capsys.readouterr().err
     assert main(["audit", "show", *d, "--since", "0001-01-01T00:30:00+01:00"]) == 1
     assert "must lie between" in capsys.readouterr().err
+
+
+# --- the worker processes ----------------------------------------------------------------------
+
+
+async def test_a_worker_that_cannot_read_fails_the_run_with_its_reason(tmp_path: Path) -> None:
+    from gateway.audit.verify_parallel import ChunkWorkers, WorkerError
+
+    missing = tmp_path / "no-such-dir" / "vpngw.db"
+    with pytest.raises(WorkerError, match="unable to open database file"):
+        async with ChunkWorkers(workers=2, connect={"sqlite": str(missing)}, chunk=16, end=70,
+                                sizes=[], check_json=True) as pool:
+            async for _ in pool.results():
+                pass
