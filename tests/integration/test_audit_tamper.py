@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return settings
 
 
-@pytest.fixture(params=[1, 2], ids=["in-process", "2-workers"])
-async def log(built: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Log]:
+async def restore(built: Settings, workers: int) -> Log:
     db = Database(built.database_url, pool_size=2)
     async with db.write() as conn:
         for table in TABLES:
@@ -159,9 +158,15 @@ async def log(built: Settings, request: pytest.FixtureRequest) -> AsyncIterator[
             await conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM pristine_{table}")  # noqa: S608
     origin = built.audit.origin
     signer = Ed25519NoteSigner(origin, load_keys(built.data_dir).log)
-    yield Log(db, signer, origin, built, AuditLog(db=db, signer=signer, origin=origin,
-                                                   clock=FakeClock()), request.param)
-    await db.dispose()
+    return Log(db, signer, origin, built, AuditLog(db=db, signer=signer, origin=origin,
+                                                    clock=FakeClock()), workers)
+
+
+@pytest.fixture(params=[1, 2], ids=["in-process", "2-workers"])
+async def log(built: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Log]:
+    restored = await restore(built, request.param)
+    yield restored
+    await restored.db.dispose()
 
 
 def forged_leaf(note: str = "forged") -> bytes:
@@ -498,3 +503,52 @@ async def test_a_worker_that_cannot_read_fails_the_run_with_its_reason(tmp_path:
                                 sizes=[], check_json=True) as pool:
             async for _ in pool.results():
                 pass
+
+
+async def _pretty(log: Log, idx: int) -> None:
+    pretty = json.dumps(json.loads((await log.row(idx)).leaf), indent=1).encode()
+    await log.sql(update(log_entries).where(log_entries.c.idx == idx)
+                  .values(leaf=pretty, leaf_hash=merkle.leaf_hash(pretty)))
+
+
+async def _forge(log: Log, idx: int) -> None:
+    leaf = forged_leaf()
+    await log.sql(update(log_entries).where(log_entries.c.idx == idx)
+                  .values(leaf=leaf, leaf_hash=merkle.leaf_hash(leaf)))
+
+
+TAMPERS: dict[str, Callable[[Log], Awaitable[None]]] = {
+    "edited": lambda log: log.sql(update(log_entries).where(log_entries.c.idx == 33)
+                                  .values(leaf_hash=b"\x07" * 32)),
+    "rewritten": lambda log: _forge(log, 37),
+    "missing": lambda log: log.sql(delete(log_entries).where(log_entries.c.idx == 20)),
+    "swapped": lambda log: log.move({16: 47, 47: 16}),
+    "node": lambda log: log.sql(update(log_nodes).where(log_nodes.c.level == 6,
+                                                        log_nodes.c.idx == 0)
+                                .values(hash=b"\x11" * 32)),
+    "truncated": lambda log: log.sql(delete(log_entries).where(log_entries.c.idx >= 66)),
+    "erased": lambda log: log.sql(update(log_entries).where(log_entries.c.idx == 40)
+                                  .values(leaf=None)),
+    "malformed": lambda log: _pretty(log, 52),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERS))
+async def test_workers_report_exactly_what_one_process_reports(built: Settings,
+                                                               tamper: str) -> None:
+    """The whole report (problem, detail, counts, root) is the same with 1, 2 or 3 workers
+    at every chunk size: chunk results are folded in the same order either way."""
+    log = await restore(built, 1)
+    try:
+        await TAMPERS[tamper](log)
+        for chunk_size in (2, 16):
+            reports = []
+            for workers in (1, 2, 3):
+                log.workers = workers
+                doc = (await log.verify(chunk_size)).to_dict()
+                del doc["elapsed_seconds"], doc["entries_per_second"]
+                reports.append(doc)
+            assert reports[0]["problem"] is not None, tamper
+            assert reports[1] == reports[0] and reports[2] == reports[0], reports
+    finally:
+        await log.db.dispose()
