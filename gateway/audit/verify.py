@@ -211,6 +211,12 @@ class _Reader:
         return [(int(r[0]), bytes(r[2])) for r in await read_entries(self, start, end, limit)]
 
 
+def _shareable(url: str) -> bool:
+    """Other processes can open this database (not an in-memory SQLite one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
+
+
 def _workers_connect(url: str, snapshot: str | None) -> dict[str, str]:
     """How a worker process reaches the same database (and, on PostgreSQL, snapshot)."""
     parsed = make_url(url)
@@ -351,7 +357,7 @@ class _Run:
         return await self._finish(head)
 
     def _results(self, total: int, sizes: list[int]) -> AsyncGenerator[ChunkResult, None]:
-        if self.workers > 1 and total >= self.parallel_from:
+        if self.workers > 1 and total >= self.parallel_from and _shareable(self.url):
             return self._from_workers(total, sizes)
         return self._in_process(total, sizes)
 
