@@ -247,9 +247,8 @@ async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
     out = []
     cores = default_workers()
     runs: list[tuple[str, dict[str, Any]]] = [
-        (f"verify_log, {cores} worker processes (full: JSON, hashes, tree, signatures)",
-         {"workers": cores, "parallel_from": 0}),
-        ("verify_log, in one process (full)", {"workers": 1}),
+        ("verify_log, in one process (full: JSON, hashes, tree, signatures)", {"workers": 1}),
+        (f"verify_log, {cores} worker processes (full)", {"workers": cores, "parallel_from": 0}),
         ("verify_log, in one process, without the canonical-JSON check",
          {"workers": 1, "check_json": False}),
     ]
