@@ -11,9 +11,10 @@
    completed node stored, one signed checkpoint every 10,000 leaves), then
    AuditLog.inclusion_proofs / consistency_proof are timed for random indexes and sizes
    (each proof is verified outside the timing).
-3. `vpngw audit verify` throughput (verify_log) over the same N-leaf log, with and without
-   the canonical-JSON check, beside the raw limits: reading the rows with sqlite3, and
-   SHA-256 of the leaves plus the tree's interior nodes.
+3. `vpngw audit verify` throughput (verify_log) over the same N-leaf log: with one worker
+   process per core, in one process, and in one process without the canonical-JSON
+   check, beside the raw limits on one core: reading the rows with sqlite3, and SHA-256
+   of the leaves plus the tree's interior nodes.
 
     .venv/bin/python -m bench.audit                            # 1,000,000 leaves
     .venv/bin/python -m bench.audit --sizes 1000000,10000000   # the full run (minutes)
@@ -50,7 +51,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleFrontier
 from gateway.audit.note import Checkpoint, Ed25519NoteSigner
 from gateway.audit.payloadkeys import PayloadKeys, day_of, seal
-from gateway.audit.verify import _levels, verify_log
+from gateway.audit.verify import default_workers, verify_log
 from gateway.clock import SystemClock
 from gateway.db import Database
 from gateway.keyfiles import create_keys, load_keys
@@ -262,10 +263,15 @@ async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
     signer = Ed25519NoteSigner(ORIGIN, load_keys(data).log)
     db = Database.for_data_dir(url, data, pool_size=2)
     out = []
-    for label, check_json in (("verify_log (full: JSON, hashes, tree, signatures)", True),
-                              ("verify_log without the canonical-JSON check", False)):
-        report = await verify_log(db, verifier=signer.verifier, origin=ORIGIN,
-                                  check_json=check_json)
+    cores = default_workers()
+    runs: list[tuple[str, dict[str, Any]]] = [
+        ("verify_log, in one process (full: JSON, hashes, tree, signatures)", {"workers": 1}),
+        (f"verify_log, {cores} worker processes (full)", {"workers": cores, "parallel_from": 0}),
+        ("verify_log, in one process, without the canonical-JSON check",
+         {"workers": 1, "check_json": False}),
+    ]
+    for label, options in runs:
+        report = await verify_log(db, verifier=signer.verifier, origin=ORIGIN, **options)
         assert report.ok and report.entries == size, report.problem
         out.append({"what": label, "leaves/s": report.rate, "seconds": report.elapsed})
     await db.dispose()
@@ -284,7 +290,7 @@ async def bench_verify(data: Path, url: str, size: int) -> list[dict[str, Any]]:
     while rows := cur.fetchmany(1 << 15):
         started = time.perf_counter()
         hashes = [hashlib.sha256(b"\x00" + r[0]).digest() for r in rows]
-        _levels(hashes)
+        merkle.subtree_levels(hashes)
         hashing += time.perf_counter() - started
     conn.close()
     out.append({"what": "raw: sqlite3 read of (idx, leaf, leaf_hash)",

@@ -591,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--checkpoint", action="append", metavar="FILE",
                             help="a signed checkpoint kept outside the database (repeatable); "
                             "the log must still reproduce it")
+    verify_cmd.add_argument("--workers", type=int, metavar="N",
+                            help="worker processes checking the entries of a large log "
+                            "(default: one per core; 1: all in this process)")
     asub.add_parser("checkpoint", help="print the latest signed checkpoint and the log's vkey")
     show = asub.add_parser("show", help="list log entries (the newest N unless --since is given)")
     show.add_argument("--type", help="event type, e.g. tenant.created")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+import operator
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from provisioning.errors import DomainError
 
@@ -14,6 +20,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "CanonicalError",
     "canonical_json",
+    "first_noncanonical",
     "format_time",
     "parse_canonical",
     "parse_time",
@@ -151,6 +158,90 @@ def parse_canonical(data: bytes | bytearray | memoryview) -> dict[str, Any]:
             "number format differ); re-encode it with canonical_json"
         )
     return value
+
+
+# --- checking many leaves fast -------------------------------------------------------------
+
+# orjson's compact, key-sorted output is byte for byte canonical_json's for every value
+# the log allows: the same escape for every code point (a test compares all of them),
+# keys sorted by code point, the same integers; with STRICT_INTEGER it refuses integers
+# past +-(2**53 - 1). What else parse_canonical refuses but would re-encode unchanged
+# (true, false, null, floats, nesting past MAX_DEPTH) shows in the decoded value's types.
+_ORJSON_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_SCALARS = frozenset({str, int})
+_ALLOWED = frozenset({str, int, list, dict})
+_SLICE = 256
+_dumps = functools.partial(orjson.dumps, option=_ORJSON_CANONICAL)
+_is_list: Callable[[object], bool] = list.__instancecheck__
+_is_dict: Callable[[object], bool] = dict.__instancecheck__
+
+
+def _dump_canonical(value: object) -> bytes:
+    # Only objects: a top-level array or string re-encodes unchanged but is not a leaf.
+    if type(value) is not dict:
+        return b""
+    return orjson.dumps(value, option=_ORJSON_CANONICAL)
+
+
+def _plain(objects: Sequence[dict[str, Any]]) -> bool:
+    """Every value under these objects is a str, an int, or a list or dict of them, at
+    most MAX_DEPTH deep (_validate's exact type rule), checked a level at a time."""
+    level: list[Any] = list(itertools.chain.from_iterable(map(dict.values, objects)))
+    for _ in range(MAX_DEPTH):
+        kinds = set(map(type, level))
+        if kinds <= _SCALARS:
+            return True
+        if not kinds <= _ALLOWED:
+            return False
+        # isinstance is exact here: decoded JSON holds no subclasses.
+        inner: list[Any] = []
+        if list in kinds:
+            inner.extend(itertools.chain.from_iterable(filter(_is_list, level)))
+        if dict in kinds:
+            inner.extend(itertools.chain.from_iterable(map(dict.values,
+                                                           filter(_is_dict, level))))
+        level = inner
+    return not level
+
+
+def _fast_accepts(leaf: bytes) -> bool:
+    try:
+        value = orjson.loads(leaf)
+        return type(leaf) is bytes and _dump_canonical(value) == leaf and _plain([value])
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return False
+
+
+def first_noncanonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
+    """Position and parse_canonical's reason for the first leaf it refuses, or None.
+
+    Exactly ``parse_canonical`` on each leaf in turn, at a fraction of the cost: a leaf
+    that orjson decodes to plain values and re-encodes to the same bytes is canonical;
+    every other leaf goes to parse_canonical itself, which decides and names the reason.
+    So the fast path can only ever agree with parse_canonical.
+    """
+    suspects: list[int] = []
+    # In slices: decoded objects kept alive in their thousands make the cyclic garbage
+    # collector rescan them over and over (it doubled the cost).
+    for start in range(0, len(leaves), _SLICE):
+        part = leaves[start:start + _SLICE]
+        try:
+            # The common case in C: decode and re-encode every leaf, all types at once.
+            objects = list(map(orjson.loads, part))
+            if set(map(type, objects)) != {dict}:
+                raise TypeError("not every leaf is an object")
+            same = list(map(operator.eq, map(_dumps, objects), part))
+            if False in same or not _plain(objects):
+                same = [ok is True and _plain([o]) for o, ok in zip(objects, same, strict=True)]
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+            same = list(map(_fast_accepts, part))
+        suspects.extend(start + i for i, ok in enumerate(same) if ok is not True)
+    for i in suspects:
+        try:
+            parse_canonical(leaves[i])
+        except CanonicalError as exc:
+            return i, str(exc)
+    return None
 
 
 def format_time(when: datetime) -> str:

@@ -41,6 +41,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
         command = {"verify": _verify, "checkpoint": _checkpoint, "show": _show}[args.audit_cmd]
         if args.audit_cmd == "show":
             _show_filters(args)  # refuse bad input before touching anything
+        if args.audit_cmd == "verify" and args.workers is not None and args.workers < 1:
+            raise _UsageError("--workers must be at least 1")
         # Files are read here, outside the event loop; the command itself is async.
         return asyncio.run(command(args, _Context.load(args)))
     except (KeyFileError, SettingsError, _UsageError) as exc:
@@ -84,7 +86,7 @@ async def _verify(args: argparse.Namespace, ctx: _Context) -> int:
         sys.stderr, terminal=sys.stderr.isatty(), line_every=PROGRESS_EVERY)
     try:
         report = await verify_log(db, verifier=signer.verifier, origin=origin, progress=progress,
-                                  trusted=ctx.trusted)
+                                  trusted=ctx.trusted, workers=args.workers)
     except ValueError as exc:  # a --checkpoint file that is not this log's
         raise _UsageError(str(exc)) from None
     finally:

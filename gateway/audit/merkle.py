@@ -26,6 +26,7 @@ __all__ = [
     "node_hash",
     "root_from_leaf_hashes",
     "root_plan",
+    "subtree_levels",
     "subtree_refs",
     "verify_consistency",
     "verify_inclusion",
@@ -106,6 +107,23 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     for i, h in enumerate(hashes):
         _check_hash(h, f"leaf hash {i}", MerkleError)
     return mth(0, len(hashes))
+
+
+def subtree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """Every complete aligned subtree over these leaf hashes, by level.
+
+    ``levels[l][j]`` is the MTH of leaves [j * 2**l, (j + 1) * 2**l); level 0 is the
+    leaf hashes themselves, and a level holds only complete blocks. Hashing a block of
+    leaves at once this way costs one list comprehension per level.
+    """
+    levels = [list(leaf_hashes)]
+    current = levels[0]
+    sha, prefix = _sha256, _NODE_PREFIX
+    while len(current) > 1:
+        current = [sha(prefix + a + b).digest()
+                   for a, b in zip(current[::2], current[1::2], strict=False)]
+        levels.append(current)
+    return levels
 
 
 @dataclass(frozen=True, slots=True, order=True, init=False)
@@ -490,6 +508,33 @@ class MerkleFrontier:
         level = 0
         # Binary-counter carry: every set low bit of the old size is a left sibling
         # waiting on the right edge; each merge completes one aligned subtree.
+        while index & 1:
+            h = _sha256(_NODE_PREFIX + hashes.pop() + h).digest()
+            level += 1
+            index >>= 1
+            completed.append((NodeRef(level, index), h))
+        hashes.append(h)
+        return completed
+
+    def append_subtree(self, level: int, subtree_hash: bytes) -> list[tuple[NodeRef, bytes]]:
+        """Add a complete subtree of 2**level leaves at once (its MTH); return the nodes
+        this completes above it, lowest first. ``append`` is the level-0 case.
+
+        The size must be a multiple of 2**level, so the subtree is aligned.
+        """
+        _check_count(level, "subtree level", MerkleError)
+        if type(subtree_hash) is not bytes or len(subtree_hash) != HASH_SIZE:
+            _check_hash(subtree_hash, "subtree hash", MerkleError)
+        if self._size % (1 << level):
+            raise MerkleError(
+                f"a subtree of 2**{level} leaves cannot follow {self._size} leaves: "
+                f"the size must be a multiple of {1 << level}"
+            )
+        hashes = self._hashes
+        index = self._size >> level
+        self._size += 1 << level
+        completed: list[tuple[NodeRef, bytes]] = []
+        h = subtree_hash
         while index & 1:
             h = _sha256(_NODE_PREFIX + hashes.pop() + h).digest()
             level += 1

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -104,6 +105,29 @@ def unseal(aead: AESGCM, stored: bytes, leaf_hash: bytes) -> bytes:
     except InvalidTag:
         raise SealedPayloadError("sealed payload does not authenticate under its day's key "
                                  "and leaf hash") from None
+
+
+def open_rows(rows: list[Sequence[Any]], keys: PayloadKeys | None) -> list[Sequence[Any]]:
+    """(idx, leaf, leaf hash) rows with each sealed leaf opened: the plain leaf, None if
+    its day's key is gone (erased), or the stored bytes as they are if they do not
+    authenticate, so a leaf-hash check reports the row as edited."""
+    if not any(r[1] is not None and is_sealed(r[1]) for r in rows):
+        return rows
+    aeads: dict[int, AESGCM | None] = {}
+    out: list[Sequence[Any]] = []
+    for idx, stored, stored_hash in rows:
+        leaf = stored
+        if stored is not None and is_sealed(stored):
+            day = sealed_day(stored)
+            if day not in aeads:
+                aeads[day] = None if keys is None else keys.for_opening(day)
+            aead = aeads[day]
+            try:
+                leaf = None if aead is None else unseal(aead, stored, stored_hash)
+            except SealedPayloadError:
+                leaf = bytes(stored)
+        out.append((idx, leaf, stored_hash))
+    return out
 
 
 class PayloadKeys:

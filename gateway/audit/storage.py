@@ -36,6 +36,7 @@ from gateway.audit.payloadkeys import (
     day_of,
     day_start,
     is_sealed,
+    open_rows,
     seal_many,
     sealed_day,
     unseal,
@@ -256,6 +257,15 @@ class LogReader:
         raw = await conn.get_raw_connection()
         return cls(raw.driver_connection, postgres=postgres, opener=Opener.of(conn))
 
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
+
+    @property
+    def keys(self) -> PayloadKeys | None:
+        """The payload keys readers open sealed leaves with (None: plaintext only)."""
+        return self._opener.keys
+
     async def rows(self, sql: str, *params: Any) -> list[Sequence[Any]]:
         if self._postgres:
             async with self._lock:
@@ -268,24 +278,7 @@ class LogReader:
         return self._opened(rows)
 
     def _opened(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
-        if not any(r[1] is not None and is_sealed(r[1]) for r in rows):
-            return rows
-        keys = self._opener.keys
-        aeads: dict[int, AESGCM | None] = {}
-        out: list[Sequence[Any]] = []
-        for idx, stored, stored_hash in rows:
-            leaf = stored
-            if stored is not None and is_sealed(stored):
-                day = sealed_day(stored)
-                if day not in aeads:
-                    aeads[day] = None if keys is None else keys.for_opening(day)
-                aead = aeads[day]
-                try:
-                    leaf = None if aead is None else unseal(aead, stored, stored_hash)
-                except SealedPayloadError:
-                    leaf = bytes(stored)
-            out.append((idx, leaf, stored_hash))
-        return out
+        return open_rows(rows, self.keys)
 
     async def outbox_leaves(self) -> list[bytes]:
         """Plain leaves still in the outbox (erased ones left out)."""

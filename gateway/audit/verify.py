@@ -25,25 +25,28 @@ hash differs is split until the first bad pair of leaves is found, which is then
 
 The first problem found, in index order, ends the run: its kind and index are in the
 report. Checkpoint problems carry the checkpoint's tree size as their index.
+
+The per-entry work (indexes, hashes, canonical JSON, the subtrees of each chunk) is
+verify_chunk.check_chunk; on a large log it runs in worker processes, one per core, each
+over every n-th chunk in the same snapshot (verify_parallel), and this run folds their
+results in index order exactly as it folds its own, so the report is the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import enum
-import hashlib
-import itertools
-import json
-import operator
+import contextlib
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from gateway.audit import merkle
-from gateway.audit.canonical import MAX_DEPTH, CanonicalError, parse_canonical
-from gateway.audit.merkle import NodeRef
+from gateway.audit.merkle import MerkleFrontier, NodeRef
 from gateway.audit.note import (
     Ed25519NoteVerifier,
     InvalidSignatureError,
@@ -52,52 +55,38 @@ from gateway.audit.note import (
     UnverifiedNoteError,
 )
 from gateway.audit.storage import LogReader, snapshot
+from gateway.audit.verify_chunk import (
+    NODE_CHECK_LEVEL,
+    RETENTION_MARK,
+    ChunkResult,
+    Problem,
+    ProblemKind,
+    check_chunk,
+    retention_ranges,
+)
+from gateway.audit.verify_parallel import ChunkWorkers
+from gateway.audit.verify_worker import FIRST, read_entries
 from gateway.db import Database
 
-__all__ = ["CHUNK_SIZE", "Problem", "ProblemKind", "Progress", "VerifyReport", "verify_log"]
+__all__ = ["CHUNK_SIZE", "PARALLEL_FROM", "Problem", "ProblemKind", "Progress", "VerifyReport",
+           "default_workers", "verify_log"]
 
 # Rows per read; a power of two so every full chunk is one complete aligned subtree.
 CHUNK_SIZE = 1 << 15
+# Below this many entries one process is faster: starting workers costs a few tenths
+# of a second.
+PARALLEL_FROM = 200_000
 _CHECKPOINT_PAGE = 4096
-# Stored interior nodes at this level and above are compared with the recomputed ones
-# on the main pass (1/32 of all nodes); below it they are consulted only to localise.
-_NODE_CHECK_LEVEL = 6
 _MAX_LEVEL = 64
 
-_sha256 = hashlib.sha256
-_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
-_LEAF = b"\x00"
-_NODE = b"\x01"
-
 Progress = Callable[[int, int], None]
-_Prefix = Callable[[int], list[tuple[NodeRef, bytes]]]
+_RootAt = Callable[[int], bytes]
 
 
-class ProblemKind(enum.StrEnum):
-    EDITED = "edited"  # an entry's bytes or hash differ from what was signed
-    MISSING = "missing"  # an entry was deleted
-    INSERTED = "inserted"  # an entry was added that the signed tree does not contain
-    REORDERED = "reordered"  # entries were swapped
-    TRUNCATED = "truncated"  # the newest entries were removed
-    BAD_SIGNATURE = "bad_signature"  # a checkpoint note is not signed by the log key
-    BAD_CHECKPOINT = "bad_checkpoint"  # a checkpoint row is malformed or inconsistent
-    MALFORMED = "malformed"  # a leaf hashes correctly but is not canonical JSON
-    ROOT_MISMATCH = "root_mismatch"  # leaves differ from a signed root; cannot localise
-    BAD_NODE = "bad_node"  # a stored tree node is wrong (served proofs would fail)
-    BAD_HEAD = "bad_head"  # the tree-head row disagrees with the entries
-    UNRECORDED_REDACTION = "unrecorded_redaction"  # payload erased without a retention event
-
-
-@dataclass(frozen=True)
-class Problem:
-    kind: ProblemKind
-    index: int
-    detail: str
-    checkpoint_size: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "index": self.index, "detail": self.detail,
-                "checkpoint_size": self.checkpoint_size}
+def default_workers() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +126,8 @@ async def verify_log(
     chunk_size: int = CHUNK_SIZE,
     check_json: bool = True,
     trusted: Sequence[str] = (),
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
 ) -> VerifyReport:
     """Recompute the log in one consistent snapshot; return what was checked and the first problem.
 
@@ -145,10 +136,14 @@ async def verify_log(
     ``trusted`` are checkpoint notes kept outside the database (e.g. the last one a
     regulator saw): the log must still contain and reproduce each, which catches a tail
     cut off together with its stored checkpoints and tree nodes. A trusted note that is
-    not validly signed raises ValueError.
+    not validly signed raises ValueError. ``workers`` processes (default: one per core)
+    check the entries of a log of at least ``parallel_from`` entries; 1 checks in-process.
     """
     if chunk_size < 2 or chunk_size & (chunk_size - 1):
         raise ValueError("chunk_size must be a power of two >= 2")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
     outside = []
     for text in trusted:
         try:
@@ -160,7 +155,8 @@ async def verify_log(
     started = time.perf_counter()
     async with snapshot(db) as reader:
         run = _Run(reader, verifier=verifier, origin=origin, progress=progress,
-                   chunk_size=chunk_size, check_json=check_json, trusted=outside)
+                   chunk_size=chunk_size, check_json=check_json, trusted=outside,
+                   workers=workers, parallel_from=parallel_from, url=db.url)
         problem = await run.execute()
     return VerifyReport(
         problem=problem, entries=run.pos, redacted=run.redacted, checkpoints=run.checked,
@@ -168,157 +164,21 @@ async def verify_log(
         elapsed=time.perf_counter() - started)
 
 
-# --- tree arithmetic ---------------------------------------------------------------------
 
 
-def _levels(hashes: list[bytes]) -> list[list[bytes]]:
-    """levels[l][j] = hash of the aligned block j of 2**l leaves (complete blocks only)."""
-    levels = [hashes]
-    current = hashes
-    sha = _sha256
-    node = _NODE
-    while len(current) > 1:
-        current = [sha(node + a + b).digest() for a, b in zip(current[::2], current[1::2],
-                                                                strict=False)]
-        levels.append(current)
-    return levels
+def _shareable(url: str) -> bool:
+    """Other processes can open this database (not an in-memory SQLite one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
 
 
-def _fold(hashes: Sequence[bytes]) -> bytes:
-    """MTH from the right-edge subtree hashes of a tree, largest first."""
-    if not hashes:
-        return merkle.EMPTY_ROOT
-    acc = hashes[-1]
-    for h in reversed(hashes[:-1]):
-        acc = _sha256(_NODE + h + acc).digest()
-    return acc
-
-
-def _blocks(length: int) -> list[tuple[int, int]]:
-    """(level, offset) of the binary-expansion blocks of [0, length), largest first."""
-    out = []
-    offset = 0
-    for level in range(length.bit_length() - 1, -1, -1):
-        if length >> level & 1:
-            out.append((level, offset))
-            offset += 1 << level
-    return out
-
-
-def _fold_in(
-    frontier: list[tuple[int, int, bytes]], pos: int, levels: list[list[bytes]], n: int
-) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]]:
-    """Append leaves [pos, pos + n) (their levels) to a frontier; return it and the nodes
-    the carries completed. pos is a multiple of the chunk size, so carries only happen
-    between whole chunks."""
-    stack = list(frontier)
-    carried = []
-    for level, offset in _blocks(n):
-        stack.append((level, (pos + offset) >> level, levels[level][offset >> level]))
-        while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
-            right = stack.pop()
-            left = stack.pop()
-            node = (left[0] + 1, left[1] >> 1, _sha256(_NODE + left[2] + right[2]).digest())
-            stack.append(node)
-            carried.append(node)
-    return stack, carried
-
-
-def _first_gap(pos: int, idxs: Sequence[int]) -> tuple[int, Problem]:
-    for i, idx in enumerate(idxs):
-        if idx > pos + i:
-            return i, Problem(ProblemKind.MISSING, pos + i,
-                              f"entry {pos + i} is missing (the next stored entry is {idx})")
-        if idx < pos + i:
-            return i, Problem(ProblemKind.INSERTED, pos + i,
-                              f"an extra entry with index {idx} is stored before entry {pos + i}")
-    raise AssertionError("no gap")  # pragma: no cover - callers check first
-
-
-# --- canonical JSON, fast path ----------------------------------------------------------
-
-
-def _reject(text: str) -> Any:
-    raise CanonicalError(f"{text} is not allowed in canonical JSON")
-
-
-_decoder = json.JSONDecoder(parse_float=_reject, parse_constant=_reject)
-# The C scanner behind json.loads: parses one value at an offset, returns (value, end).
-_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
-                           separators=(",", ":"), check_circular=False).encode
-_RETENTION_MARK = b'"type":"retention.redacted"'
-# Byte maps for C-speed screening of a whole chunk: digits -> "0" (a run of 16 may be an
-# integer past 2**53 - 1); "{" and "[" -> "x" with everything but newlines deleted (a
-# run of 33 may be nesting deeper than MAX_DEPTH).
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_OPENERS = bytes(0x78 if b in b"{[" else b for b in range(256))
-_NOT_OPENERS = bytes(b for b in range(256) if b not in b"{[\n")
-_LONG_NUMBER = b"0" * 16
-_DEEP = b"x" * (MAX_DEPTH + 1)
-
-
-def _first_noncanonical(leaves: Sequence[bytes], joined: bytes) -> tuple[int, str] | None:
-    """Offset and reason of the first leaf parse_canonical rejects, or None.
-
-    Equivalent to calling parse_canonical on each leaf, at a fraction of the cost: the
-    chunk is decoded once, each line (a canonical leaf has no raw newline) is parsed
-    with the C scanner, which must consume it exactly; the whole list is re-encoded in
-    one call and compared. What re-encodes unchanged although parse_canonical refuses
-    it (true, false, null, integers past 2**53 - 1, nesting past MAX_DEPTH) is screened
-    for on the raw bytes, and only leaves that may hold it get the exact check. Anything
-    else unusual falls back to parse_canonical leaf by leaf, which also names the reason.
-    """
-    try:
-        text = joined.decode("utf-8")
-        lines = text.split("\n")
-        if len(lines) != len(leaves):
-            return _slow_canonical(leaves)
-        parsed = list(map(_scan, lines, itertools.repeat(0)))
-    except (ValueError, StopIteration, CanonicalError, RecursionError):
-        return _slow_canonical(leaves)
-    objects = list(map(_FIRST, parsed))
-    if (list(map(_SECOND, parsed)) != list(map(len, lines)) or set(map(type, objects)) - {dict}
-            or _encode(objects) != "[" + ",".join(lines) + "]"):
-        return _slow_canonical(leaves)
-    screens: list[Callable[[bytes], bool]] = []
-    if b"true" in joined or b"false" in joined or b"null" in joined:
-        screens.append(lambda leaf: b"true" in leaf or b"false" in leaf or b"null" in leaf)
-    if _LONG_NUMBER in joined.translate(_DIGITS):
-        screens.append(lambda leaf: _LONG_NUMBER in leaf.translate(_DIGITS))
-    if _DEEP in joined.translate(_OPENERS, _NOT_OPENERS):
-        screens.append(lambda leaf: _DEEP in leaf.translate(_OPENERS, _NOT_OPENERS))
-    if screens:
-        for i, leaf in enumerate(leaves):
-            if any(screen(leaf) for screen in screens):
-                try:
-                    parse_canonical(leaf)
-                except CanonicalError as exc:
-                    return i, str(exc)
-    return None
-
-
-def _slow_canonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
-    for i, leaf in enumerate(leaves):
-        try:
-            parse_canonical(leaf)
-        except CanonicalError as exc:
-            return i, str(exc)
-    return None
-
-
-def _retention_ranges(leaves: Sequence[bytes]) -> list[tuple[int, int]]:
-    """(from_index, to_index) of every retention.redacted event among the leaves."""
-    found = []
-    for leaf in leaves:
-        if _RETENTION_MARK in leaf:
-            try:
-                doc = json.loads(leaf)
-                if doc.get("type") == "retention.redacted":
-                    found.append((int(doc["from_index"]), int(doc["to_index"])))
-            except (ValueError, KeyError, TypeError):
-                continue
-    return found
+def _workers_connect(url: str, snapshot: str | None) -> dict[str, str]:
+    """How a worker process reaches the same database (and, on PostgreSQL, snapshot)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return {"sqlite": str(parsed.database)}
+    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return {"postgres": dsn, "snapshot": snapshot or ""}
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -334,17 +194,21 @@ class _Checkpoint:
 class _Run:
     def __init__(self, reader: LogReader, *, verifier: Ed25519NoteVerifier, origin: str,
                  progress: Progress | None, chunk_size: int, check_json: bool,
-                 trusted: Sequence[tuple[int, bytes]] = ()) -> None:
+                 trusted: Sequence[tuple[int, bytes]], workers: int, parallel_from: int,
+                 url: str) -> None:
         self.reader = reader
         self.verifier = verifier
         self.origin = origin
         self.progress = progress
         self.chunk = chunk_size
         self.check_json = check_json
+        self.workers = workers
+        self.parallel_from = parallel_from
+        self.url = url
         # Checkpoints held outside the database, largest size first (popped from the end).
         self._trusted = sorted(trusted, reverse=True)
         self.pos = 0  # entries [0, pos) are verified and folded into the frontier
-        self.frontier: list[tuple[int, int, bytes]] = []  # (level, index, hash), left to right
+        self.frontier = MerkleFrontier()
         self.redacted = 0
         self.checked = 0
         self.latest_checkpoint: int | None = None
@@ -361,7 +225,7 @@ class _Run:
         self._node_problem_end = 0
 
     def root(self) -> bytes:
-        return _fold([h for _, _, h in self.frontier])
+        return self.frontier.root()
 
     # checkpoints, streamed in size order ------------------------------------------------
 
@@ -400,17 +264,16 @@ class _Run:
                            "the signed note", ckpt.size)
         return body.root_hash
 
-    async def _check_checkpoints(self, upto: int, prefix: _Prefix) -> Problem | None:
-        """Check every checkpoint of size <= upto; prefix(size) gives the recomputed frontier."""
+    async def _check_checkpoints(self, upto: int, root_at: _RootAt) -> Problem | None:
+        """Check every checkpoint of size <= upto; root_at(size) gives the recomputed root."""
         while (ckpt := await self._peek_checkpoint()) is not None and ckpt.size <= upto:
             self._ckpt_buffer.pop()
             self.latest_checkpoint = ckpt.size
             signed_root = self._open_note(ckpt)
             if isinstance(signed_root, Problem):
                 return signed_root
-            refs = prefix(ckpt.size)
-            if _fold([h for _, h in refs]) != signed_root:
-                return await self._diagnose(ckpt.size, signed_root, refs)
+            if root_at(ckpt.size) != signed_root:
+                return await self._diagnose(ckpt.size, signed_root)
             if self._node_problem is not None and self._node_problem_end <= ckpt.size:
                 # The leaves under the node are proven by this signed root: the node is bad.
                 return self._node_problem
@@ -418,9 +281,8 @@ class _Run:
             self.last_good_checkpoint = ckpt.size
         while self._trusted and self._trusted[-1][0] <= upto:
             size, root = self._trusted.pop()
-            refs = prefix(size)
-            if _fold([h for _, h in refs]) != root:
-                return await self._diagnose(size, root, refs)
+            if root_at(size) != root:
+                return await self._diagnose(size, root)
         return None
 
     # main pass ----------------------------------------------------------------------------
@@ -429,101 +291,97 @@ class _Run:
         head = await self.reader.rows("SELECT size, root FROM log_head WHERE id = 1")
         last = await self.reader.rows("SELECT idx FROM log_entries ORDER BY idx DESC LIMIT 1")
         total = max(int(head[0][0]) if head else 0, int(last[0][0]) + 1 if last else 0)
-        problem = await self._check_checkpoints(0, lambda _size: [])
+        problem = await self._check_checkpoints(0, lambda _size: merkle.EMPTY_ROOT)
         if problem is not None:
             return problem
-        # From the lowest stored index, so a row slipped in below 0 shows too.
+        # Checkpoint (and trusted) sizes inside each chunk, whose roots the chunk's
+        # subtrees must reproduce.
+        sizes = [int(r[0]) for r in await self.reader.rows(
+            "SELECT size FROM checkpoints WHERE size > 0 ORDER BY size")]
+        sizes = sorted({*sizes, *(size for size, _ in self._trusted if size > 0)})
+        # aclosing: stopping early must end the workers (or the prefetch) right away.
+        async with contextlib.aclosing(self._results(total, sizes)) as results:
+            async for result in results:
+                problem = await self._fold_chunk(result)
+                if problem is not None:
+                    return problem
+                if self.progress is not None:
+                    self.progress(self.pos, total)
+                if result.rows < self.chunk:
+                    break
+        return await self._finish(head)
+
+    def _results(self, total: int, sizes: list[int]) -> AsyncGenerator[ChunkResult, None]:
+        if self.workers > 1 and total >= self.parallel_from and _shareable(self.url):
+            return self._from_workers(total, sizes)
+        return self._in_process(total, sizes)
+
+    async def _in_process(self, total: int, sizes: list[int]) -> AsyncGenerator[ChunkResult, None]:
+        chunk = self.chunk
+        # Read the next chunk while this one is checked.
         pending: asyncio.Task[list[Sequence[Any]]] | None = asyncio.ensure_future(
-            self.reader.entries(-(1 << 62), self.chunk))
+            read_entries(self.reader, FIRST, total, chunk))
+        pos = 0
         try:
             while pending is not None:
                 rows = await pending
                 pending = None
-                if len(rows) == self.chunk:
-                    # Read the next chunk while this one is hashed.
+                if len(rows) == chunk:
                     pending = asyncio.ensure_future(
-                        self.reader.entries(int(rows[-1][0]) + 1, self.chunk))
-                if rows:
-                    problem = await self._chunk(rows)
-                    if problem is not None:
-                        return problem
-                if self.progress is not None:
-                    self.progress(self.pos, total)
+                        read_entries(self.reader, int(rows[-1][0]) + 1, total, chunk))
+                inside = [size for size in sizes if pos < size <= pos + chunk]
+                result = check_chunk(rows, pos, inside, check_json=self.check_json)
+                yield result
+                pos += chunk
         finally:
             # Never leave a query running on a connection that is about to be released.
             if pending is not None:
                 await asyncio.wait([pending])
                 if not pending.cancelled():
                     pending.exception()
-        return await self._finish(head)
 
-    async def _chunk(self, rows: list[Sequence[Any]]) -> Problem | None:
-        pos = self.pos
-        n = len(rows)
-        idxs = list(map(_FIRST, rows))
-        leaves = list(map(_SECOND, rows))
-        stored = list(map(_THIRD, rows))
-        problem: Problem | None = None
-        good = n
-        # 1. indexes contiguous from pos
-        if idxs[0] != pos or idxs[-1] != pos + n - 1:
-            good, problem = _first_gap(pos, idxs)
-        # 2. leaf hashes (redacted entries: stored hash only)
-        if good < n:
-            del leaves[good:], stored[good:]
-        redacted = None in leaves
-        if redacted:
-            computed = [h if leaf is None else _sha256(_LEAF + leaf).digest()
-                        for leaf, h in zip(leaves, stored, strict=True)]
-        else:
-            computed = [_sha256(_LEAF + leaf).digest() for leaf in leaves]
-        if computed != stored:
-            good = next(i for i, (a, b) in enumerate(zip(computed, stored, strict=False))
-                        if a != b)
-            del computed[good:]
-            problem = Problem(ProblemKind.EDITED, pos + good,
-                              f"entry {pos + good}'s bytes do not hash to its stored leaf hash")
-        # 3. canonical JSON of the payloads; retention events
-        if redacted:
-            where = [i for i, leaf in enumerate(leaves[:good]) if leaf is not None]
-            present = [leaves[i] for i in where]
-        else:
-            where = None
-            present = leaves if good == len(leaves) else leaves[:good]
-        if present:
-            joined = b"\n".join(present)
-            if _RETENTION_MARK in joined:
-                self._retention.extend(_retention_ranges(present))
-            bad_json = _first_noncanonical(present, joined) if self.check_json else None
-            if bad_json is not None:
-                offset = bad_json[0] if where is None else where[bad_json[0]]
-                good = offset
-                del computed[good:]
-                problem = Problem(ProblemKind.MALFORMED, pos + offset,
-                                  f"entry {pos + offset} is not canonical JSON: {bad_json[1]}")
-        if redacted:
-            self._note_redactions(pos, leaves[:good])
-        # 4. tree: stored nodes, checkpoints inside the chunk, then the new frontier
-        levels = _levels(computed)
+    async def _from_workers(self, total: int,
+                            sizes: list[int]) -> AsyncGenerator[ChunkResult, None]:
+        snapshot = None
+        if self.reader.postgres:
+            snapshot = str((await self.reader.rows("SELECT pg_export_snapshot()"))[0][0])
+        async with ChunkWorkers(workers=self.workers,
+                                connect=_workers_connect(self.url, snapshot),
+                                chunk=self.chunk, end=total, sizes=sizes,
+                                check_json=self.check_json,
+                                payload_keys=None if self.reader.keys is None
+                                else str(self.reader.keys.path)) as pool:
+            async for result in pool.results():
+                yield result
+
+    async def _fold_chunk(self, result: ChunkResult) -> Problem | None:
+        """Fold a checked chunk into the tree: its redactions and retention events, the
+        stored nodes over it, the checkpoints inside it; then its problem, if any."""
+        pos, good = self.pos, result.good
+        if result.pos != pos:  # pragma: no cover - the sources yield chunks in order
+            raise AssertionError(f"chunk at {result.pos} folded at {pos}")
+        self._retention.extend(result.retention)
+        self._note_redactions(result.redacted)
         before = self.frontier
 
-        def prefix(size: int) -> list[tuple[NodeRef, bytes]]:
-            refs = [(NodeRef(level, index), h) for level, index, h in before]
-            for level, offset in _blocks(size - pos):
-                refs.append((NodeRef(level, (pos + offset) >> level),
-                             levels[level][offset >> level]))
-            return refs
+        def root_at(size: int) -> bytes:
+            frontier = before.copy()
+            for level, h in result.prefixes[size]:
+                frontier.append_subtree(level, h)
+            return frontier.root()
 
-        ranges = [(level, pos >> level, levels[level][:good >> level])
-                  for level in range(_NODE_CHECK_LEVEL, len(levels)) if good >> level]
-        after, carried = _fold_in(before, pos, levels, good)
-        ranges += [(level, index, [h]) for level, index, h in carried
-                   if level >= _NODE_CHECK_LEVEL]
+        ranges = [(level, pos >> level, list(hashes))
+                  for level, hashes in enumerate(result.upper, start=NODE_CHECK_LEVEL) if hashes]
+        after = before.copy()
+        for level, h in result.prefixes[pos + good]:
+            carried = after.append_subtree(level, h)
+            ranges += [(ref.level, ref.index, [node]) for ref, node in carried
+                       if ref.level >= NODE_CHECK_LEVEL]
         await self._compare_nodes(ranges)
-        ckpt_problem = await self._check_checkpoints(pos + good, prefix)
+        ckpt_problem = await self._check_checkpoints(pos + good, root_at)
         self.frontier = after
         self.pos = pos + good
-        return ckpt_problem or problem
+        return ckpt_problem or result.problem
 
     async def _compare_nodes(self, ranges: list[tuple[int, int, list[bytes]]]) -> None:
         if not ranges or self._node_problem is not None:
@@ -546,16 +404,14 @@ class _Run:
                 f"{what}; proofs served from it would not verify")
             self._node_problem_end = end
 
-    def _note_redactions(self, pos: int, leaves: Sequence[bytes | None]) -> None:
+    def _note_redactions(self, indexes: Sequence[int]) -> None:
         ranges = self._redacted_ranges
-        for i, leaf in enumerate(leaves):
-            if leaf is None:
-                self.redacted += 1
-                idx = pos + i
-                if ranges and ranges[-1][1] == idx:
-                    ranges[-1][1] = idx + 1
-                else:
-                    ranges.append([idx, idx + 1])
+        for idx in indexes:
+            self.redacted += 1
+            if ranges and ranges[-1][1] == idx:
+                ranges[-1][1] = idx + 1
+            else:
+                ranges.append([idx, idx + 1])
 
     async def _finish(self, head: list[Sequence[Any]]) -> Problem | None:
         count = self.pos
@@ -616,8 +472,8 @@ class _Run:
         ranges = list(self._retention)
         # Events still in the outbox (committed with the redaction, not yet sequenced).
         for leaf in await self.reader.outbox_leaves():
-            if _RETENTION_MARK in leaf:
-                ranges.extend(_retention_ranges([leaf]))
+            if RETENTION_MARK in leaf:
+                ranges.extend(retention_ranges([leaf]))
         for lo, hi in self._redacted_ranges:
             idx = lo
             while idx < hi:
@@ -631,8 +487,7 @@ class _Run:
 
     # localising a root mismatch -------------------------------------------------------------
 
-    async def _diagnose(self, size: int, signed_root: bytes,
-                        recomputed: list[tuple[NodeRef, bytes]]) -> Problem:
+    async def _diagnose(self, size: int, signed_root: bytes) -> Problem:
         """Localise why the entries do not reproduce the signed root of checkpoint ``size``.
 
         Entries below the last good checkpoint are proven. The stored nodes are trusted
@@ -641,7 +496,7 @@ class _Run:
         recomputed hash differs from the stored one leads down to the first bad pair.
         """
         lo = self.last_good_checkpoint
-        anchor = await self._anchor(size, signed_root, [r for r, _ in recomputed])
+        anchor = await self._anchor(size, signed_root)
         if anchor is not None:
             refs, stored = anchor
             for ref in refs:
@@ -654,7 +509,7 @@ class _Run:
                        f"{size}, and the stored tree nodes do not either; cannot localise", size)
 
     async def _anchor(
-        self, size: int, signed_root: bytes, refs: list[NodeRef]
+        self, size: int, signed_root: bytes
     ) -> tuple[list[NodeRef], dict[NodeRef, bytes]] | None:
         candidates: list[tuple[int, bytes]] = [(size, signed_root)]
         for row in await self.reader.rows("SELECT size, root, note FROM checkpoints "
@@ -682,21 +537,18 @@ class _Run:
         return found
 
     async def _subtree_hash(self, start: int, end: int) -> bytes:
-        stack: list[tuple[int, bytes]] = []
+        """MTH of the stored leaf hashes in [start, end), whole chunks at a time."""
+        frontier = MerkleFrontier()
         pos = start
         while pos < end:
             rows = await self.reader.leaf_hashes(pos, end, self.chunk)
             if not rows:
                 break
-            hashes = [bytes(r[1]) for r in rows]
-            levels = _levels(hashes)
-            for level, offset in _blocks(len(hashes)):
-                stack.append((level, levels[level][offset >> level]))
-                while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
-                    right, left = stack.pop(), stack.pop()
-                    stack.append((left[0] + 1, _sha256(_NODE + left[1] + right[1]).digest()))
-            pos = int(rows[-1][0]) + 1
-        return _fold([h for _, h in stack])
+            levels = merkle.subtree_levels([h for _, h in rows])
+            for ref in merkle.subtree_refs(0, len(rows)):
+                frontier.append_subtree(ref.level, levels[ref.level][ref.index])
+            pos = rows[-1][0] + 1
+        return frontier.root()
 
     async def _descend(self, ref: NodeRef, trusted: bytes, size: int, proven: int) -> Problem:
         """Split a trusted subtree whose leaves hash differently down to the first bad pair."""

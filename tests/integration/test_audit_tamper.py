@@ -2,7 +2,8 @@
 
 Each test builds a real log (events from the use-cases, sequenced in small batches so
 there are many checkpoints) on a real SQLite file and on PostgreSQL, changes the stored
-rows the way an intruder with database access would, and runs the verifier.
+rows the way an intruder with database access would, and runs the verifier: in one
+process, and with two worker processes sharing the chunks (same problem, same index).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,12 @@ class Log:
     origin: str
     settings: Settings
     audit: AuditLog
+    workers: int = 1
 
-    async def verify(self, chunk_size: int = 16) -> VerifyReport:
+    async def verify(self, chunk_size: int = 16, trusted: Sequence[str] = ()) -> VerifyReport:
         return await verify_log(self.db, verifier=self.signer.verifier, origin=self.origin,
-                                chunk_size=chunk_size)
+                                chunk_size=chunk_size, trusted=trusted, workers=self.workers,
+                                parallel_from=0)
 
     async def sql(self, *statements: Any) -> None:
         async with self.db.write() as conn:
@@ -147,8 +150,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return settings
 
 
-@pytest.fixture
-async def log(built: Settings) -> AsyncIterator[Log]:
+async def restore(built: Settings, workers: int) -> Log:
     db = Database(built.database_url, pool_size=2)
     async with db.write() as conn:
         for table in TABLES:
@@ -156,9 +158,15 @@ async def log(built: Settings) -> AsyncIterator[Log]:
             await conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM pristine_{table}")  # noqa: S608
     origin = built.audit.origin
     signer = Ed25519NoteSigner(origin, load_keys(built.data_dir).log)
-    yield Log(db, signer, origin, built, AuditLog(db=db, signer=signer, origin=origin,
-                                                   clock=FakeClock()))
-    await db.dispose()
+    return Log(db, signer, origin, built, AuditLog(db=db, signer=signer, origin=origin,
+                                                    clock=FakeClock()), workers)
+
+
+@pytest.fixture(params=[1, 2], ids=["in-process", "2-workers"])
+async def log(built: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Log]:
+    restored = await restore(built, request.param)
+    yield restored
+    await restored.db.dispose()
 
 
 def forged_leaf(note: str = "forged") -> bytes:
@@ -320,8 +328,7 @@ async def test_consistent_truncation_needs_a_checkpoint_kept_outside(log: Log) -
                   delete(checkpoints).where(checkpoints.c.size > kept.size),
                   update(log_head).values(size=kept.size, root=kept.root))
     assert (await log.verify()).ok  # undetectable from inside alone
-    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                              trusted=[latest_note])
+    report = await log.verify(trusted=[latest_note])
     assert_problem(report, ProblemKind.TRUNCATED, kept.size)
     assert report.problem is not None and report.problem.checkpoint_size == latest_size
 
@@ -330,12 +337,10 @@ async def test_trusted_checkpoint_of_another_history_is_a_fork(log: Log) -> None
     """A validly signed checkpoint whose root the stored entries do not reproduce."""
     size = 40
     forked = Checkpoint(log.origin, size, merkle.leaf_hash(b"another history")).sign(log.signer)
-    report = await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                              trusted=[forked])
+    report = await log.verify(trusted=[forked])
     assert report.problem is not None and report.problem.checkpoint_size == size
     with pytest.raises(ValueError, match="does not verify"):
-        await verify_log(log.db, verifier=log.signer.verifier, origin=log.origin,
-                         trusted=[forked.replace("\n40\n", "\n41\n")])
+        await log.verify(trusted=[forked.replace("\n40\n", "\n41\n")])
 
 
 # --- checkpoints and nodes --------------------------------------------------------------------
@@ -417,10 +422,16 @@ def test_cli_verify_exit_status_and_first_bad_index(
     assert "first bad index  44" in proc.stdout and "missing" in proc.stdout
     assert "missing at index 44" in proc.stderr
 
-    assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--json"]) == 1
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["ok"] is False
-    assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
+    for workers in ([], ["--workers", "1"], ["--workers", "2"]):
+        assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--json", *workers]) == 1
+        captured = capsys.readouterr()
+        doc = json.loads(captured.out)
+        assert doc["ok"] is False
+        assert (doc["problem"]["kind"], doc["problem"]["index"]) == ("missing", 44)
+        assert "missing at index 44" in captured.err  # --json: the verdict, no progress
+
+    assert main(["audit", "verify", "--data-dir", str(sqlite_dir), "--workers", "0"]) == 1
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 @SQLITE_ONLY
@@ -478,3 +489,66 @@ def test_cli_checkpoint_and_show(sqlite_dir: Path, capsys: pytest.CaptureFixture
     assert "RFC 3339" in capsys.readouterr().err
     assert main(["audit", "show", *d, "--since", "0001-01-01T00:30:00+01:00"]) == 1
     assert "must lie between" in capsys.readouterr().err
+
+
+# --- the worker processes ----------------------------------------------------------------------
+
+
+async def test_a_worker_that_cannot_read_fails_the_run_with_its_reason(tmp_path: Path) -> None:
+    from gateway.audit.verify_parallel import ChunkWorkers, WorkerError
+
+    missing = tmp_path / "no-such-dir" / "vpngw.db"
+    with pytest.raises(WorkerError, match="unable to open database file"):
+        async with ChunkWorkers(workers=2, connect={"sqlite": str(missing)}, chunk=16, end=70,
+                                sizes=[], check_json=True) as pool:
+            async for _ in pool.results():
+                pass
+
+
+async def _pretty(log: Log, idx: int) -> None:
+    pretty = json.dumps(json.loads((await log.row(idx)).leaf), indent=1).encode()
+    await log.sql(update(log_entries).where(log_entries.c.idx == idx)
+                  .values(leaf=pretty, leaf_hash=merkle.leaf_hash(pretty)))
+
+
+async def _forge(log: Log, idx: int) -> None:
+    leaf = forged_leaf()
+    await log.sql(update(log_entries).where(log_entries.c.idx == idx)
+                  .values(leaf=leaf, leaf_hash=merkle.leaf_hash(leaf)))
+
+
+TAMPERS: dict[str, Callable[[Log], Awaitable[None]]] = {
+    "edited": lambda log: log.sql(update(log_entries).where(log_entries.c.idx == 33)
+                                  .values(leaf_hash=b"\x07" * 32)),
+    "rewritten": lambda log: _forge(log, 37),
+    "missing": lambda log: log.sql(delete(log_entries).where(log_entries.c.idx == 20)),
+    "swapped": lambda log: log.move({16: 47, 47: 16}),
+    "node": lambda log: log.sql(update(log_nodes).where(log_nodes.c.level == 6,
+                                                        log_nodes.c.idx == 0)
+                                .values(hash=b"\x11" * 32)),
+    "truncated": lambda log: log.sql(delete(log_entries).where(log_entries.c.idx >= 66)),
+    "erased": lambda log: log.sql(update(log_entries).where(log_entries.c.idx == 40)
+                                  .values(leaf=None)),
+    "malformed": lambda log: _pretty(log, 52),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERS))
+async def test_workers_report_exactly_what_one_process_reports(built: Settings,
+                                                               tamper: str) -> None:
+    """The whole report (problem, detail, counts, root) is the same with 1, 2 or 3 workers
+    at every chunk size: chunk results are folded in the same order either way."""
+    log = await restore(built, 1)
+    try:
+        await TAMPERS[tamper](log)
+        for chunk_size in (2, 16):
+            reports = []
+            for workers in (1, 2, 3):
+                log.workers = workers
+                doc = (await log.verify(chunk_size)).to_dict()
+                del doc["elapsed_seconds"], doc["entries_per_second"]
+                reports.append(doc)
+            assert reports[0]["problem"] is not None, tamper
+            assert reports[1] == reports[0] and reports[2] == reports[0], reports
+    finally:
+        await log.db.dispose()

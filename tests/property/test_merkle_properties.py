@@ -12,6 +12,7 @@ from gateway.audit.merkle import (
     ConsistencyProofError,
     InclusionProofError,
     MemoryTree,
+    MerkleError,
     MerkleFrontier,
     NodeRef,
     consistency_plan,
@@ -19,6 +20,7 @@ from gateway.audit.merkle import (
     leaf_hash,
     node_hash,
     root_from_leaf_hashes,
+    subtree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -157,6 +159,29 @@ def test_frontier_random_leaves(leaves: list[bytes], data: st.DataObject) -> Non
     resumed = MerkleFrontier(split, head.hashes)
     resumed.extend(hashes[split:])
     assert resumed.root() == root_from_leaf_hashes(hashes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40))
+def test_appending_whole_subtrees_equals_appending_their_leaves(levels: list[int]) -> None:
+    """Blocks appended at any aligned level: same nodes completed, same root, and
+    subtree_levels gives each block's hash."""
+    by_leaf, by_block = MerkleFrontier(), MerkleFrontier()
+    size = 0
+    for level in levels:
+        level = min(level, (size & -size).bit_length() - 1) if size else level
+        block = HASHES[size % 64 : size % 64 + (1 << level)]
+        block += HASHES[: (1 << level) - len(block)]
+        levels_of_block = subtree_levels(block)
+        assert levels_of_block[level] == [ref_mth(block)]
+        assert all(len(row) == len(block) >> i for i, row in enumerate(levels_of_block))
+        leafwise = by_leaf.extend(block)
+        blockwise = by_block.append_subtree(level, levels_of_block[level][0])
+        assert blockwise == [(ref, h) for ref, h in leafwise if ref.level > level]
+        size += 1 << level
+        assert by_block.size == size and by_block.root() == by_leaf.root()
+    with pytest.raises(MerkleError, match="multiple of 4"):
+        MerkleFrontier(1, [HASHES[0]]).append_subtree(2, HASHES[1])
 
 
 # --- inclusion ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""verify's chunk-at-once canonical-JSON check agrees with parse_canonical leaf by leaf."""
+"""The fast canonical-JSON check (first_noncanonical) agrees with parse_canonical leaf by leaf."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.canonical import CanonicalError, canonical_json, parse_canonical
-from gateway.audit.verify import _first_noncanonical
+from gateway.audit.canonical import (
+    CanonicalError,
+    canonical_json,
+    first_noncanonical,
+    parse_canonical,
+)
 
 GOOD = [canonical_json({"v": 1, "type": "t", "n": i, "s": f"x{i} ü ☃", "a": ["1", 2]})
         for i in range(6)]
@@ -32,7 +36,7 @@ def reference(leaves: list[bytes]) -> int | None:
 
 
 def fast(leaves: list[bytes]) -> int | None:
-    found = _first_noncanonical(leaves, b"\n".join(leaves))
+    found = first_noncanonical(leaves)
     return None if found is None else found[0]
 
 
