@@ -35,6 +35,9 @@ class ServerSettings:
     # HTTPS: PEM certificate chain and its private key (both set, or neither for HTTP).
     tls_cert: str = ""
     tls_key: str = ""
+    # Plain HTTP on a non-loopback listen address (tokens and preshared keys in clear):
+    # only behind a TLS-terminating proxy or on a network you trust.
+    allow_plain_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,7 @@ def validate(s: Settings) -> None:
     for key, path in (("server.tls_cert", s.server.tls_cert), ("server.tls_key", s.server.tls_key)):
         if path and not Path(path).is_file():
             raise SettingsError(f"{key}: {path} is not a readable file (PEM)")
+    _check_plain_http(s)
     if not 1024 <= s.server.max_body_bytes <= 16 * 1024 * 1024:
         raise SettingsError("server.max_body_bytes must be between 1024 and 16777216")
     if s.database.url and not s.database.url.startswith(
@@ -377,6 +381,27 @@ def validate(s: Settings) -> None:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
     if not 0 <= s.regulator.refusal_log_per_minute <= 10_000:
         raise SettingsError("regulator.refusal_log_per_minute must be 0-10000")
+
+
+def is_loopback_host(host: str) -> bool:
+    """A listen host only this machine can reach (a name other than localhost never is)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_plain_http(s: Settings) -> None:
+    if s.server.tls_cert or s.server.allow_plain_http or is_loopback_host(s.listen_host):
+        return
+    raise SettingsError(
+        f"server.listen {s.server.listen} is not a loopback address and TLS is not set: "
+        "tokens and preshared keys would cross the network in clear. Set server.tls_cert "
+        "and server.tls_key (HTTPS), or set server.allow_plain_http = true (behind a "
+        "TLS-terminating proxy or on a network you trust), or listen on 127.0.0.1"
+    )
 
 
 def _check_egress(s: Settings) -> None:

@@ -184,7 +184,7 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[tuple[ControlPlane
         init = subprocess.run(
             vpngw("init", "--data-dir", str(data), "--json", "--database-url", postgres_url,
                   "--wireguard", "off", "--endpoint", "unused.test:51820",
-                  "--listen", listen),
+                  "--listen", listen, "--allow-plain-http"),
             capture_output=True, text=True, check=True, cwd=ROOT,
             env={**os.environ, **FAST},
         )

@@ -163,7 +163,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         init = subprocess.run(
             gw_ns.cmd(sys.executable, "-m", "gateway.cli", "init", "--data-dir", str(data),
                       "--json", "--endpoint", "10.212.0.1:51820", "--wireguard", "userspace",
-                      "--interface", interface, "--listen", listen),
+                      "--interface", interface, "--listen", listen, "--allow-plain-http"),
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         ops_token = json.loads(init.stdout)["ops_token"]
