@@ -78,6 +78,10 @@ class WireGuardSettings:
     socket_dir: str = "/var/run/wireguard"
     reconcile_interval_seconds: float = 30.0
     collect_interval_seconds: float = 10.0
+    # A session counts as ended once its latest handshake is older than silence + grace.
+    # 180 s is WireGuard's REJECT_AFTER_TIME (past it no data flows without a new
+    # handshake); shorter ends live sessions too, so only tests and demos lower it.
+    session_silence_seconds: int = 180
     session_grace_seconds: int = 30
     # userspace: what stopping the service does to wireguard-go (and so to every tunnel).
     daemon_on_stop: Literal["keep", "stop"] = "keep"
@@ -369,6 +373,7 @@ def validate(s: Settings) -> None:
     for name in ("reconcile_interval_seconds", "collect_interval_seconds"):
         if getattr(s.wireguard, name) <= 0:
             raise SettingsError(f"wireguard.{name} must be > 0")
+    validate_session_timing(s.wireguard)
     if not s.audit.origin or "\n" in s.audit.origin:
         raise SettingsError("audit.origin must be a non-empty single line")
     if s.audit.retention_days < 1:
@@ -402,6 +407,14 @@ def _check_plain_http(s: Settings) -> None:
         "and server.tls_key (HTTPS), or set server.allow_plain_http = true (behind a "
         "TLS-terminating proxy or on a network you trust), or listen on 127.0.0.1"
     )
+
+
+def validate_session_timing(w: WireGuardSettings) -> None:
+    if not 1 <= w.session_silence_seconds <= 86400:
+        raise SettingsError("wireguard.session_silence_seconds must be 1-86400 (default 180, "
+                            "WireGuard's REJECT_AFTER_TIME)")
+    if not 0 <= w.session_grace_seconds <= 86400:
+        raise SettingsError("wireguard.session_grace_seconds must be 0-86400")
 
 
 def _check_egress(s: Settings) -> None:

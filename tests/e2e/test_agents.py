@@ -1,9 +1,14 @@
 """End to end with many gateways: a control plane (`vpngw serve --wireguard off` on
 PostgreSQL), two gateway namespaces each running `vpngw agent` with wireguard-go, and one
-client per gateway set up from its served config. Real pings through both tunnels."""
+client per gateway set up from its served config. Real pings through both tunnels.
+
+The agents count a silent session as ended 2 s after its last handshake instead of
+WireGuard's 180 s (`--session-silence`), and the served configs carry no keepalive, so a
+client that goes away is logged as gone within the test's time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -11,13 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.e2e.test_tunnel import wait_for
@@ -26,7 +34,9 @@ from tests.integration.netns import Namespace, require_userspace_wireguard, run,
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {"VPNGW_SERVER_LOG_FORMAT": "json", "VPNGW_EGRESS_ENABLED": "false"}
+FAST = {"VPNGW_SERVER_LOG_FORMAT": "json", "VPNGW_EGRESS_ENABLED": "false",
+        "VPNGW_NETWORK_PERSISTENT_KEEPALIVE": "0"}
+SILENCE = 2  # seconds without a handshake before the agents end a session
 
 
 def free_port() -> int:
@@ -78,7 +88,8 @@ class Site:
                 self.ns.cmd(*vpngw(
                     "agent", "--control", control, "--data-dir", str(self.data_dir),
                     "--wireguard", "userspace", "--interface", self.interface, "--allow-http",
-                    "--collect-interval", "0.5",
+                    "--collect-interval", "0.5", "--session-silence", str(SILENCE),
+                    "--session-grace", "0",
                 )),
                 cwd=ROOT, env={**os.environ, "VPNGW_AGENT_TOKEN": self.gateway["agent_token"]},
                 stdout=log_file, stderr=subprocess.STDOUT,
@@ -88,6 +99,11 @@ class Site:
         done = subprocess.run(self.ns.cmd("wg", "show", self.interface, "peers"),
                               capture_output=True, text=True, check=False)
         return set(done.stdout.split()) if done.returncode == 0 else set()
+
+    def queued(self, kind: str) -> list[dict[str, Any]]:
+        """Events of `kind` waiting in the agent's on-disk queue (not yet acknowledged)."""
+        return [e for path in sorted((self.data_dir / "outbox").glob("*.json"))
+                for e in json.loads(path.read_text())["events"] if e["type"] == kind]
 
     def ping(self) -> bool:
         done = subprocess.run(
@@ -219,10 +235,17 @@ def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> No
     wait_for(lambda: config() is not None, within=30, step=0.2)  # the agent reported its key
     conf = config() or ""
     assert f"Endpoint = {site.endpoint}" in conf
+    assert "PersistentKeepalive" not in conf  # a client that stops sending goes silent
     conf = conf.replace("# PrivateKey = <this device's private key>", f"PrivateKey = {private}")
     path = tmp_path / f"{site.name}.conf"
     path.write_text(conf)
     (tmp_path / f"{site.name}.stripped").write_text(run("wg-quick", "strip", str(path)))
+    start_client(site, tmp_path)
+
+
+def start_client(site: Site, tmp_path: Path) -> None:
+    """A fresh client interface from the served config: its first packet handshakes anew."""
+    peer = site.peer
     site.client_if = unique("vcl")
     site.client_daemon = subprocess.Popen(
         site.client_ns.cmd("wireguard-go", "-f", site.client_if),
@@ -240,8 +263,31 @@ def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> No
     run("ip", "-n", ns, "route", "replace", f"{site.tunnel_gateway}/32", "dev", site.client_if)
 
 
+def disconnect(site: Site) -> None:
+    """The client goes away: its daemon and interface are gone, nothing more is sent."""
+    stop(site.client_daemon)
+    subprocess.run(site.client_ns.cmd("ip", "link", "del", site.client_if),
+                   check=False, capture_output=True)
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def outbox_rows(postgres_url: str) -> int:
+    """Events committed but not yet sequenced into the log."""
+    async def count() -> int:
+        conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 def test_two_gateways_run_by_agents_carry_their_own_clients(
-    deployment: tuple[ControlPlane, list[Site]], tmp_path: Path
+    deployment: tuple[ControlPlane, list[Site]], tmp_path: Path, postgres_url: str
 ) -> None:
     control, sites = deployment
     for site in sites:
@@ -298,10 +344,46 @@ def test_two_gateways_run_by_agents_carry_their_own_clients(
     wait_for(lambda: first.peer["public_key"] in first.gateway_peers(), within=60, step=0.2)
     wait_for(first.ping, within=30, step=0.2)
 
+    # A client connects afresh and disconnects while the control plane is away: the end of
+    # its session waits in its agent's queue on disk.
+    second = sites[1]
+    disconnect(second)
+    time.sleep(SILENCE + 1)  # whatever session this client had before has gone silent
+    connected_at = datetime.now(UTC).replace(microsecond=0)
+    start_client(second, tmp_path)
+    wait_for(second.ping, within=30, step=0.2)  # a new handshake: a new session
+
+    def queued_end() -> list[dict[str, Any]]:
+        return [e for e in second.queued("session.ended")
+                if when(e["first_handshake"]) >= connected_at]
+
+    disconnect(second)
+    wait_for(lambda: len(queued_end()) == 1, within=30, step=0.2)
+    (observed,) = queued_end()
+
     # The control plane returns; the agents reconnect and report again.
+    returned_at = datetime.now(UTC)
     control.start()
     status, shown = control.http("GET", f"/ops/v1/gateways/{first.gateway['id']}",
                                  control.ops_token)
     assert status == 200 and shown["public_key"] and shown["active_peers"] == 1
     started = [e for e in control.logged("session.started") if e["peer_id"] == first.peer["id"]]
     assert all(e["gateway_id"] == first.gateway["id"] for e in started)
+
+    # The disconnected client's session.ended is in the log exactly once, under its own
+    # gateway, with the time it was observed (before the control plane came back).
+    wait_for(lambda: not list((second.data_dir / "outbox").glob("*.json")), within=30, step=0.2)
+    wait_for(lambda: outbox_rows(postgres_url) == 0, within=30, step=0.2)
+    ended = [e for e in control.logged("session.ended") if e["peer_id"] == second.peer["id"]]
+    mine = [e for e in ended if when(e["first_handshake"]) >= connected_at]
+    assert len(mine) == 1, mine
+    (logged,) = mine
+    assert logged["gateway_id"] == second.gateway["id"]
+    assert logged["first_handshake"] == observed["first_handshake"]
+    assert logged["last_handshake"] == observed["last_handshake"]
+    assert connected_at <= when(logged["observed_at"]) < returned_at
+    assert when(logged["observed_at"]) == when(observed["at"])
+    assert when(logged["ts"]) >= returned_at  # written when the control plane was back
+    # Nothing at all was logged twice: every session of this client ended once.
+    firsts = [e["first_handshake"] for e in ended]
+    assert len(firsts) == len(set(firsts)), ended
