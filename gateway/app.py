@@ -363,6 +363,7 @@ def dataplane_ctx(
             reconcile_interval=ws.reconcile_interval_seconds,
             collect_interval=ws.collect_interval_seconds,
             session_grace=timedelta(seconds=ws.session_grace_seconds),
+            session_silence=timedelta(seconds=ws.session_silence_seconds),
             clock=clock.now,
             on_status=lambda name, ok, detail: runtime.set(
                 name, ok=ok, detail=detail, now=clock.now()

@@ -89,7 +89,9 @@ def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
             wireguard["backend"] = args.wireguard
         if args.interface:
             wireguard["interface"] = args.interface
-        server = {"listen": args.listen} if args.listen else {}
+        server: dict[str, Any] = {"listen": args.listen} if args.listen else {}
+        if args.allow_plain_http:
+            server["allow_plain_http"] = True
         database = {"url": args.database_url} if args.database_url else {}
         egress: dict[str, Any] = {}
         if args.egress_interface:
@@ -108,7 +110,8 @@ def _prepare_data_dir(args: argparse.Namespace) -> tuple[Path, Settings]:
         except (SettingsError, EgressConfigError):
             config_path.unlink()  # nothing half-made: fix the options and run init again
             raise
-    elif args.endpoint or args.pool or args.wireguard or args.interface or args.egress_address:
+    elif (args.endpoint or args.pool or args.wireguard or args.interface or args.egress_address
+          or args.allow_plain_http):
         raise CliError(f"{config_path} already exists; edit it instead of passing init options")
     settings = load_settings(data_dir)
     create_keys(data_dir)
@@ -497,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--wireguard", choices=["kernel", "userspace", "off"])
     init.add_argument("--interface", help="WireGuard interface name")
     init.add_argument("--listen", help="API HOST:PORT")
+    init.add_argument("--allow-plain-http", action="store_true",
+                      help="serve plain HTTP on a non-loopback --listen (server.allow_plain_http:"
+                      " behind a TLS proxy or on a network you trust)")
     init.add_argument("--database-url", help="postgresql+asyncpg://... (default: SQLite file)")
     init.add_argument("--egress-interface",
                       help="interface towards the internet (default: the default route's)")

@@ -98,15 +98,19 @@ class Commands:
             yield conn, events
             touched = await gateways.mark_changed(conn, events)
             if touched and not self.db.is_sqlite:
-                # Delivered at commit to every process LISTENing (this one included).
-                for gateway_id in touched:
-                    await conn.execute(text("SELECT pg_notify(:channel, :gateway)"),
-                                       {"channel": GATEWAY_CHANNEL, "gateway": gateway_id})
+                # Delivered at commit to every process LISTENing (this one included); one
+                # statement for all the gateways touched.
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, gateway) "
+                         "FROM unnest(CAST(:gateways AS text[])) AS gateway"),
+                    {"channel": GATEWAY_CHANNEL, "gateways": list(touched)})
             await append_events(conn, events, now=self.clock.now())
-        if events:
-            self._on_commit()
+        # Long-polls first: an agent's answer is the latency that counts (the sequencer
+        # has a second), and on SQLite a sequencing pass holds the loop while it runs.
         if touched:
             self._on_gateways(touched)
+        if events:
+            self._on_commit()
 
     async def _run(self, step: Callable[[AsyncConnection], Awaitable[Outcome[T]]]) -> T:
         """Run `step` and commit its events with it; retried whole if PostgreSQL asks to."""

@@ -35,6 +35,9 @@ class ServerSettings:
     # HTTPS: PEM certificate chain and its private key (both set, or neither for HTTP).
     tls_cert: str = ""
     tls_key: str = ""
+    # Plain HTTP on a non-loopback listen address (tokens and preshared keys in clear):
+    # only behind a TLS-terminating proxy or on a network you trust.
+    allow_plain_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class WireGuardSettings:
     socket_dir: str = "/var/run/wireguard"
     reconcile_interval_seconds: float = 30.0
     collect_interval_seconds: float = 10.0
+    # A session counts as ended once its latest handshake is older than silence + grace.
+    # 180 s is WireGuard's REJECT_AFTER_TIME (past it no data flows without a new
+    # handshake); shorter ends live sessions too, so only tests and demos lower it.
+    session_silence_seconds: int = 180
     session_grace_seconds: int = 30
     # userspace: what stopping the service does to wireguard-go (and so to every tunnel).
     daemon_on_stop: Literal["keep", "stop"] = "keep"
@@ -318,6 +325,7 @@ def validate(s: Settings) -> None:
     for key, path in (("server.tls_cert", s.server.tls_cert), ("server.tls_key", s.server.tls_key)):
         if path and not Path(path).is_file():
             raise SettingsError(f"{key}: {path} is not a readable file (PEM)")
+    _check_plain_http(s)
     if not 1024 <= s.server.max_body_bytes <= 16 * 1024 * 1024:
         raise SettingsError("server.max_body_bytes must be between 1024 and 16777216")
     if s.database.url and not s.database.url.startswith(
@@ -375,6 +383,7 @@ def validate(s: Settings) -> None:
     for name in ("reconcile_interval_seconds", "collect_interval_seconds"):
         if getattr(s.wireguard, name) <= 0:
             raise SettingsError(f"wireguard.{name} must be > 0")
+    validate_session_timing(s.wireguard)
     if not s.audit.origin or "\n" in s.audit.origin:
         raise SettingsError("audit.origin must be a non-empty single line")
     if s.audit.retention_days < 1:
@@ -389,6 +398,35 @@ def validate(s: Settings) -> None:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
     if not 0 <= s.regulator.refusal_log_per_minute <= 10_000:
         raise SettingsError("regulator.refusal_log_per_minute must be 0-10000")
+
+
+def is_loopback_host(host: str) -> bool:
+    """A listen host only this machine can reach (a name other than localhost never is)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_plain_http(s: Settings) -> None:
+    if s.server.tls_cert or s.server.allow_plain_http or is_loopback_host(s.listen_host):
+        return
+    raise SettingsError(
+        f"server.listen {s.server.listen} is not a loopback address and TLS is not set: "
+        "tokens and preshared keys would cross the network in clear. Set server.tls_cert "
+        "and server.tls_key (HTTPS), or set server.allow_plain_http = true (behind a "
+        "TLS-terminating proxy or on a network you trust), or listen on 127.0.0.1"
+    )
+
+
+def validate_session_timing(w: WireGuardSettings) -> None:
+    if not 1 <= w.session_silence_seconds <= 86400:
+        raise SettingsError("wireguard.session_silence_seconds must be 1-86400 (default 180, "
+                            "WireGuard's REJECT_AFTER_TIME)")
+    if not 0 <= w.session_grace_seconds <= 86400:
+        raise SettingsError("wireguard.session_grace_seconds must be 0-86400")
 
 
 def _check_egress(s: Settings) -> None:

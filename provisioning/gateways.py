@@ -302,12 +302,19 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
     which = peers.c.id.in_(peer_ids) | peers.c.tenant_id.in_(tenant_ids)
     touched = sorted(g for g in (await conn.scalars(
         select(peers.c.gateway_id).where(which).distinct())).all() if g is not None)
-    for gateway_id in touched:
-        revision = await conn.scalar(
-            update(gateways).where(gateways.c.id == gateway_id)
-            .values(revision=gateways.c.revision + 1).returning(gateways.c.revision))
-        await conn.execute(update(peers).where(which, peers.c.gateway_id == gateway_id)
-                           .values(revision=revision))
+    if not touched:
+        return []
+    # A fixed number of statements however many gateways a change spans (a tenant's
+    # suspension may touch them all): lock the rows in id order (concurrent changes never
+    # deadlock), bump every revision at once, stamp each peer with its gateway's new one.
+    await conn.execute(select(gateways.c.id).where(gateways.c.id.in_(touched))
+                       .order_by(gateways.c.id).with_for_update())
+    await conn.execute(update(gateways).where(gateways.c.id.in_(touched))
+                       .values(revision=gateways.c.revision + 1))
+    new_revision = (select(gateways.c.revision).where(gateways.c.id == peers.c.gateway_id)
+                    .scalar_subquery())
+    await conn.execute(update(peers).where(which, peers.c.gateway_id.in_(touched))
+                       .values(revision=new_revision))
     return touched
 
 
@@ -333,13 +340,22 @@ class DesiredState:
     removed: tuple[str, ...]  # peer ids
 
 
+async def gateway_revision(conn: AsyncConnection, gateway_id: str) -> int:
+    return int(await conn.scalar(
+        select(gateways.c.revision).where(gateways.c.id == gateway_id)) or 0)
+
+
 async def desired_state(
-    conn: AsyncConnection, gateway_id: str, *, since: int, now: datetime
+    conn: AsyncConnection, gateway_id: str, *, since: int, now: datetime,
+    revision: int | None = None,
 ) -> DesiredState:
     """Full state on first contact (`since` 0) or after a gap the agent cannot bridge (its
-    revision is ahead of ours: a restored database); otherwise only the peers changed."""
-    revision = int(await conn.scalar(
-        select(gateways.c.revision).where(gateways.c.id == gateway_id)) or 0)
+    revision is ahead of ours: a restored database); otherwise only the peers changed.
+
+    `revision`: the gateway's revision as the caller just read it on `conn` (saves a read).
+    """
+    if revision is None:
+        revision = await gateway_revision(conn, gateway_id)
     full = since <= 0 or since > revision
     query = (
         select(peers.c.id, peers.c.tenant_id, peers.c.public_key, peers.c.preshared_key,

@@ -145,6 +145,7 @@ class Agent:
             reconcile_interval=ws.reconcile_interval_seconds,
             collect_interval=ws.collect_interval_seconds,
             session_grace=timedelta(seconds=ws.session_grace_seconds),
+            session_silence=timedelta(seconds=ws.session_silence_seconds),
             clock=self._clock,
             on_status=self._on_status,
             label=ws.backend,
@@ -277,7 +278,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        "beyond it new ones are dropped and reported")
     agent.add_argument("--log-level", default="info")
     agent.add_argument("--collect-interval", type=float, default=10.0, help=argparse.SUPPRESS)
-    agent.add_argument("--session-grace", type=int, default=30, help=argparse.SUPPRESS)
+    agent.add_argument("--session-silence", type=int, default=180, metavar="SECONDS",
+                       help="handshake age at which a silent session counts as ended, before "
+                       "--session-grace (default 180, WireGuard's REJECT_AFTER_TIME; shorter "
+                       "ends live sessions too: for tests only)")
+    agent.add_argument("--session-grace", type=int, default=30, metavar="SECONDS",
+                       help="added to --session-silence (default 30)")
 
 
 def options_from(args: argparse.Namespace) -> AgentOptions:
@@ -285,7 +291,11 @@ def options_from(args: argparse.Namespace) -> AgentOptions:
         raise ValueError("give --token (or set VPNGW_AGENT_TOKEN) from `vpngw gateway add`")
     ws = replace(WireGuardSettings(), backend=args.wireguard, interface=args.interface,
                  wireguard_go=args.wireguard_go, collect_interval_seconds=args.collect_interval,
-                 session_grace_seconds=args.session_grace)
+                 session_grace_seconds=args.session_grace,
+                 session_silence_seconds=args.session_silence)
+    if not 1 <= args.session_silence <= 86400 or not 0 <= args.session_grace <= 86400:
+        raise ValueError("--session-silence must be 1-86400 seconds (default 180, WireGuard's "
+                         "REJECT_AFTER_TIME) and --session-grace 0-86400")
     return AgentOptions(
         control=check_url(args.control, allow_http=args.allow_http), token=args.token,
         data_dir=Path(args.data_dir), wireguard=ws, ca_file=args.ca_file,

@@ -10,12 +10,12 @@ import asyncio
 
 import structlog
 from aiohttp import web
-from sqlalchemy import select
 
 from gateway.agent import protocol
 from gateway.api.schemas import BOOLEAN as BOOL
 from gateway.api.schemas import INTEGER as INT
 from gateway.api.schemas import STRING as STR
+from gateway.egress.mapping import EgressMap
 from gateway.egress.store import logged_maps
 from gateway.http import appkeys
 from gateway.http.auth import require
@@ -26,7 +26,6 @@ from gateway.http.routes import Reply, Route, json_reply, obj
 from gateway.wireguard.keys import from_base64
 from provisioning import gateways
 from provisioning.errors import InvalidInput
-from provisioning.schema import gateways as gateway_table
 from provisioning.tokens import Principal, Role
 from provisioning.validation import IdFormat
 
@@ -69,21 +68,27 @@ async def get_state(request: web.Request) -> web.Response:
     clock = request.app[appkeys.CLOCK]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    while True:
-        # Taken before the read, so a commit between the read and the wait still wakes us.
-        changed = watch.event(gateway_id)
-        async with db.read() as conn:
-            revision = await conn.scalar(
-                select(gateway_table.c.revision).where(gateway_table.c.id == gateway_id)
-            )
-        remaining = deadline - loop.time()
-        if revision != since or remaining <= 0:
-            break
-        await watch.wait(changed, remaining)
-    async with db.read() as conn:
-        gateway = await gateways.get_gateway(conn, gateway_id)
-        state = await gateways.desired_state(conn, gateway_id, since=since, now=clock.now())
-        egress = (await logged_maps(conn, [gateway_id])).get(gateway_id)
+    # The gateway's own document and egress, read beside the peers (a second connection):
+    # after a wake, the answer waits for two short chains of reads instead of one long one.
+    described = asyncio.create_task(_gateway_and_egress(request.app, gateway_id))
+    try:
+        while True:
+            # Taken before the read, so a commit between the read and the wait still wakes us.
+            changed = watch.event(gateway_id)
+            async with db.read() as conn:
+                revision = await gateways.gateway_revision(conn, gateway_id)
+                remaining = deadline - loop.time()
+                if revision != since or remaining <= 0:
+                    state = await gateways.desired_state(conn, gateway_id, since=since,
+                                                         now=clock.now(), revision=revision)
+                    break
+            await watch.wait(changed, remaining)
+            # Read afresh beside the coming answer: it may have changed while we waited.
+            _discard(described)
+            described = asyncio.create_task(_gateway_and_egress(request.app, gateway_id))
+        gateway, egress = await described
+    finally:
+        _discard(described)
     egress_doc = None
     if egress is not None:
         egress_doc = {**egress.event_fields(),
@@ -99,6 +104,23 @@ async def get_state(request: web.Request) -> web.Response:
     )
     # Holds preshared keys: never cached anywhere on the way.
     return web.json_response(protocol.state_to_wire(doc), headers={"Cache-Control": "no-store"})
+
+
+def _discard(task: asyncio.Task[object]) -> None:
+    """Cancel a read no longer wanted; one that already failed has its error consumed."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+async def _gateway_and_egress(
+    app: web.Application, gateway_id: str
+) -> tuple[gateways.Gateway, EgressMap | None]:
+    async with app[appkeys.DATABASE].read() as conn:
+        gateway = await gateways.get_gateway(conn, gateway_id)
+        egress = (await logged_maps(conn, [gateway_id])).get(gateway_id)
+    return gateway, egress
 
 
 async def post_observations(request: web.Request) -> web.Response:

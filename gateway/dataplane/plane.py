@@ -21,7 +21,7 @@ from gateway.wireguard.collector import Collector, CollectorSnapshot
 from gateway.wireguard.netlink import KernelBackend
 from gateway.wireguard.off import NullBackend
 from gateway.wireguard.reconciler import Reconciler
-from gateway.wireguard.sessions import SessionEvent, SessionTracker
+from gateway.wireguard.sessions import REJECT_AFTER_TIME, SessionEvent, SessionTracker
 from gateway.wireguard.userspace import UserspaceBackend
 from provisioning.addresses import Network, gateway_interface
 
@@ -88,6 +88,7 @@ class DataPlane:
         reconcile_interval: float = 30.0,
         collect_interval: float = 10.0,
         session_grace: timedelta = timedelta(seconds=30),
+        session_silence: timedelta = REJECT_AFTER_TIME,
         clock: Callable[[], datetime],
         on_status: OnStatus = lambda component, ok, detail: None,
         label: str = "wireguard",
@@ -100,6 +101,7 @@ class DataPlane:
         self._label = label
         self._collect_interval = collect_interval
         self._grace = session_grace
+        self._silence = session_silence
         self._writes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.reconciler = Reconciler(
@@ -148,7 +150,8 @@ class DataPlane:
         saved = await self._sink.saved_sessions()
         self.collector = Collector(
             backend=self.backend,
-            tracker=SessionTracker.from_dict(saved, grace=self._grace),
+            tracker=SessionTracker.from_dict(saved, grace=self._grace,
+                                            silence=self._silence),
             on_events=self._on_events,
             on_state=self._on_state,
             interval=self._collect_interval,

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, and_, insert, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.canonical import parse_time
@@ -31,15 +31,78 @@ async def _close(
     )
 
 
+SESSION_TYPES = frozenset({"session.started", "session.roamed", "session.ended"})
+
+# Built once: the sequencer runs these for every batch of session events.
+_t = endpoint_intervals
+_CLOSE_PEER_ENDPOINTS = (
+    update(_t)
+    .where(_t.c.peer_id == bindparam("closing_peer"), _t.c.end_idx.is_(None))
+    .values(end_ts=bindparam("closing_ts", type_=_t.c.end_ts.type),
+            end_idx=bindparam("closing_idx", type_=_t.c.end_idx.type))
+)
+_INSERT_ENDPOINTS = insert(_t)
+
+
+class SessionIntervals:
+    """The endpoint intervals of one batch's session events, worked out in memory.
+
+    Session events are by far the most numerous and touch no other table, so they need
+    not be written one by one: each event ends the peer's open interval and (unless it is
+    `session.ended`) opens the next. An interval opened and ended within the batch is
+    inserted already ended; an interval stored before the batch is ended by the peer's
+    first event in it. The database then sees one executemany of closes (at most one per
+    peer) and one of inserts, with the same rows as event-by-event writing would leave.
+    """
+
+    def __init__(self) -> None:
+        self.closes: dict[str, dict[str, object]] = {}  # peer → its first event's position
+        self.open: dict[str, dict[str, object]] = {}  # peer → row opened in this batch
+        self.rows: list[dict[str, object]] = []  # every row opened in this batch, log order
+
+    def add(self, entry: SequencedEntry) -> None:
+        event = entry.event
+        peer = event["peer_id"]
+        opened = self.open.pop(peer, None)
+        if opened is not None:
+            opened["end_ts"], opened["end_idx"] = entry.ts, entry.index
+        elif peer not in self.closes:
+            self.closes[peer] = {"closing_peer": peer, "closing_ts": entry.ts,
+                                 "closing_idx": entry.index}
+        if event["type"] != "session.ended":
+            ip, port = split_endpoint(event["endpoint"])
+            row: dict[str, object] = {
+                "endpoint_ip": ip,
+                "endpoint_port": port,
+                "peer_id": peer,
+                "tenant_id": event.get("tenant_id"),
+                "start_ts": _session_start(event, entry),
+                "start_idx": entry.index,
+                "end_ts": None,
+                "end_idx": None,
+            }
+            self.rows.append(row)
+            self.open[peer] = row
+
+    async def write(self, conn: AsyncConnection) -> None:
+        # Closes first: they must not touch the rows this batch inserts.
+        if self.closes:
+            await conn.execute(_CLOSE_PEER_ENDPOINTS, list(self.closes.values()))
+        if self.rows:
+            await conn.execute(_INSERT_ENDPOINTS, self.rows)
+
+
 async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]) -> None:
     """Update the interval tables for one sequenced batch, in log order.
 
     New intervals are buffered and written with one executemany per table; the buffer
     is flushed before any interval is closed, so a close always sees what preceded it.
+    Session events only touch endpoint intervals, so they are worked out apart
+    (`SessionIntervals`) and written once at the end of the batch.
     """
+    sessions = SessionIntervals()
     pending: dict[Table, list[dict[str, object]]] = {
         address_intervals: [],
-        endpoint_intervals: [],
         egress_intervals: [],
     }
 
@@ -120,23 +183,10 @@ async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]
                     "start_ts": parse_time(event["configured_at"]),
                     "start_idx": entry.index,
                 })
-        elif kind in ("session.started", "session.roamed", "session.ended"):
-            await flush()
-            t = endpoint_intervals
-            await _close(conn, t, t.c.peer_id == event["peer_id"], entry)
-            if kind != "session.ended":
-                ip, port = split_endpoint(event["endpoint"])
-                pending[t].append(
-                    {
-                        "endpoint_ip": ip,
-                        "endpoint_port": port,
-                        "peer_id": event["peer_id"],
-                        "tenant_id": event.get("tenant_id"),
-                        "start_ts": _session_start(event, entry),
-                        "start_idx": entry.index,
-                    }
-                )
+        elif kind in SESSION_TYPES:
+            sessions.add(entry)
     await flush()
+    await sessions.write(conn)
 
 
 def _session_start(event: dict[str, object], entry: SequencedEntry) -> datetime:

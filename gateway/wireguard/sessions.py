@@ -159,6 +159,9 @@ class SessionTracker:
 
     peers: Mapping[bytes, PeerTrack] = field(default_factory=dict)
     grace: timedelta = DEFAULT_GRACE
+    # Handshake age past which a session counts as ended (before the grace). WireGuard's
+    # own REJECT_AFTER_TIME by default: a shorter one ends sessions that are still live.
+    silence: timedelta = REJECT_AFTER_TIME
     # Base64 of the keys `to_dict` has seen, shared with the trackers `observe` derives.
     _names: dict[bytes, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -207,7 +210,7 @@ class SessionTracker:
         return after, events
 
     def _stale(self, handshake: datetime | None, at: datetime) -> bool:
-        return handshake is None or at - handshake > REJECT_AFTER_TIME + self.grace
+        return handshake is None or at - handshake > self.silence + self.grace
 
     def _step(
         self, track: PeerTrack, state: PeerState, at: datetime
@@ -256,11 +259,13 @@ class SessionTracker:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Mapping[str, int | str]], *, grace: timedelta = DEFAULT_GRACE
+        cls, data: Mapping[str, Mapping[str, int | str]], *, grace: timedelta = DEFAULT_GRACE,
+        silence: timedelta = REJECT_AFTER_TIME,
     ) -> SessionTracker:
         return cls(
             peers={from_base64(key): PeerTrack.from_dict(track) for key, track in data.items()},
             grace=grace,
+            silence=silence,
         )
 
 

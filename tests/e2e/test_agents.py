@@ -1,9 +1,15 @@
 """End to end with many gateways: a control plane (`vpngw serve --wireguard off` on
 PostgreSQL), two gateway namespaces each running `vpngw agent` with wireguard-go, and one
-client per gateway set up from its served config. Real pings through both tunnels."""
+client per gateway set up from its served config. Real pings through both tunnels.
+
+The agents count a silent session as ended 2 s after its last handshake instead of
+WireGuard's 180 s (`--session-silence`), and the served configs carry no keepalive, so a
+client that goes away is logged as gone within the test's time."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import os
 import secrets
@@ -11,22 +17,40 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.e2e.test_tunnel import wait_for
+from gateway.audit.canonical import format_time
+from gateway.egress.mapping import EgressMap
+from tests.e2e.test_egress import (
+    PUBLIC,
+    SERVER,
+    Device,
+    full_tunnel_device,
+    regulator,
+    seen_with,
+    signed_query,
+    start_recorder,
+    stop_daemon,
+)
+from tests.e2e.test_tunnel import onboard, wait_for
 from tests.integration.netns import Namespace, require_userspace_wireguard, run, unique, veth_pair
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {"VPNGW_SERVER_LOG_FORMAT": "json", "VPNGW_EGRESS_ENABLED": "false"}
+FAST = {"VPNGW_SERVER_LOG_FORMAT": "json", "VPNGW_EGRESS_ENABLED": "false",
+        "VPNGW_NETWORK_PERSISTENT_KEEPALIVE": "0"}
+SILENCE = 2  # seconds without a handshake before the agents end a session
 
 
 def free_port() -> int:
@@ -78,7 +102,8 @@ class Site:
                 self.ns.cmd(*vpngw(
                     "agent", "--control", control, "--data-dir", str(self.data_dir),
                     "--wireguard", "userspace", "--interface", self.interface, "--allow-http",
-                    "--collect-interval", "0.5",
+                    "--collect-interval", "0.5", "--session-silence", str(SILENCE),
+                    "--session-grace", "0",
                 )),
                 cwd=ROOT, env={**os.environ, "VPNGW_AGENT_TOKEN": self.gateway["agent_token"]},
                 stdout=log_file, stderr=subprocess.STDOUT,
@@ -88,6 +113,11 @@ class Site:
         done = subprocess.run(self.ns.cmd("wg", "show", self.interface, "peers"),
                               capture_output=True, text=True, check=False)
         return set(done.stdout.split()) if done.returncode == 0 else set()
+
+    def queued(self, kind: str) -> list[dict[str, Any]]:
+        """Events of `kind` waiting in the agent's on-disk queue (not yet acknowledged)."""
+        return [e for path in sorted((self.data_dir / "outbox").glob("*.json"))
+                for e in json.loads(path.read_text())["events"] if e["type"] == kind]
 
     def ping(self) -> bool:
         done = subprocess.run(
@@ -147,61 +177,119 @@ class ControlPlane:
         return [i["event"] for i in doc["items"]]
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, postgres_url: str) -> Iterator[tuple[ControlPlane, list[Site]]]:
-    require_userspace_wireguard()
-    net = secrets.randbelow(200) + 20
-    namespaces: list[Namespace] = []
-    root_links: list[str] = []
-    sites: list[Site] = []
+@dataclass
+class Hosts:
+    """What a deployment creates, so its teardown removes exactly that."""
+
+    tmp_path: Path
+    net: int = field(default_factory=lambda: secrets.randbelow(200) + 20)
+    namespaces: list[Namespace] = field(default_factory=list)
+    root_links: list[str] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     control: ControlPlane | None = None
-    try:
-        port = free_port()
-        listen = f"10.211.{net}.1:{port}"
-        for n in (1, 2):
-            gw_ns, cl_ns = Namespace.create(f"vag{n}"), Namespace.create(f"vac{n}")
-            namespaces += [gw_ns, cl_ns]
-            # root ↔ gateway: the agent reaches the control plane (root namespace) here.
-            root_if, gw_if = unique("vr"), unique("vg")
-            run("ip", "link", "add", root_if, "type", "veth", "peer", "name", gw_if,
-                "netns", gw_ns.name)  # fmt: skip
-            root_links.append(root_if)
-            run("ip", "addr", "add", f"10.21{n}.{net}.1/30", "dev", root_if)
-            run("ip", "link", "set", root_if, "up")
-            run("ip", "-n", gw_ns.name, "addr", "add", f"10.21{n}.{net}.2/30", "dev", gw_if)
-            run("ip", "-n", gw_ns.name, "link", "set", gw_if, "up")
-            run("ip", "-n", gw_ns.name, "route", "add", f"10.211.{net}.1/32", "via",
-                f"10.21{n}.{net}.1")
-            # gateway ↔ client: the "internet" WireGuard runs over.
-            veth_pair(gw_ns, unique("vw"), f"10.22{n}.{net}.1/24",
-                      cl_ns, unique("vc"), f"10.22{n}.{net}.2/24")
-            sites.append(Site(
-                name=f"site{n}-{secrets.token_hex(2)}", ns=gw_ns, client_ns=cl_ns,
-                interface=unique("vag"), endpoint=f"10.22{n}.{net}.1:51820",
-                data_dir=tmp_path / f"agent{n}", log_path=tmp_path / f"agent{n}.log",
-            ))
-        data = tmp_path / "control"
+    port: int = field(default_factory=free_port)
+
+    @property
+    def listen(self) -> str:
+        # The control plane listens on the root end of site 1's link (reached by all).
+        return f"10.211.{self.net}.1:{self.port}"
+
+    def namespace(self, prefix: str) -> Namespace:
+        ns = Namespace.create(prefix)
+        self.namespaces.append(ns)
+        return ns
+
+    def add_site(self, n: int) -> Site:
+        """Gateway namespace n (its agent reaches the control plane in the root namespace)
+        and a client namespace behind it (the underlay WireGuard runs over)."""
+        net, tmp_path = self.net, self.tmp_path
+        gw_ns, cl_ns = self.namespace(f"vag{n}"), self.namespace(f"vac{n}")
+        root_if, gw_if = unique("vr"), unique("vg")
+        run("ip", "link", "add", root_if, "type", "veth", "peer", "name", gw_if,
+            "netns", gw_ns.name)  # fmt: skip
+        self.root_links.append(root_if)
+        run("ip", "addr", "add", f"10.21{n}.{net}.1/30", "dev", root_if)
+        run("ip", "link", "set", root_if, "up")
+        run("ip", "-n", gw_ns.name, "addr", "add", f"10.21{n}.{net}.2/30", "dev", gw_if)
+        run("ip", "-n", gw_ns.name, "link", "set", gw_if, "up")
+        run("ip", "-n", gw_ns.name, "route", "add", f"10.211.{net}.1/32", "via",
+            f"10.21{n}.{net}.1")
+        veth_pair(gw_ns, unique("vw"), f"10.22{n}.{net}.1/24",
+                  cl_ns, unique("vc"), f"10.22{n}.{net}.2/24")
+        site = Site(
+            name=f"site{n}-{secrets.token_hex(2)}", ns=gw_ns, client_ns=cl_ns,
+            interface=unique("vag"), endpoint=f"10.22{n}.{net}.1:51820",
+            data_dir=tmp_path / f"agent{n}", log_path=tmp_path / f"agent{n}.log",
+        )
+        self.sites.append(site)
+        return site
+
+    def start_control(self, postgres_url: str) -> ControlPlane:
+        data = self.tmp_path / "control"
         init = subprocess.run(
             vpngw("init", "--data-dir", str(data), "--json", "--database-url", postgres_url,
                   "--wireguard", "off", "--endpoint", "unused.test:51820",
-                  "--listen", listen),
+                  "--listen", self.listen, "--allow-plain-http"),
             capture_output=True, text=True, check=True, cwd=ROOT,
             env={**os.environ, **FAST},
         )
-        control = ControlPlane(f"http://{listen}", listen, data, tmp_path / "control.log",
-                               json.loads(init.stdout)["ops_token"])
-        control.start()
-        yield control, sites
-    finally:
-        for site in sites:
+        self.control = ControlPlane(f"http://{self.listen}", self.listen, data,
+                                    self.tmp_path / "control.log",
+                                    json.loads(init.stdout)["ops_token"])
+        self.control.start()
+        return self.control
+
+    def tear_down(self) -> None:
+        for site in self.sites:
             stop(site.agent)
             stop(site.client_daemon)
-        if control is not None:
-            stop(control.proc)
-        for ns in namespaces:
+        for proc in self.processes:
+            stop(proc)
+        if self.control is not None:
+            stop(self.control.proc)
+        for ns in self.namespaces:
             ns.delete()
-        for link in root_links:
+        for link in self.root_links:
             subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, postgres_url: str) -> Iterator[tuple[ControlPlane, list[Site]]]:
+    require_userspace_wireguard()
+    hosts = Hosts(tmp_path)
+    try:
+        for n in (1, 2):
+            hosts.add_site(n)
+        yield hosts.start_control(postgres_url), hosts.sites
+    finally:
+        hosts.tear_down()
+
+
+@dataclass
+class EgressSite:
+    control: ControlPlane
+    site: Site
+    uplink: str  # the gateway's interface towards the internet, holding PUBLIC
+    recorder_log: Path
+
+
+@pytest.fixture
+def egress_deployment(tmp_path: Path, postgres_url: str) -> Iterator[EgressSite]:
+    """One agent-run gateway whose default route leads to an "internet" namespace."""
+    require_userspace_wireguard()
+    hosts = Hosts(tmp_path)
+    try:
+        site = hosts.add_site(1)
+        internet = hosts.namespace("vain")
+        uplink = unique("vup")
+        veth_pair(site.ns, uplink, f"{PUBLIC}/24", internet, unique("vnet"), f"{SERVER}/24")
+        run("ip", "-n", site.ns.name, "route", "add", "default", "via", SERVER)
+        recorder_log = tmp_path / "seen.jsonl"
+        hosts.processes.append(start_recorder(internet, recorder_log))
+        yield EgressSite(hosts.start_control(postgres_url), site, uplink, recorder_log)
+    finally:
+        hosts.tear_down()
 
 
 def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> None:
@@ -219,10 +307,17 @@ def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> No
     wait_for(lambda: config() is not None, within=30, step=0.2)  # the agent reported its key
     conf = config() or ""
     assert f"Endpoint = {site.endpoint}" in conf
+    assert "PersistentKeepalive" not in conf  # a client that stops sending goes silent
     conf = conf.replace("# PrivateKey = <this device's private key>", f"PrivateKey = {private}")
     path = tmp_path / f"{site.name}.conf"
     path.write_text(conf)
     (tmp_path / f"{site.name}.stripped").write_text(run("wg-quick", "strip", str(path)))
+    start_client(site, tmp_path)
+
+
+def start_client(site: Site, tmp_path: Path) -> None:
+    """A fresh client interface from the served config: its first packet handshakes anew."""
+    peer = site.peer
     site.client_if = unique("vcl")
     site.client_daemon = subprocess.Popen(
         site.client_ns.cmd("wireguard-go", "-f", site.client_if),
@@ -240,8 +335,31 @@ def connect(control: ControlPlane, site: Site, token: str, tmp_path: Path) -> No
     run("ip", "-n", ns, "route", "replace", f"{site.tunnel_gateway}/32", "dev", site.client_if)
 
 
+def disconnect(site: Site) -> None:
+    """The client goes away: its daemon and interface are gone, nothing more is sent."""
+    stop(site.client_daemon)
+    subprocess.run(site.client_ns.cmd("ip", "link", "del", site.client_if),
+                   check=False, capture_output=True)
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def outbox_rows(postgres_url: str) -> int:
+    """Events committed but not yet sequenced into the log."""
+    async def count() -> int:
+        conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 def test_two_gateways_run_by_agents_carry_their_own_clients(
-    deployment: tuple[ControlPlane, list[Site]], tmp_path: Path
+    deployment: tuple[ControlPlane, list[Site]], tmp_path: Path, postgres_url: str
 ) -> None:
     control, sites = deployment
     for site in sites:
@@ -298,10 +416,103 @@ def test_two_gateways_run_by_agents_carry_their_own_clients(
     wait_for(lambda: first.peer["public_key"] in first.gateway_peers(), within=60, step=0.2)
     wait_for(first.ping, within=30, step=0.2)
 
+    # A client connects afresh and disconnects while the control plane is away: the end of
+    # its session waits in its agent's queue on disk.
+    second = sites[1]
+    disconnect(second)
+    time.sleep(SILENCE + 1)  # whatever session this client had before has gone silent
+    connected_at = datetime.now(UTC).replace(microsecond=0)
+    start_client(second, tmp_path)
+    wait_for(second.ping, within=30, step=0.2)  # a new handshake: a new session
+
+    def queued_end() -> list[dict[str, Any]]:
+        return [e for e in second.queued("session.ended")
+                if when(e["first_handshake"]) >= connected_at]
+
+    disconnect(second)
+    wait_for(lambda: len(queued_end()) == 1, within=30, step=0.2)
+    (observed,) = queued_end()
+
     # The control plane returns; the agents reconnect and report again.
+    returned_at = datetime.now(UTC)
     control.start()
     status, shown = control.http("GET", f"/ops/v1/gateways/{first.gateway['id']}",
                                  control.ops_token)
     assert status == 200 and shown["public_key"] and shown["active_peers"] == 1
     started = [e for e in control.logged("session.started") if e["peer_id"] == first.peer["id"]]
     assert all(e["gateway_id"] == first.gateway["id"] for e in started)
+
+    # The disconnected client's session.ended is in the log exactly once, under its own
+    # gateway, with the time it was observed (before the control plane came back).
+    wait_for(lambda: not list((second.data_dir / "outbox").glob("*.json")), within=30, step=0.2)
+    wait_for(lambda: outbox_rows(postgres_url) == 0, within=30, step=0.2)
+    ended = [e for e in control.logged("session.ended") if e["peer_id"] == second.peer["id"]]
+    mine = [e for e in ended if when(e["first_handshake"]) >= connected_at]
+    assert len(mine) == 1, mine
+    (logged,) = mine
+    assert logged["gateway_id"] == second.gateway["id"]
+    assert logged["first_handshake"] == observed["first_handshake"]
+    assert logged["last_handshake"] == observed["last_handshake"]
+    assert connected_at <= when(logged["observed_at"]) < returned_at
+    assert when(logged["observed_at"]) == when(observed["at"])
+    assert when(logged["ts"]) >= returned_at  # written when the control plane was back
+    # Nothing at all was logged twice: every session of this client ended once.
+    firsts = [e["first_handshake"] for e in ended]
+    assert len(firsts) == len(set(firsts)), ended
+
+
+def test_an_agent_run_gateway_translates_into_the_peers_block_and_names_the_peer(
+    egress_deployment: EgressSite, tmp_path: Path
+) -> None:
+    control, site = egress_deployment.control, egress_deployment.site
+    status, site.gateway = control.http("POST", "/ops/v1/gateways", control.ops_token, {
+        "name": site.name, "endpoint": site.endpoint,
+        "egress": {"interface": egress_deployment.uplink, "addresses": [PUBLIC], "ipv6": "off"}})
+    assert status == 201, site.gateway
+    site.start_agent(f"http://{control.listen}")
+    tenant_id, token = onboard(control, "Agent Egress")  # type: ignore[arg-type]
+    private = run("wg", "genkey").strip()
+    public = run("wg", "pubkey", stdin=private).strip()
+    status, peer = control.http("POST", "/v1/peers", token, {
+        "name": "laptop", "public_key": public, "gateway_id": site.gateway["id"]})
+    assert status == 201, peer
+
+    def config() -> str | None:
+        status, conf = control.http("GET", f"/v1/peers/{peer['id']}/config", token)
+        return conf if status == 200 else None
+
+    wait_for(lambda: config() is not None, within=30, step=0.2)  # the agent reported its key
+    device = full_tunnel_device(site.client_ns, config() or "", private,
+                                Device(tenant_id, token, site.client_ns, peer, None),
+                                gateway_ip=site.tunnel_gateway, tmp=tmp_path / "device")
+    try:
+        # The mapping as the log holds it: this gateway's own egress.configured.
+        (configured,) = [e for e in control.logged("egress.configured")
+                         if e["gateway_id"] == site.gateway["id"]]
+        block = EgressMap.from_event(configured).block_of(
+            ipaddress.IPv4Address(device.tunnel_ip))
+        assert block is not None and str(block.address) == PUBLIC
+        status, view = control.http("GET", f"/v1/peers/{peer['id']}", token)
+        assert status == 200 and view["egress"] == block.as_dict(), view
+        key, keyid, pins = regulator(control)
+        for proto, port in (("udp", 7001), ("tcp", 7002)):
+            tag = f"agent-{proto}-{peer['id']}"
+            assert device.send(proto, SERVER, port, tag), f"{proto} from {device.tunnel_ip}"
+            seen = seen_with(egress_deployment.recorder_log, tag)
+            # The internet sees the gateway's public address and a port of this peer's block.
+            assert seen["ip"] == PUBLIC
+            assert block.first_port <= seen["port"] <= block.last_port, (seen, block)
+            # The regulator asks the control plane and is told whose traffic it was.
+            result = signed_query(control.api, key, keyid, {
+                "kind": "attribution.egress", "ip": seen["ip"], "port": seen["port"],
+                "at": format_time(datetime.now(UTC))}, pins)
+            assert result.ok, result.reason()
+            grants = [r["event"] for r in result.records
+                      if r["event"]["type"] == "peer.provisioned"]
+            assert [g["peer_id"] for g in grants] == [peer["id"]]
+            assert grants[0]["gateway_id"] == site.gateway["id"]
+            derivation = result.answer["derivation"]
+            assert derivation["gateway_id"] == site.gateway["id"]
+            assert derivation["tunnel_ip"] == device.tunnel_ip
+    finally:
+        stop_daemon(device)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -82,13 +82,38 @@ else:
 """
 
 
+class Service(Protocol):
+    """An API this test talks to: a single-node gateway, or a control plane of agents."""
+
+    api: str
+    ops_token: str
+
+    def http(self, method: str, path: str, token: str | None = None,
+             body: dict[str, Any] | None = None) -> tuple[int, Any]: ...
+
+
+def start_recorder(ns: Namespace, log: Path) -> subprocess.Popen[bytes]:
+    """The "internet" host: records the source address and port of what reaches it."""
+    return subprocess.Popen(ns.cmd(sys.executable, "-c", RECORDER, str(log)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def seen_with(recorder_log: Path, tag: str) -> dict[str, Any]:
+    """The one arrival the recorder logged with this tag."""
+    seen = ([json.loads(line) for line in recorder_log.read_text().splitlines()]
+            if recorder_log.exists() else [])
+    found = [s for s in seen if s["tag"] == tag]
+    assert len(found) == 1, (tag, seen)
+    return found[0]
+
+
 @dataclass
 class Device:
     tenant_id: str
     token: str
     ns: Namespace
     peer: dict[str, Any]
-    daemon: subprocess.Popen[bytes]
+    daemon: subprocess.Popen[bytes] | None
 
     @property
     def tunnel_ip(self) -> str:
@@ -112,15 +137,8 @@ class World:
     recorder_log: Path
     devices: list[Device] = field(default_factory=list)
 
-    def seen(self) -> list[dict[str, Any]]:
-        if not self.recorder_log.exists():
-            return []
-        return [json.loads(line) for line in self.recorder_log.read_text().splitlines()]
-
     def seen_with(self, tag: str) -> dict[str, Any]:
-        found = [s for s in self.seen() if s["tag"] == tag]
-        assert len(found) == 1, (tag, self.seen())
-        return found[0]
+        return seen_with(self.recorder_log, tag)
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +171,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
         recorder_log = tmp / "seen.jsonl"
         for ns, log in ((inet_ns, recorder_log), (priv_ns, tmp / "private.jsonl")):
-            procs.append(subprocess.Popen(ns.cmd(sys.executable, "-c", RECORDER, str(log)),
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(start_recorder(ns, log))
 
         data = tmp / "data"
         interface = unique("vgw")
@@ -163,7 +180,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         init = subprocess.run(
             gw_ns.cmd(sys.executable, "-m", "gateway.cli", "init", "--data-dir", str(data),
                       "--json", "--endpoint", "10.212.0.1:51820", "--wireguard", "userspace",
-                      "--interface", interface, "--listen", listen),
+                      "--interface", interface, "--listen", listen, "--allow-plain-http"),
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         ops_token = json.loads(init.stdout)["ops_token"]
@@ -201,8 +218,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             p.wait()
         if "world" in locals():
             for device in world.devices:
-                device.daemon.kill()
-                device.daemon.wait()
+                stop_daemon(device)
         for ns in (cl_a, cl_b, gw_ns, inet_ns, priv_ns):
             ns.delete()
         subprocess.run(["ip", "link", "del", api_root], check=False, capture_output=True)
@@ -225,10 +241,20 @@ def _connect(gw: Gateway, ns: Namespace, name: str, endpoint: str, tmp: Path) ->
     status, peer = gw.http("POST", "/v1/peers", token, {"name": "laptop", "public_key": public})
     assert status == 201, peer
     status, conf = gw.http("GET", f"/v1/peers/{peer['id']}/config", token)
-    assert status == 200 and "AllowedIPs = 0.0.0.0/0, ::/0" in conf
-    conf = conf.replace("# PrivateKey = <this device's private key>", f"PrivateKey = {private}")
+    assert status == 200
     # Each client reaches the gateway over its own underlay link.
     conf = conf.replace(f"Endpoint = {gw.endpoint}", f"Endpoint = {endpoint}")
+    return full_tunnel_device(ns, conf, private, Device(tenant_id, token, ns, peer, None),
+                              gateway_ip="10.100.0.1", tmp=tmp)
+
+
+def full_tunnel_device(ns: Namespace, conf: str, private: str, device: Device, *,
+                       gateway_ip: str, tmp: Path) -> Device:
+    """Bring up the served full-tunnel config in `ns`, as wg-quick would; wait for a ping."""
+    peer = device.peer
+    assert "AllowedIPs = 0.0.0.0/0, ::/0" in conf
+    tmp.mkdir(parents=True, exist_ok=True)
+    conf = conf.replace("# PrivateKey = <this device's private key>", f"PrivateKey = {private}")
     (tmp / "wg0.conf").write_text(conf)
     (tmp / "stripped.conf").write_text(run("wg-quick", "strip", str(tmp / "wg0.conf")))
     ifname = unique("vcl")
@@ -244,10 +270,16 @@ def _connect(gw: Gateway, ns: Namespace, name: str, endpoint: str, tmp: Path) ->
     # Full tunnel, as wg-quick would set it up: everything but the underlay goes in.
     run("ip", "-n", ns.name, "route", "add", "default", "dev", ifname)
     run("ip", "-n", ns.name, "-6", "route", "add", "default", "dev", ifname)
-    device = Device(tenant_id, token, ns, peer, daemon)
+    device.daemon = daemon
     # The first handshake, on a loaded machine, can outlast one datagram's timeout.
-    wait_for(lambda: device.ping("10.100.0.1"), within=15, step=0.2)
+    wait_for(lambda: device.ping(gateway_ip), within=15, step=0.2)
     return device
+
+
+def stop_daemon(device: Device) -> None:
+    if device.daemon is not None:
+        device.daemon.kill()
+        device.daemon.wait()
 
 
 def mapping(world: World) -> EgressMap:
@@ -259,7 +291,18 @@ def mapping(world: World) -> EgressMap:
     return EgressMap.from_event(entry["event"])
 
 
-def signed_query(world: World, key: Ed25519PrivateKey, keyid: str, query: dict[str, Any],
+def regulator(service: Service) -> tuple[Ed25519PrivateKey, str, Pins]:
+    """A regulator key registered by ops, and the service's keys pinned."""
+    key, keyid = Ed25519PrivateKey.generate(), f"pta-{secrets.token_hex(3)}"
+    status, _ = service.http("POST", "/ops/v1/regulator-keys", service.ops_token,
+                             {"keyid": keyid, "public_key": public_key_b64(key), "label": "PTA"})
+    assert status == 201
+    status, keys_doc = service.http("GET", "/regulator/v1/keys")
+    assert status == 200
+    return key, keyid, Pins.from_keys_document(keys_doc)
+
+
+def signed_query(api: str, key: Ed25519PrivateKey, keyid: str, query: dict[str, Any],
                  pins: Pins) -> Any:
     body = json.dumps({
         "request_id": {"country": "PK", "authority": "PTA", "number": secrets.token_hex(4)},
@@ -267,15 +310,15 @@ def signed_query(world: World, key: Ed25519PrivateKey, keyid: str, query: dict[s
                           "valid_from": "2026-01-01T00:00:00Z",
                           "valid_until": "2027-12-31T00:00:00Z"},
         "query": query}, separators=(",", ":")).encode()
-    authority = world.gateway.api.removeprefix("http://")
+    authority = api.removeprefix("http://")
     headers = httpsig.sign_request(private_key=key, keyid=keyid, authority=authority, body=body,
                                    created=int(time.time()), nonce=secrets.token_urlsafe(16),
                                    scheme="http").headers()
-    req = urllib.request.Request(world.gateway.api + httpsig.REQUEST_PATH, data=body,  # noqa: S310
+    req = urllib.request.Request(api + httpsig.REQUEST_PATH, data=body,  # noqa: S310
                                  headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - test-host URL
         raw, status, resp_headers = resp.read(), resp.status, tuple(resp.headers.items())
-    exchange = Exchange(url=world.gateway.api + httpsig.REQUEST_PATH,
+    exchange = Exchange(url=api + httpsig.REQUEST_PATH,
                         request_headers=tuple(headers.items()), request_body=body,
                         status=status, response_headers=resp_headers, response_body=raw)
     return verify_exchange(exchange, pins, now=time.time())
@@ -283,18 +326,12 @@ def signed_query(world: World, key: Ed25519PrivateKey, keyid: str, query: dict[s
 
 def test_clients_reach_the_internet_in_their_own_blocks_and_are_attributed(world: World) -> None:
     m = mapping(world)
-    key, keyid = Ed25519PrivateKey.generate(), f"pta-{secrets.token_hex(3)}"
-    status, _ = world.gateway.http("POST", "/ops/v1/regulator-keys", world.gateway.ops_token,
-                                   {"keyid": keyid, "public_key": public_key_b64(key),
-                                    "label": "PTA"})
-    assert status == 201
-    status, keys_doc = world.gateway.http("GET", "/regulator/v1/keys")
-    pins = Pins.from_keys_document(keys_doc)
+    key, keyid, pins = regulator(world.gateway)
     for device in world.devices:
         block = m.block_of(ipaddress.IPv4Address(device.tunnel_ip))
         assert block is not None
         status, view = world.gateway.http("GET", f"/v1/peers/{device.peer['id']}", device.token)
-        assert view["egress"] == block.as_dict()
+        assert status == 200 and view["egress"] == block.as_dict(), view
         for proto, port in (("udp", 7001), ("tcp", 7002)):
             tag = f"{proto}-{device.peer['id']}"
             assert device.send(proto, SERVER, port, tag), f"{proto} from {device.tunnel_ip}"
@@ -302,7 +339,7 @@ def test_clients_reach_the_internet_in_their_own_blocks_and_are_attributed(world
             # The internet sees the provider's address and a port of this peer's block only.
             assert seen["ip"] == PUBLIC
             assert block.first_port <= seen["port"] <= block.last_port, (seen, block)
-            result = signed_query(world, key, keyid, {
+            result = signed_query(world.gateway.api, key, keyid, {
                 "kind": "attribution.egress", "ip": seen["ip"], "port": seen["port"],
                 "at": format_time(datetime.now(UTC))}, pins)
             assert result.ok, result.reason()

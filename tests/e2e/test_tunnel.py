@@ -161,6 +161,8 @@ def running_gateway(data: Path, *, backend: str, ready_within: float = 30) -> It
                 interface,
                 "--listen",
                 f"10.201.{net}.2:8080",
+                # A namespace link of the test only: plain HTTP is allowed explicitly.
+                "--allow-plain-http",
             ],
             capture_output=True,
             text=True,

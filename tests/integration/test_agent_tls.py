@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from gateway.http import appkeys
 from gateway.settings import SettingsError, validate
 from provisioning.gateways import NewGateway
 from tests.integration.test_agent import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _name(cn: str) -> x509.Name:
@@ -98,3 +103,32 @@ def test_plain_http_only_to_loopback_unless_allowed(make_settings: Any, tmp_path
     assert check_url("http://cp.example.net:8080", allow_http=True)
     with pytest.raises(SettingsError, match="tls_key"):
         validate(make_settings(server={"tls_cert": str(tmp_path / "c.pem")}))
+
+
+def _vpngw(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=ROOT)
+
+
+def test_serve_refuses_plain_http_beyond_loopback_unless_allowed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    # init refuses such a listen address outright and leaves no config behind ...
+    refused = _vpngw("init", "--data-dir", str(data), "--json", "--listen", "0.0.0.0:8080")
+    assert refused.returncode == 1, refused.stdout
+    assert "server.allow_plain_http = true" in refused.stderr, refused.stderr
+    assert "server.tls_cert" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (data / "gateway.toml").exists()
+    # ... a loopback data dir serves nothing when told to listen beyond it ...
+    assert _vpngw("init", "--data-dir", str(data), "--json").returncode == 0
+    port = free_port()
+    refused = _vpngw("serve", "--data-dir", str(data), "--listen", f"0.0.0.0:{port}")
+    assert refused.returncode == 1
+    assert "not a loopback address" in refused.stderr, refused.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listened, even briefly
+    # ... and the explicit flag is written to the config when asked for.
+    other = tmp_path / "other"
+    allowed = _vpngw("init", "--data-dir", str(other), "--json", "--listen", "0.0.0.0:8080",
+                     "--allow-plain-http")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "allow_plain_http = true" in (other / "gateway.toml").read_text()

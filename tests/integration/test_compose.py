@@ -27,3 +27,6 @@ def test_compose_file_is_valid_and_runs_two_agents_against_one_control_plane() -
     rendered = compose("config")
     assert rendered.count("vpngw agent --control http://control:8080") == 2
     assert "--wireguard off" in rendered
+    # The control plane listens beyond loopback in plain HTTP only because it says so.
+    assert "VPNGW_SERVER_ALLOW_PLAIN_HTTP: \"true\"" in rendered or (
+        "VPNGW_SERVER_ALLOW_PLAIN_HTTP: 'true'" in rendered), rendered

@@ -119,6 +119,19 @@ def test_grace_is_configurable() -> None:
     assert isinstance(feed.at(181, obs(0))[0], SessionEnded)
 
 
+def test_silence_is_configurable_and_survives_a_restart() -> None:
+    feed = Feed(SessionTracker(grace=timedelta(seconds=1), silence=timedelta(seconds=2)))
+    feed.at(0, obs(0))
+    assert feed.at(3, obs(0)) == [], "2 + 1 s is not yet stale"
+    restored = SessionTracker.from_dict(feed.tracker.to_dict(), grace=timedelta(seconds=1),
+                                        silence=timedelta(seconds=2))
+    assert restored.silence == timedelta(seconds=2)
+    feed = Feed(restored)
+    (ended,) = feed.at(3.5, obs(0))
+    assert isinstance(ended, SessionEnded) and ended.last_handshake == s(0)
+    assert feed.at(4, obs(0)) == [], "ended once; the same handshake starts nothing"
+
+
 def test_the_same_handshake_never_starts_a_second_session() -> None:
     feed = Feed(SessionTracker(grace=timedelta(0)))
     feed.at(0, obs(0))

@@ -95,3 +95,41 @@ def test_replace_validates(tmp_path: Path) -> None:
     assert s.replace(wireguard={"mtu": 1400}).wireguard.mtu == 1400
     with pytest.raises(SettingsError, match=r"wireguard\.mtu"):
         s.replace(wireguard={"mtu": 10})
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080",
+                                    "control.example:8080", "[2001:db8::1]:443"])
+def test_plain_http_on_a_non_loopback_address_is_refused_naming_what_to_set(
+    tmp_path: Path, listen: str
+) -> None:
+    write(tmp_path, f'[server]\nlisten = "{listen}"\n')
+    with pytest.raises(SettingsError) as refused:
+        load_settings(tmp_path, environ={})
+    message = str(refused.value)
+    for named in ("server.listen", listen, "server.tls_cert", "server.tls_key",
+                  "server.allow_plain_http = true", "127.0.0.1"):
+        assert named in message, message
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8080",
+                                    "localhost:8080"])
+def test_plain_http_on_loopback_needs_nothing(tmp_path: Path, listen: str) -> None:
+    write(tmp_path, f'[server]\nlisten = "{listen}"\n')
+    assert load_settings(tmp_path, environ={}).server.allow_plain_http is False
+
+
+def test_plain_http_elsewhere_when_explicitly_allowed_or_tls(tmp_path: Path) -> None:
+    write(tmp_path, '[server]\nlisten = "0.0.0.0:8080"\nallow_plain_http = true\n')
+    assert load_settings(tmp_path, environ={}).server.allow_plain_http is True
+    write(tmp_path, '[server]\nlisten = "0.0.0.0:8080"\n')
+    allowed = load_settings(tmp_path, environ={"VPNGW_SERVER_ALLOW_PLAIN_HTTP": "true"})
+    assert allowed.server.allow_plain_http is True
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    with_tls = load_settings(tmp_path, environ={"VPNGW_SERVER_TLS_CERT": str(cert),
+                                                "VPNGW_SERVER_TLS_KEY": str(key)})
+    assert with_tls.public_url == "https://0.0.0.0:8080"
+    loopback = load_settings(tmp_path, environ={"VPNGW_SERVER_LISTEN": "127.0.0.1:9"})
+    with pytest.raises(SettingsError, match="allow_plain_http"):
+        loopback.replace(server={"listen": "192.168.1.5:8080"})
