@@ -97,3 +97,10 @@ class UnknownPeer(DomainError):
 class ConcurrentChange(DomainError):
     code = "concurrent-change"
     title = "Changed by another request"
+
+
+class CommitFailed(DomainError):
+    """The transaction holding the request did not commit (group commit: every member)."""
+
+    code = "commit-failed"
+    title = "Not committed"

@@ -14,6 +14,7 @@ from gateway.http import appkeys
 from gateway.http.problems import Problem, problem_response
 from gateway.regulator.registry import DuplicateKeyId
 from provisioning.errors import (
+    CommitFailed,
     ConcurrentChange,
     DomainError,
     DuplicatePublicKey,
@@ -54,6 +55,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     UnknownPeer: 422,
     EventNotAllowed: 403,
     ConcurrentChange: 409,
+    CommitFailed: 503,
 }
 
 
