@@ -337,16 +337,20 @@ async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *,
     refused: dict[int, DomainError] = {}
     tenant_ids = sorted({p.request.tenant_id for p in planned})
     tenant_rows = {r.id: r for r in (await conn.execute(_TENANT_QUOTA, {"ids": tenant_ids}))}
-    room = {t: (r.max_peers - r.active_peers if r.status == TenantStatus.VERIFIED.value else 0)
-            for t, r in tenant_rows.items()}
+    room = {t: r.max_peers - r.active_peers for t, r in tenant_rows.items()}
     in_use = set((await conn.scalars(
         _KEYS_IN_USE, {"keys": sorted({p.public_key for p in planned})})).all())
     for n, p in enumerate(planned):
         tenant_id = p.request.tenant_id
-        if room.get(tenant_id, 0) <= 0:
-            refused[n] = _refusal(tenant_rows.get(tenant_id), tenant_id)
+        tenant = tenant_rows.get(tenant_id)
+        # The tenant's state, then the key, then the quota: a reused key is refused
+        # whatever the quota, so its answer does not depend on who else came along.
+        if tenant is None or tenant.status != TenantStatus.VERIFIED.value:
+            refused[n] = _refusal(tenant, tenant_id)
         elif p.public_key in in_use:
             refused[n] = DuplicatePublicKey(_KEY_IN_USE)
+        elif room[tenant_id] <= 0:
+            refused[n] = _refusal(tenant, tenant_id)
         else:
             room[tenant_id] -= 1
             in_use.add(p.public_key)  # a second request with the same key in this group
