@@ -238,8 +238,9 @@ _KEYS_IN_USE = select(public_keys.c.public_key).where(
     public_keys.c.public_key.in_(bindparam("keys", expanding=True)))
 
 
-def _refusal(tenant: Any, tenant_id: str) -> DomainError:
-    """Why a tenant (a row of _TENANT_QUOTA, or None) cannot have one more peer."""
+def _refusal(tenant: Any, tenant_id: str, *, taken_here: int = 0) -> DomainError:
+    """Why a tenant (a row of _TENANT_QUOTA, or None) cannot have one more peer
+    (`taken_here`: places already given to earlier requests of the same group)."""
     if tenant is None:
         return NotFound(f"no tenant with id {tenant_id}")
     if tenant.status != TenantStatus.VERIFIED.value:
@@ -249,8 +250,8 @@ def _refusal(tenant: Any, tenant_id: str) -> DomainError:
             tenant_status=tenant.status,
         )
     return QuotaExceeded(
-        f"tenant has {tenant.active_peers} of {tenant.max_peers} allowed peers; revoke "
-        "unused peers or ask the provider to raise the quota",
+        f"tenant has {tenant.active_peers + taken_here} of {tenant.max_peers} allowed peers; "
+        "revoke unused peers or ask the provider to raise the quota",
         max_peers=tenant.max_peers,
     )
 
@@ -338,6 +339,7 @@ async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *,
     tenant_ids = sorted({p.request.tenant_id for p in planned})
     tenant_rows = {r.id: r for r in (await conn.execute(_TENANT_QUOTA, {"ids": tenant_ids}))}
     room = {t: r.max_peers - r.active_peers for t, r in tenant_rows.items()}
+    taken = dict.fromkeys(tenant_rows, 0)
     in_use = set((await conn.scalars(
         _KEYS_IN_USE, {"keys": sorted({p.public_key for p in planned})})).all())
     for n, p in enumerate(planned):
@@ -350,32 +352,34 @@ async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *,
         elif p.public_key in in_use:
             refused[n] = DuplicatePublicKey(_KEY_IN_USE)
         elif room[tenant_id] <= 0:
-            refused[n] = _refusal(tenant, tenant_id)
+            refused[n] = _refusal(tenant, tenant_id, taken_here=taken[tenant_id])
         else:
             room[tenant_id] -= 1
+            taken[tenant_id] += 1
             in_use.add(p.public_key)  # a second request with the same key in this group
     accepted = [p for n, p in enumerate(planned) if n not in refused]
     if accepted:
         await conn.execute(_INSERT_PEER, [p.peer_row(now) for p in accepted])
         await conn.execute(_INSERT_PUBLIC_KEY, [p.key_row(now) for p in accepted])
-    tunnel_ips: dict[str, list[str]] = {p.peer_id: [] for p in accepted}
+    tunnel_ips: dict[tuple[str, addresses.Network], str] = {}
     by_network: dict[addresses.Network, list[str]] = {}
     for p in accepted:
         for net in p.request.policy.networks:
             by_network.setdefault(net, []).append(p.peer_id)
-    for net, peer_ids in by_network.items():
-        taken = await addresses.allocate_fresh(conn, net, peer_ids)
-        if taken is None:
+    # Pools in one order (by CIDR) in every group, so two groups never wait on each other.
+    for net in sorted(by_network, key=str):
+        assigned = await addresses.allocate_fresh(conn, net, by_network[net])
+        if assigned is None:
             raise _NotInBulk(f"pool {net} is nearly full")
-        for peer_id, address in zip(peer_ids, taken, strict=True):
-            tunnel_ips[peer_id].append(address)
+        for peer_id, address in zip(by_network[net], assigned, strict=True):
+            tunnel_ips[peer_id, net] = address
     # Last, so that on PostgreSQL the tenants' rows are locked only from here to the commit.
-    for tenant_id in tenant_ids:
-        taken_here = sum(p.request.tenant_id == tenant_id for p in accepted)
-        if taken_here and not await _take_quota(conn, tenant_id, taken_here):
+    for tenant_id in sorted(taken):  # in id order, as every change locks tenants
+        if taken[tenant_id] and not await _take_quota(conn, tenant_id, taken[tenant_id]):
             raise _NotInBulk(f"tenant {tenant_id} changed since it was read")
-    return [refused[n] if n in refused else p.outcome(tunnel_ips[p.peer_id], now)
-            for n, p in enumerate(planned)]
+    return [refused[n] if n in refused else p.outcome(
+        [tunnel_ips[p.peer_id, net] for net in p.request.policy.networks], now)
+        for n, p in enumerate(planned)]
 
 
 async def _get_row(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Any:

@@ -197,3 +197,34 @@ async def test_a_group_whose_commit_fails_answers_503_to_all_and_stores_nothing(
             await conn.execute(text(sql))
     await create_peer(client, token, name="after")
     assert (await _stored(client, tenant["id"]))["counter"] == 2
+
+
+async def test_two_api_processes_share_a_quota_exactly(
+    client: Any, aiohttp_client: Any, settings: Any
+) -> None:
+    """Two app instances (as two `vpngw serve`) on one database, both creating for a tenant
+    with three places left. On PostgreSQL the tenant's row is held until both groups wait
+    (the first at the counter, the second at the pool it claims next), so the second
+    finds the quota taken only at its counter update and redoes its group one by one."""
+    from gateway.app import create_app
+    from tests.integration.test_concurrent_changes import gate
+
+    other = await aiohttp_client(create_app(settings))
+    ops = await ops_token(client)
+    tenant, token = await verified_tenant(client, ops, max_peers=3)
+    async with gate(client, "tenants", tenant["id"], 2):
+        tasks = [asyncio.ensure_future(c.post(
+            "/v1/peers", json=_new(f"{n}-{i}", generate_key_pair().public_key),
+            headers=bearer(token))) for n, c in (("a", client), ("b", other)) for i in range(3)]
+        await asyncio.sleep(0.2)  # let both processes start their groups
+    responses = await asyncio.gather(*tasks)
+    made = [await r.json() for r in responses if r.status == 201]
+    for resp in responses:
+        if resp.status != 201:
+            await assert_problem(resp, 409, "quota-exceeded", detail_has="3 of 3")
+    assert len(made) == 3
+    stored = await _stored(client, tenant["id"])
+    assert set(stored["peers"]) == {p["id"] for p in made}
+    assert stored["keys"] == stored["counter"] == 3
+    await other.app[appkeys.SEQUENCER].drain()
+    assert set(await _provisioned_in_log_order(client, tenant["id"])) == set(stored["peers"])
