@@ -56,7 +56,15 @@ class GroupCommit(Generic[I, R]):
                 # A caller cancelled before its group started gets nothing done for it.
                 group = [(item, future) for item, future in group if not future.done()]
                 if group:
-                    await self._commit(group)
+                    try:
+                        await self._commit(group)
+                    except asyncio.CancelledError:  # shutting down: nobody is left waiting
+                        _cancel(group)
+                        raise
+        except asyncio.CancelledError:
+            _cancel(self._waiting)
+            self._waiting.clear()
+            raise
         finally:
             self._runner = None
 
@@ -83,3 +91,8 @@ def _commit_failed(cause: Exception) -> CommitFailed:
     )
     failed.__cause__ = cause
     return failed
+
+
+def _cancel(members: list[tuple[I, asyncio.Future[R]]]) -> None:
+    for _, future in members:
+        future.cancel()

@@ -107,3 +107,19 @@ async def test_a_caller_cancelled_before_its_group_started_is_left_out() -> None
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(Runner(), max_items=0)
+
+
+async def test_callers_are_cancelled_with_the_runner_never_left_hanging() -> None:
+    runner = Runner()
+    runner.release.clear()
+    batcher = GroupCommit(runner)
+    in_flight = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(batcher.submit(2))
+    await asyncio.sleep(0)
+    assert batcher._runner is not None
+    batcher._runner.cancel()  # as at shutdown
+    done, pending = await asyncio.wait({in_flight, queued}, timeout=1)
+    assert not pending and all(f.cancelled() for f in done)
+    runner.release.set()
+    assert await batcher.submit(4) == 8  # a fresh runner afterwards
