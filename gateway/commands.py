@@ -302,6 +302,14 @@ class Commands:
     async def _provision_group(
         self, group: Sequence[tuple[Principal, NewPeer]]
     ) -> list[Peer | DomainError]:
+        if len(group) == 1:  # alone: no savepoints, a refusal rolls back the transaction
+            who, new = group[0]
+            try:
+                peer: Peer = await self._run(lambda conn: self._provision(conn, who, new))
+            except DomainError as refused:
+                return [refused]
+            return [peer]
+
         async def step(conn: AsyncConnection) -> Outcome[list[Peer | DomainError]]:
             gateways_for: dict[tuple[str, str | None], Gateway | DomainError] = {}
             requests: list[peers.ProvisionRequest | DomainError] = []
