@@ -82,6 +82,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     ops_token: str = ""
     _profiler: subprocess.Popen[bytes] | None = None
+    # A further process serving the same data dir and database on its own port.
+    _replica: bool = False
 
     @property
     def base_url(self) -> str:
@@ -89,7 +91,7 @@ class Server:
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "serve.log"
+        return self.data_dir / (f"serve-{self.port}.log" if self._replica else "serve.log")
 
     def _env(self) -> dict[str, str]:
         # These servers measure the API; carrying traffic out is bench/egress.py's subject.
@@ -113,8 +115,17 @@ class Server:
         self.ops_token = json.loads(out.stdout.strip().splitlines()[-1])["ops_token"]
         return self.ops_token
 
+    def replica(self) -> Server:
+        """Another `vpngw serve` on this server's data dir and database (PostgreSQL), on a
+        port of its own; stopping it leaves the data dir to this one."""
+        return Server(pools=self.pools, database_url=self.database_url, env=self.env,
+                      keep=True, data_dir=self.data_dir, ops_token=self.ops_token,
+                      _replica=True)
+
     def start(self, *, ready_timeout: float = 60.0) -> None:
         cmd = [PYTHON, "-m", "gateway.cli", "serve", "--data-dir", str(self.data_dir)]
+        if self._replica:
+            cmd += ["--listen", f"127.0.0.1:{self.port}"]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, env=self._env(), cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

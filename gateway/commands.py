@@ -24,13 +24,14 @@ from gateway.db import Database
 from gateway.egress.mapping import EgressMap
 from gateway.egress.requested import egress_map
 from gateway.egress.store import configure_egress
+from gateway.groupcommit import GroupCommit
 from gateway.regulator import registry
 from gateway.regulator.registry import RegulatorKey
 from gateway.settings import Settings
 from gateway.wireguard.collector import PeerStatus
 from gateway.wireguard.sessions import SessionEvent
 from provisioning import addresses, gateways, ids, keys, links, peers, tenants, tokens
-from provisioning.errors import IllegalTransition, UnknownPeer
+from provisioning.errors import DomainError, IllegalTransition, UnknownPeer
 from provisioning.events import Event, Outcome
 from provisioning.gateways import Gateway, NewGateway, key_owners
 from provisioning.peers import NewPeer, Peer, PoolPolicy
@@ -53,6 +54,8 @@ log = structlog.get_logger("vpngw.commands")
 # order; see provisioning.peers) should leave none, so a few tries are plenty.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TRANSACTION_ATTEMPTS = 4
+# Creates committed together at most (group commit); more waiting form the next group.
+PROVISIONING_GROUP = 64
 
 
 def is_retryable(exc: DBAPIError) -> bool:
@@ -78,6 +81,9 @@ class Commands:
         self._on_commit = on_commit
         self._gateway_public_key = gateway_public_key
         self._on_gateways: Callable[[Sequence[str]], None] = lambda ids: None
+        self._provisioning: GroupCommit[tuple[Principal, NewPeer], Peer] = GroupCommit(
+            self._provision_group, max_items=PROVISIONING_GROUP
+        )
         self.policy = PoolPolicy(
             networks=settings.pool_networks,
             quarantine=timedelta(days=settings.network.address_quarantine_days),
@@ -296,9 +302,61 @@ class Commands:
             keys.refuse_gateway_key(public_key, self.gateway_public_key)
 
     async def provision_peer(self, who: Principal, new: NewPeer) -> Peer:
+        """Committed together with the other creates that arrive at the same moment."""
         assert who.tenant_id is not None
         self._refuse_gateway_key(new.public_key)
-        return await self._run(lambda conn: self._provision(conn, who, new))
+        return await self._provisioning.submit((who, new))
+
+    async def _provision_group(
+        self, group: Sequence[tuple[Principal, NewPeer]]
+    ) -> list[Peer | DomainError]:
+        if len(group) == 1:  # alone: no savepoints, a refusal rolls back the transaction
+            who, new = group[0]
+            try:
+                peer: Peer = await self._run(lambda conn: self._provision(conn, who, new))
+            except DomainError as refused:
+                return [refused]
+            return [peer]
+
+        async def step(conn: AsyncConnection) -> Outcome[list[Peer | DomainError]]:
+            gateways_for: dict[tuple[str, str | None], Gateway | DomainError] = {}
+            requests: list[peers.ProvisionRequest | DomainError] = []
+            for who, new in group:
+                try:
+                    requests.append(await self._provision_request(conn, who, new, gateways_for))
+                except DomainError as refused:
+                    requests.append(refused)
+            results = await peers.provision_peers(conn, requests, now=self.clock.now())
+            return Outcome(
+                [r.value if isinstance(r, Outcome) else r for r in results],
+                tuple(e for r in results if isinstance(r, Outcome) for e in r.events),
+            )
+
+        return await self._run(step)
+
+    async def _provision_request(
+        self, conn: AsyncConnection, who: Principal, new: NewPeer,
+        gateways_for: dict[tuple[str, str | None], Gateway | DomainError],
+    ) -> peers.ProvisionRequest:
+        """The gateway asked for, else the one with the most free addresses (chosen once
+        per group for each tenant and wish)."""
+        tenant_id = who.tenant_id or ""
+        wish = (tenant_id, new.gateway_id)
+        if wish not in gateways_for:
+            try:
+                gateways_for[wish] = await gateways.pick_gateway(
+                    conn, new.gateway_id, tenant_id=tenant_id)
+            except DomainError as refused:
+                gateways_for[wish] = refused
+        gateway = gateways_for[wish]
+        if isinstance(gateway, DomainError):
+            raise gateway
+        if new.public_key is not None and gateway.public_key is not None:
+            keys.refuse_gateway_key(new.public_key, gateway.public_key)
+        policy = PoolPolicy(
+            networks=gateway.pools, quarantine=self.policy.quarantine, gateway_id=gateway.id
+        )
+        return peers.ProvisionRequest(tenant_id, new, policy, who.actor)
 
     async def _provision(
         self, conn: AsyncConnection, who: Principal, new: NewPeer

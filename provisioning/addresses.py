@@ -77,6 +77,38 @@ _TAKE_NEXT_OFFSET = (
 )
 _INSERT_ADDRESS = insert(addresses)
 
+# k never-used offsets at once (a group of provisioned peers): one statement per pool.
+_TAKE_NEXT_OFFSETS = (
+    update(address_pools)
+    .where(
+        address_pools.c.cidr == bindparam("pool_cidr"),
+        address_pools.c.next_offset + bindparam("k") <= bindparam("pool_end"),
+    )
+    .values(next_offset=address_pools.c.next_offset + bindparam("k"))
+    .returning(address_pools.c.next_offset)
+)
+
+
+async def allocate_fresh(
+    conn: AsyncConnection, network: Network, peer_ids: Sequence[str]
+) -> list[str] | None:
+    """One never-used address for each peer, in order; None if fewer than that are left
+    (the caller then allocates one by one, recycling released addresses)."""
+    cidr, k = str(network), len(peer_ids)
+    end = await conn.scalar(
+        _TAKE_NEXT_OFFSETS, {"pool_cidr": cidr, "k": k, "pool_end": end_offset(network)}
+    )
+    if end is None:
+        return None
+    first = int(end) - k
+    taken = [str(address_at(network, first + i)) for i in range(k)]
+    await conn.execute(_INSERT_ADDRESS, [
+        {"pool": cidr, "offset": first + i, "address": address, "peer_id": peer_id,
+         "released_at": None}
+        for i, (address, peer_id) in enumerate(zip(taken, peer_ids, strict=True))
+    ])
+    return taken
+
 
 async def allocate_address(
     conn: AsyncConnection,

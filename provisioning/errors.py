@@ -122,3 +122,11 @@ class ConcurrentChange(DomainError):
     status = 409
     code = "concurrent-change"
     title = "Changed by another request"
+
+
+class CommitFailed(DomainError):
+    """The transaction holding the request did not commit (group commit: every member)."""
+
+    status = 503
+    code = "commit-failed"
+    title = "Not committed"

@@ -103,10 +103,17 @@ def _gateway(row: Any) -> Gateway:
     )
 
 
-async def get_gateway(conn: AsyncConnection, gateway_id: str, *, lock: bool = False) -> Gateway:
+async def get_gateway(
+    conn: AsyncConnection, gateway_id: str, *, lock: bool = False, share: bool = False
+) -> Gateway:
+    """`lock`: FOR UPDATE (retirement); `share`: FOR KEY SHARE on PostgreSQL, which any
+    number of provisioning transactions hold together (and with the revision bump of
+    mark_changed) while a retirement's FOR UPDATE waits for them, and they for it."""
     query = select(gateways).where(gateways.c.id == gateway_id)
     if lock:
         query = query.with_for_update()
+    elif share:
+        query = query.with_for_update(read=True, key_share=True)
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"no gateway with id {gateway_id}")
@@ -263,7 +270,7 @@ async def pick_gateway(
         if not ids.is_id(wanted) and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", wanted):
             raise InvalidInput("gateway_id", "must be a gateway id from GET /ops/v1/gateways")
         try:
-            gateway = await get_gateway(conn, wanted, lock=True)
+            gateway = await get_gateway(conn, wanted, share=True)
         except NotFound:
             raise InvalidInput("gateway_id", f"no gateway with id {wanted}") from None
         if gateway.status != "active":
@@ -275,13 +282,23 @@ async def pick_gateway(
                                .order_by(gateways.c.created_at, gateways.c.id))).all()
     if not rows:
         raise GatewayUnavailable("no active gateway; ask the provider to register one")
+    if len(rows) == 1:  # nothing to choose between: skip counting every active peer
+        return await _still_active(conn, rows[0].id)
     counts: dict[str, int] = {
         r[0]: int(r[1]) for r in (await conn.execute(
             select(peers.c.gateway_id, func.count()).where(peers.c.status == "active")
             .group_by(peers.c.gateway_id))).all()
     }
     best = max(rows, key=lambda r: _free(_gateway(r), counts.get(r.id, 0)))
-    return await get_gateway(conn, best.id, lock=True)
+    return await _still_active(conn, best.id)
+
+
+async def _still_active(conn: AsyncConnection, gateway_id: str) -> Gateway:
+    """The chosen gateway, share-locked; a retirement that committed meanwhile refuses."""
+    gateway = await get_gateway(conn, gateway_id, share=True)
+    if gateway.status != "active":
+        raise GatewayUnavailable(f"gateway {gateway_id} was retired meanwhile; retry")
+    return gateway
 
 
 def _free(gateway: Gateway, active: int) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from provisioning import addresses, ids, keys, validation
 from provisioning.errors import (
     ConcurrentChange,
+    DomainError,
     DuplicatePublicKey,
     InvalidInput,
     NotFound,
@@ -34,7 +35,6 @@ from provisioning.schema import peers, public_keys, tenants
 from provisioning.tenants import (
     Tenant,
     TenantStatus,
-    count_active_peers,
     get_tenant,
     require_verified,
 )
@@ -156,64 +156,230 @@ async def _claim_public_key(
         raise DuplicatePublicKey(_KEY_IN_USE) from exc
 
 
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """One `POST /v1/peers`: who asks, what for, and on which gateway's pools."""
+
+    tenant_id: str
+    new: NewPeer
+    policy: PoolPolicy
+    actor: str
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A request with its id and keys chosen (no database work yet)."""
+
+    request: ProvisionRequest
+    peer_id: str
+    public_key: str
+    private_key: str | None
+    preshared_key: str | None
+
+    @classmethod
+    def of(cls, request: ProvisionRequest) -> _Planned:
+        pair = None if request.new.public_key else keys.generate_key_pair()
+        return cls(
+            request=request, peer_id=ids.new_id(),
+            public_key=request.new.public_key or (pair.public_key if pair else ""),
+            private_key=pair.private_key if pair else None,
+            preshared_key=keys.generate_preshared_key() if request.new.preshared_key else None,
+        )
+
+    def peer_row(self, now: datetime) -> dict[str, Any]:
+        r = self.request
+        return {
+            "id": self.peer_id, "tenant_id": r.tenant_id, "name": r.new.name,
+            "public_key": self.public_key, "preshared_key": self.preshared_key,
+            "status": "active", "created_at": now, "expires_at": r.new.expires_at,
+            "gateway_id": r.policy.gateway_id,
+        }
+
+    def key_row(self, now: datetime) -> dict[str, Any]:
+        return {"public_key": self.public_key, "peer_id": self.peer_id, "added_at": now}
+
+    def outcome(self, tunnel_ips: Sequence[str], now: datetime) -> Outcome[Peer]:
+        r = self.request
+        peer = Peer(
+            id=self.peer_id, tenant_id=r.tenant_id, name=r.new.name,
+            public_key=self.public_key, status="active", created_at=now,
+            expires_at=r.new.expires_at, revoked_at=None, key_rotated_at=None,
+            tunnel_ips=tuple(tunnel_ips), has_preshared_key=self.preshared_key is not None,
+            gateway_id=r.policy.gateway_id,
+            private_key=self.private_key, preshared_key=self.preshared_key,
+        )
+        attrs: dict[str, str | int | tuple[str, ...]] = {
+            "peer_id": self.peer_id, "tenant_id": r.tenant_id, "public_key": self.public_key,
+            "tunnel_ips": tuple(tunnel_ips), "gateway_id": r.policy.gateway_id,
+            "actor": r.actor, "key_origin": "client" if r.new.public_key else "server",
+        }
+        if r.new.expires_at is not None:
+            attrs["expires_at"] = validation.rfc3339(r.new.expires_at)
+        return Outcome(peer, (Event("peer.provisioned", attrs),))
+
+
+# The quota and the tenant's state in one statement: the counter moves only while the
+# tenant is verified and stays within its quota. On PostgreSQL the UPDATE also waits
+# for (and then re-reads) a concurrent suspension, as the row lock did before.
+_TAKE_QUOTA = (
+    update(tenants)
+    .where(
+        tenants.c.id == bindparam("tenant_id"),
+        tenants.c.status == TenantStatus.VERIFIED.value,
+        tenants.c.active_peers + bindparam("n") <= tenants.c.max_peers,
+    )
+    .values(active_peers=tenants.c.active_peers + bindparam("n"))
+    .returning(tenants.c.active_peers)
+)
+_TENANT_QUOTA = select(
+    tenants.c.id, tenants.c.status, tenants.c.active_peers, tenants.c.max_peers
+).where(tenants.c.id.in_(bindparam("ids", expanding=True)))
+_KEYS_IN_USE = select(public_keys.c.public_key).where(
+    public_keys.c.public_key.in_(bindparam("keys", expanding=True)))
+
+
+def _refusal(tenant: Any, tenant_id: str, *, taken_here: int = 0) -> DomainError:
+    """Why a tenant (a row of _TENANT_QUOTA, or None) cannot have one more peer
+    (`taken_here`: places already given to earlier requests of the same group)."""
+    if tenant is None:
+        return NotFound(f"no tenant with id {tenant_id}")
+    if tenant.status != TenantStatus.VERIFIED.value:
+        return TenantNotVerified(
+            f"tenant is {tenant.status}; only verified tenants can provision peers — "
+            "contact the provider's operations team",
+            tenant_status=tenant.status,
+        )
+    return QuotaExceeded(
+        f"tenant has {tenant.active_peers + taken_here} of {tenant.max_peers} allowed peers; "
+        "revoke unused peers or ask the provider to raise the quota",
+        max_peers=tenant.max_peers,
+    )
+
+
+async def _take_quota(conn: AsyncConnection, tenant_id: str, n: int) -> bool:
+    return await conn.scalar(_TAKE_QUOTA, {"tenant_id": tenant_id, "n": n}) is not None
+
+
+async def _provision_one(conn: AsyncConnection, planned: _Planned, *, now: datetime
+                         ) -> Outcome[Peer]:
+    """One peer, statement by statement (call inside a savepoint: a refusal rolls it back)."""
+    request = planned.request
+    # No look-up of the key first: the unique public key of `peers` and the primary key
+    # of `public_keys` (every key ever used) refuse a reused key anyway.
+    try:
+        await conn.execute(_INSERT_PEER, planned.peer_row(now))
+        await conn.execute(_INSERT_PUBLIC_KEY, planned.key_row(now))
+    except IntegrityError as exc:  # a concurrent request won the race for this key
+        raise DuplicatePublicKey(_KEY_IN_USE) from exc
+    policy = request.policy
+    tunnel_ips = [
+        await addresses.allocate_address(conn, net, planned.peer_id, now=now,
+                                         quarantine=policy.quarantine)
+        for net in policy.networks
+    ]
+    # Last, so that on PostgreSQL the tenant's row is locked only from here to the commit.
+    if not await _take_quota(conn, request.tenant_id, 1):
+        row = (await conn.execute(_TENANT_QUOTA, {"ids": [request.tenant_id]})).first()
+        raise _refusal(row, request.tenant_id)
+    return planned.outcome(tunnel_ips, now)
+
+
 async def provision_peer(
     conn: AsyncConnection, tenant_id: str, new: NewPeer, *, policy: PoolPolicy, now: datetime,
     actor: str,
 ) -> Outcome[Peer]:
-    # Locking the tenant row serialises provisioning per tenant (quota) and against
-    # a concurrent suspension on PostgreSQL; SQLite has a single writer anyway.
-    tenant = await get_tenant(conn, tenant_id, lock=True)
-    if tenant.status is not TenantStatus.VERIFIED:
-        raise TenantNotVerified(
-            f"tenant is {tenant.status.value}; only verified tenants can provision peers — "
-            "contact the provider's operations team",
-            tenant_status=tenant.status.value,
-        )
-    active = await count_active_peers(conn, tenant_id)
-    if active >= tenant.max_peers:
-        raise QuotaExceeded(
-            f"tenant has {active} of {tenant.max_peers} allowed peers; revoke unused peers "
-            "or ask the provider to raise the quota",
-            max_peers=tenant.max_peers,
-        )
-    peer_id = ids.new_id()
-    pair = None
-    if new.public_key is None:
-        pair = keys.generate_key_pair()
-    public_key = new.public_key or (pair.public_key if pair else "")
-    psk = keys.generate_preshared_key() if new.preshared_key else None
-    # No _ensure_key_unused() look-up first: the unique public key of `peers` and the
-    # primary key of `public_keys` (every key ever used) refuse a reused key anyway, and
-    # the refusal rolls the whole transaction back. That saves one query per peer on
-    # the hot path; a reused key still gets the same 409 and leaves nothing behind.
+    return await _provision_one(conn, _Planned.of(ProvisionRequest(tenant_id, new, policy, actor)),
+                                now=now)
+
+
+class _NotInBulk(Exception):
+    """The group cannot be written in bulk (a race or a nearly full pool): go one by one."""
+
+
+Provisioned = Outcome[Peer] | DomainError
+
+
+async def provision_peers(
+    conn: AsyncConnection, requests: Sequence[ProvisionRequest | DomainError], *,
+    now: datetime,
+) -> list[Provisioned]:
+    """Provision a group of peers in the caller's transaction; one result per request.
+
+    A request refused (quota, tenant state, key in use, pool exhausted) leaves nothing
+    behind and does not affect the others. In the common case the whole group takes a
+    fixed number of statements (bulk inserts, one address claim per pool, one counter
+    update per tenant); when the bulk write cannot be exact (a key taken meanwhile by
+    another process, a pool about to run out, the tenant changed under us) it is rolled
+    back to its savepoint and the group is done one request at a time, each in its own
+    savepoint.
+    """
+    results: list[Provisioned | None] = [r if isinstance(r, DomainError) else None
+                                         for r in requests]
+    planned = [(i, _Planned.of(r)) for i, r in enumerate(requests)
+               if not isinstance(r, DomainError)]
     try:
-        await conn.execute(_INSERT_PEER, {
-            "id": peer_id, "tenant_id": tenant_id, "name": new.name, "public_key": public_key,
-            "preshared_key": psk, "status": "active", "created_at": now,
-            "expires_at": new.expires_at, "gateway_id": policy.gateway_id,
-        })
-    except IntegrityError as exc:
-        raise DuplicatePublicKey(_KEY_IN_USE) from exc
-    await _claim_public_key(conn, public_key, peer_id, now)
-    tunnel_ips = [
-        await addresses.allocate_address(conn, net, peer_id, now=now, quarantine=policy.quarantine)
-        for net in policy.networks
-    ]
-    peer = Peer(
-        id=peer_id, tenant_id=tenant_id, name=new.name, public_key=public_key, status="active",
-        created_at=now, expires_at=new.expires_at, revoked_at=None, key_rotated_at=None,
-        tunnel_ips=tuple(tunnel_ips), has_preshared_key=psk is not None,
-        gateway_id=policy.gateway_id,
-        private_key=pair.private_key if pair else None, preshared_key=psk,
-    )
-    attrs: dict[str, str | int | tuple[str, ...]] = {
-        "peer_id": peer_id, "tenant_id": tenant_id, "public_key": public_key,
-        "tunnel_ips": tuple(tunnel_ips), "gateway_id": policy.gateway_id, "actor": actor,
-        "key_origin": "server" if pair else "client",
-    }
-    if new.expires_at is not None:
-        attrs["expires_at"] = validation.rfc3339(new.expires_at)
-    return Outcome(peer, (Event("peer.provisioned", attrs),))
+        async with conn.begin_nested():
+            done = await _provision_bulk(conn, [p for _, p in planned], now=now)
+    except (_NotInBulk, IntegrityError):
+        done = []
+        for _, p in planned:
+            try:
+                async with conn.begin_nested():
+                    done.append(await _provision_one(conn, p, now=now))
+            except DomainError as exc:
+                done.append(exc)
+    for (i, _), result in zip(planned, done, strict=True):
+        results[i] = result
+    return [r for r in results if r is not None]
+
+
+async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *, now: datetime
+                          ) -> list[Provisioned]:
+    refused: dict[int, DomainError] = {}
+    tenant_ids = sorted({p.request.tenant_id for p in planned})
+    tenant_rows = {r.id: r for r in (await conn.execute(_TENANT_QUOTA, {"ids": tenant_ids}))}
+    room = {t: r.max_peers - r.active_peers for t, r in tenant_rows.items()}
+    taken = dict.fromkeys(tenant_rows, 0)
+    in_use = set((await conn.scalars(
+        _KEYS_IN_USE, {"keys": sorted({p.public_key for p in planned})})).all())
+    for n, p in enumerate(planned):
+        tenant_id = p.request.tenant_id
+        tenant = tenant_rows.get(tenant_id)
+        # The tenant's state, then the key, then the quota: a reused key is refused
+        # whatever the quota, so its answer does not depend on who else came along.
+        if tenant is None or tenant.status != TenantStatus.VERIFIED.value:
+            refused[n] = _refusal(tenant, tenant_id)
+        elif p.public_key in in_use:
+            refused[n] = DuplicatePublicKey(_KEY_IN_USE)
+        elif room[tenant_id] <= 0:
+            refused[n] = _refusal(tenant, tenant_id, taken_here=taken[tenant_id])
+        else:
+            room[tenant_id] -= 1
+            taken[tenant_id] += 1
+            in_use.add(p.public_key)  # a second request with the same key in this group
+    accepted = [p for n, p in enumerate(planned) if n not in refused]
+    if accepted:
+        await conn.execute(_INSERT_PEER, [p.peer_row(now) for p in accepted])
+        await conn.execute(_INSERT_PUBLIC_KEY, [p.key_row(now) for p in accepted])
+    tunnel_ips: dict[tuple[str, addresses.Network], str] = {}
+    by_network: dict[addresses.Network, list[str]] = {}
+    for p in accepted:
+        for net in p.request.policy.networks:
+            by_network.setdefault(net, []).append(p.peer_id)
+    # Pools in one order (by CIDR) in every group, so two groups never wait on each other.
+    for net in sorted(by_network, key=str):
+        assigned = await addresses.allocate_fresh(conn, net, by_network[net])
+        if assigned is None:
+            raise _NotInBulk(f"pool {net} is nearly full")
+        for peer_id, address in zip(by_network[net], assigned, strict=True):
+            tunnel_ips[peer_id, net] = address
+    # Last, so that on PostgreSQL the tenants' rows are locked only from here to the commit.
+    for tenant_id in sorted(taken):  # in id order, as every change locks tenants
+        if taken[tenant_id] and not await _take_quota(conn, tenant_id, taken[tenant_id]):
+            raise _NotInBulk(f"tenant {tenant_id} changed since it was read")
+    return [refused[n] if n in refused else p.outcome(
+        [tunnel_ips[p.peer_id, net] for net in p.request.policy.networks], now)
+        for n, p in enumerate(planned)]
 
 
 async def _get_row(conn: AsyncConnection, tenant_id: str | None, peer_id: str) -> Any:
@@ -286,12 +452,19 @@ async def list_peers(
     return [_peer(r, ips[r.id]) for r in rows]
 
 
+_RELEASE_QUOTA = (
+    update(tenants).where(tenants.c.id == bindparam("tenant_id"))
+    .values(active_peers=tenants.c.active_peers - 1)
+)
+
+
 async def _end_peer(
     conn: AsyncConnection, row: Any, *, status: str, event_type: str, now: datetime,
     attrs: dict[str, str | int | tuple[str, ...]],
 ) -> tuple[Event, ...]:
     await conn.execute(update(peers).where(peers.c.id == row.id)
                        .values(status=status, revoked_at=now))
+    await conn.execute(_RELEASE_QUOTA, {"tenant_id": row.tenant_id})
     await conn.execute(update(public_keys).where(public_keys.c.peer_id == row.id,
                                                  public_keys.c.retired_at.is_(None))
                        .values(retired_at=now))

@@ -71,6 +71,9 @@ tenants = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Where the tenant's new peers go when a request names no gateway (set by ops).
     Column("default_gateway_id", String(64), nullable=True),
+    # Its peers with status 'active', changed in the transaction that changes them: the
+    # quota check reads this instead of counting the tenant's peers.
+    Column("active_peers", Integer, nullable=False, server_default="0"),
     UniqueConstraint("country", "registration_number"),
 )
 

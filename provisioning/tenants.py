@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +21,7 @@ from provisioning.errors import (
     TenantSuspended,
 )
 from provisioning.events import Event, Outcome
-from provisioning.schema import peers, tenant_transitions, tenants
+from provisioning.schema import tenant_transitions, tenants
 
 LEGAL_NAME_MAX = 200
 REFERENCE_MAX = 64  # registration number, tax id
@@ -198,10 +198,8 @@ async def create_tenant(
 # generation every time, a third or more of a small query's CPU (peer provisioning).
 _TENANT_BY_ID = select(tenants).where(tenants.c.id == bindparam("tenant_id"))
 _TENANT_BY_ID_FOR_UPDATE = _TENANT_BY_ID.with_for_update()
-_COUNT_ACTIVE_PEERS = (
-    select(func.count())
-    .select_from(peers)
-    .where(peers.c.tenant_id == bindparam("tenant_id"), peers.c.status == "active")
+_COUNT_ACTIVE_PEERS = select(tenants.c.active_peers).where(
+    tenants.c.id == bindparam("tenant_id")
 )
 
 

@@ -170,9 +170,13 @@ async def _with_config(
     request: web.Request, peer: Peer, psk: str | None = None
 ) -> dict[str, Any]:
     """A server-generated key exists only in this response, so hand over the full config now."""
-    async with request.app[appkeys.DATABASE].read() as conn:
-        maps = await _egress_maps(request, conn, [peer.gateway_id])
-        where = await gateway_addresses(request, conn) if peer.private_key else {}
+    where: GatewayAddresses = {}
+    if peer.private_key or peer.gateway_id not in (None, _default_gateway(request)):
+        async with request.app[appkeys.DATABASE].read() as conn:
+            maps = await _egress_maps(request, conn, [peer.gateway_id])
+            where = await gateway_addresses(request, conn) if peer.private_key else {}
+    else:  # a client key on this host's own gateway: nothing to read (the create hot path)
+        maps = _own_egress(request)
     doc = peer_view(peer, egress=maps.get(peer.gateway_id or ""))
     if peer.private_key:
         try:
@@ -196,13 +200,18 @@ async def _egress_maps(
 ) -> dict[str, EgressMap]:
     """Each gateway's egress mapping: this host's plan for the default gateway, the logged
     mapping for gateways run by agents."""
-    default_id = request.app[appkeys.SETTINGS].network.gateway_id
-    others = {g for g in gateway_ids if g is not None} - {default_id}
-    maps = await logged_maps(conn, others) if others else {}
+    others = {g for g in gateway_ids if g is not None} - {_default_gateway(request)}
+    return {**(await logged_maps(conn, others) if others else {}), **_own_egress(request)}
+
+
+def _default_gateway(request: web.Request) -> str:
+    return request.app[appkeys.SETTINGS].network.gateway_id
+
+
+def _own_egress(request: web.Request) -> dict[str, EgressMap]:
+    """This host's plan for its own (default) gateway, if it runs egress."""
     plan = request.app.get(appkeys.EGRESS)
-    if plan is not None:
-        maps[default_id] = plan.egress
-    return maps
+    return {} if plan is None else {_default_gateway(request): plan.egress}
 
 
 async def gateway_addresses(request: web.Request, conn: AsyncConnection) -> GatewayAddresses:

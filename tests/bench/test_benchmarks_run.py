@@ -15,7 +15,8 @@ from tests.components import require_or_skip
 ROOT = Path(__file__).resolve().parents[2]
 
 QUICK = {
-    "provision": ["--peers", "300", "--concurrency", "8", "--page-samples", "5"],
+    "provision": ["--peers", "300", "--concurrency", "8", "--page-samples", "5",
+                  "--processes", "2"],
     "dataplane": ["--peers", "200", "--repeat", "1"],
     "audit": ["--sizes", "3000", "--append", "3000", "--batches", "1000", "--samples", "10",
               "--repeat", "1", "--sealed"],
