@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -53,6 +52,7 @@ from gateway.keyfiles import load_keys
 from gateway.metrics import Metrics
 from gateway.regulator import registry
 from gateway.regulator.index import index_entries
+from gateway.regulator.refusal_windows import RefusalWindows
 from gateway.regulator.refusals import RefusalRecorder
 from gateway.regulator.request import QUERY_FIELDS
 from gateway.runtime import Runtime
@@ -143,11 +143,12 @@ def create_app(
     )
     app[appkeys.EGRESS_HELD] = None
     app[appkeys.REFUSALS] = RefusalRecorder(
-        per_minute=settings.regulator.refusal_log_per_minute,
+        admit=RefusalWindows(
+            db=db, clock=clock.now, per_minute=settings.regulator.refusal_log_per_minute
+        ).admit,
         is_registered=lambda keyid: _is_registered(db, keyid),
         record=commands.record,
         count=lambda labels: app[appkeys.METRICS].inc_labelled("regulator_refusals_total", labels),
-        monotonic=time.monotonic,
     )
     watch = StateWatch()
     app[appkeys.STATE_WATCH] = watch

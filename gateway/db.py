@@ -17,7 +17,8 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-import gateway.audit.schema  # noqa: F401  (registers the audit tables on the metadata)
+import gateway.audit.schema  # (registers the audit tables on the metadata)
+import gateway.regulator.refusal_windows  # noqa: F401  (registers the refusal windows)
 import provisioning.accounts.schema  # noqa: F401  (registers the account tables)
 from gateway.audit.payloadkeys import PayloadKeys
 from gateway.audit.storage import KEYS_OPTION

@@ -7,8 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from gateway.audit.schema import session_state
 from gateway.dataplane.audit_events import session_event
@@ -90,15 +93,9 @@ class LocalFeed:
         owners = await self._owners(list(changed))
         async with self._db.write() as conn:
             state = json.dumps(snapshot.sessions, sort_keys=True)
-            updated = await conn.execute(
-                update(session_state)
-                .where(session_state.c.public_key == TRACKER_ROW)
-                .values(state=state)
+            await conn.execute(
+                _upsert(conn, session_state).values(public_key=TRACKER_ROW, state=state)
             )
-            if updated.rowcount == 0:
-                await conn.execute(
-                    insert(session_state).values(public_key=TRACKER_ROW, state=state)
-                )
             rows = [
                 status_row(owners[key][0], status, snapshot.at)
                 for key, status in changed.items()
@@ -128,11 +125,26 @@ def status_row(peer_id: str, status: PeerStatus, at: datetime) -> dict[str, obje
     }
 
 
+def _upsert(conn: AsyncConnection, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE: a row written at the same moment by
+    another process running the data plane on this database (two control planes on one
+    PostgreSQL, or a control plane beside an in-process data plane) is overwritten, where
+    an update-else-insert or a delete-then-insert fails on the duplicate key."""
+    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    keys = [c.name for c in table.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
+
+
 async def write_peer_status(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
-    """Two statements per 500 peers: a 10,000-peer change stays cheap."""
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        await conn.execute(
-            delete(peer_status).where(peer_status.c.peer_id.in_([r["peer_id"] for r in chunk]))
-        )
-        await conn.execute(insert(peer_status), chunk)
+    """One statement per 500 peers: a 10,000-peer change stays cheap.
+
+    One row per peer (the last given), in peer id order: PostgreSQL refuses to upsert a
+    row twice in one statement, and two writers locking rows in one order cannot deadlock.
+    """
+    latest = {str(r["peer_id"]): r for r in rows}
+    ordered = [latest[peer_id] for peer_id in sorted(latest)]
+    for start in range(0, len(ordered), 500):
+        await conn.execute(_upsert(conn, peer_status), ordered[start : start + 500])

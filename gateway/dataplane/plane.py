@@ -12,11 +12,12 @@ from typing import Any
 import structlog
 
 from gateway.dataplane.feed import DesiredStateSource, ObservationSink
+from gateway.dataplane.unusable import UnusableKeyFilter
 from gateway.egress.plan import EgressPlan
 from gateway.egress.ruleset import Policy
 from gateway.egress.sync import EgressSync
 from gateway.settings import WireGuardSettings
-from gateway.wireguard.backend import BackendError, InterfaceSpec, WireGuardBackend
+from gateway.wireguard.backend import BackendError, InterfaceSpec, PeerSpec, WireGuardBackend
 from gateway.wireguard.collector import Collector, CollectorSnapshot
 from gateway.wireguard.netlink import KernelBackend
 from gateway.wireguard.off import NullBackend
@@ -104,15 +105,20 @@ class DataPlane:
         self._silence = session_silence
         self._writes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._source = source
+        self._usable = UnusableKeyFilter(interface.private_key)
         self.reconciler = Reconciler(
             backend=backend,
             interface=interface,
-            load_desired=source.desired_peers,
+            load_desired=self._desired_peers,
             interval=reconcile_interval,
             clock=clock,
             follow_peers=egress.sync if egress else None,
         )
         self.collector: Collector | None = None
+
+    async def _desired_peers(self) -> list[PeerSpec]:
+        return self._usable(await self._source.desired_peers())
 
     def wake(self) -> None:
         """The desired state changed: reconcile now."""

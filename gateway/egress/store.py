@@ -14,7 +14,7 @@ from gateway.audit.canonical import format_time
 from gateway.audit.schema import log_entries
 from gateway.egress.mapping import EgressMap
 from provisioning.events import Event, Outcome
-from provisioning.schema import egress_configs
+from provisioning.schema import egress_configs, gateways
 
 
 async def configure_egress(
@@ -70,6 +70,11 @@ async def egress_in_force(conn: AsyncConnection, before: datetime) -> list[Event
     An `egress.reaffirmed` carries the same fields as the `egress.configured` it restates,
     plus `configured_at` (since when the mapping holds), so attribution.egress still
     answers for any moment since then after the original event is erased.
+
+    A retired gateway's mapping is no longer in force, but it attributed traffic up to
+    the retirement: it is restated while the retirement is younger than the cut-off (the
+    records of peers it carried can still be retained and asked about), and no more
+    once every moment it held is past the cut-off, like any other erased fact.
     """
     restated = set()
     opener = storage.Opener.of(conn)
@@ -82,9 +87,14 @@ async def egress_in_force(conn: AsyncConnection, before: datetime) -> list[Event
         event = opener.event(leaf, leaf_hash)
         if event is not None:
             restated.add(event["gateway_id"])
+    retired_long_ago = select(gateways.c.id).where(
+        gateways.c.status == "retired", gateways.c.retired_at < before
+    )
     rows = (await conn.execute(
-        select(egress_configs).where(egress_configs.c.configured_at < before)
-        .order_by(egress_configs.c.gateway_id)
+        select(egress_configs).where(
+            egress_configs.c.configured_at < before,
+            egress_configs.c.gateway_id.not_in(retired_long_ago),
+        ).order_by(egress_configs.c.gateway_id)
     )).all()
     return [
         Event(EGRESS_REAFFIRMED, {

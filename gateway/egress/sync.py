@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from gateway.egress.elements import ElementCache
 from gateway.egress.nft import EgressError, Forwarding, Nft
 from gateway.egress.ruleset import (
     DesiredElements,
+    ElementChanges,
     Policy,
     build_table,
-    desired_elements,
     element_commands,
     parse_map_elements,
     parse_nat66_rules,
@@ -35,10 +36,6 @@ class EgressStatus:
     blocks_free: int = 0
 
 
-def _tunnel_addresses(spec: PeerSpec) -> tuple[str, ...]:
-    return tuple(prefix.split("/", 1)[0] for prefix in spec.allowed_ips)
-
-
 class EgressSync:
     """Keeps the table in line with the peers, cheaply most of the time.
 
@@ -47,6 +44,8 @@ class EgressSync:
     if it is missing or was changed by hand, else applies the element difference. Between
     full checks a pass only applies the difference from what it last applied, in one
     `nft -f` transaction: reading 10,000 elements back costs nft far more than the change.
+    The desired elements are kept per peer (gateway.egress.elements), so such a pass
+    builds elements only for the peers that changed and never diffs the whole maps.
     """
 
     def __init__(
@@ -64,7 +63,10 @@ class EgressSync:
         self._full_check_seconds = full_check_seconds
         self._monotonic = monotonic
         self._fingerprint: str | None = None
-        self._applied: DesiredElements | None = None
+        self._elements = ElementCache(policy.egress)
+        # The kernel holds what the cache held after the last pass, so a pass may apply
+        # only its own changes. False at start and after any failure.
+        self._in_step = False
         self._last_full_check = -float("inf")
         self.status = EgressStatus(ok=False, detail="egress not applied yet")
 
@@ -73,57 +75,54 @@ class EgressSync:
         return self._policy
 
     async def sync(self, desired_peers: Sequence[PeerSpec]) -> None:
-        desired = desired_elements(
-            self._policy.egress, (_tunnel_addresses(p) for p in desired_peers)
-        )
+        changes = self._elements.update(desired_peers)
         try:
             if self._full_check_due():
-                await self._full_check(desired)
+                await self._full_check(self._elements.elements())
             else:
-                await self._apply_difference(desired)
+                await self._apply_difference(changes)
         except Exception as exc:
-            self._applied = None  # nothing is assumed after a failure: check in full next
+            self._in_step = False  # nothing is assumed after a failure: check in full next
             self.status = EgressStatus(ok=False, detail=f"egress: {exc}")
             raise
         egress = self._policy.egress
+        mapped = self._elements.count
         self.status = EgressStatus(
             ok=True,
             detail=(
-                f"{desired.count} peer(s) translated on {self._policy.egress_interface} "
+                f"{mapped} peer(s) translated on {self._policy.egress_interface} "
                 f"({', '.join(str(a) for a in egress.addresses)}, "
                 f"{egress.block_size}-port blocks)"
             ),
-            peers_mapped=desired.count,
-            blocks_free=egress.capacity - desired.count,
+            peers_mapped=mapped,
+            blocks_free=egress.capacity - mapped,
         )
 
     def _full_check_due(self) -> bool:
         return (
-            self._applied is None
+            not self._in_step
             or self._monotonic() - self._last_full_check >= self._full_check_seconds
         )
 
-    async def _apply_difference(self, desired: DesiredElements) -> None:
-        assert self._applied is not None
-        changes = plan_elements(desired, self._applied.ipv4, self._applied.ipv6)
-        if not changes.empty:
-            if changes.delete6:
-                # Deleting an IPv6 rule needs its handle, which only the kernel knows.
-                await self._full_check(desired)
-                return
-            try:
-                await self._nft.load(element_commands(changes, {}))
-            except EgressError as exc:
-                # Someone changed the map since the last pass: compare with the kernel.
-                log.warning("egress.fast_path.refused", error=str(exc))
-                await self._full_check(desired)
-                return
-            log.info("egress.elements.applied", changes=changes.count)
-        self._applied = desired
+    async def _apply_difference(self, changes: ElementChanges) -> None:
+        if changes.empty:
+            return
+        if changes.delete6:
+            # Deleting an IPv6 rule needs its handle, which only the kernel knows.
+            await self._full_check(self._elements.elements())
+            return
+        try:
+            await self._nft.load(element_commands(changes, {}))
+        except EgressError as exc:
+            # Someone changed the map since the last pass: compare with the kernel.
+            log.warning("egress.fast_path.refused", error=str(exc))
+            await self._full_check(self._elements.elements())
+            return
+        log.info("egress.elements.applied", changes=changes.count)
 
     async def _full_check(self, desired: DesiredElements) -> None:
         await self._reconcile_with_kernel(desired)
-        self._applied = desired
+        self._in_step = True
         self._last_full_check = self._monotonic()
 
     async def _reconcile_with_kernel(self, desired: DesiredElements) -> None:
@@ -150,10 +149,9 @@ class EgressSync:
         await self._nft.load(build_table(self._policy, desired))
         listing = await self._nft.table_listing()
         self._fingerprint = rules_fingerprint(listing or {})
-        self._applied = desired
         log.info("egress.table.written", why=why, peers=desired.count)
 
     async def remove(self) -> None:
         await self._nft.delete_table()
         self._fingerprint = None
-        self._applied = None
+        self._in_step = False

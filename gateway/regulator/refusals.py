@@ -3,9 +3,11 @@
 A refusal naming a key id the registry knows (active or revoked) is worth a line in the
 tamper-evident log: someone holding, or pretending to hold, a regulator's key was turned
 away. Anyone can claim any key id, so the events are limited per key id and minute; what
-the limit drops is counted into the next event (`suppressed`). A key id the registry does
-not know goes only to the process log and a metric: writing attacker-chosen names into
-the permanent log would let anyone fill it.
+the limit drops is counted into the next event (`suppressed`). The budget is shared by
+every control-plane process through the database (gateway.regulator.refusal_windows), so
+a second process does not double it; only refusals pay for it, never accepted requests.
+A key id the registry does not know goes only to the process log and a metric: writing
+attacker-chosen names into the permanent log would let anyone fill it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -27,32 +30,27 @@ _REQUEST_ID_FIELDS = ("country", "authority", "number")
 _MAX_FIELD = 64
 
 
-@dataclass
-class _Window:
-    started: float
+@dataclass(frozen=True)
+class RefusalWindow:
+    """One key id's fixed one-minute window: refusals logged in it, and dropped since the
+    last logged one."""
+
+    started: datetime
     logged: int = 0
     suppressed: int = 0
 
 
-class RefusalLimiter:
-    """Per key id: at most `per_minute` logged refusals in any fixed one-minute window."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._windows: dict[str, _Window] = {}
-
-    def admit(self, keyid: str, now: float) -> int | None:
-        """None if this refusal is over the limit; else how many were dropped before it."""
-        window = self._windows.get(keyid)
-        if window is None or now - window.started >= WINDOW_SECONDS:
-            carried = window.suppressed if window is not None else 0
-            window = self._windows[keyid] = _Window(started=now, suppressed=carried)
-        if window.logged >= self.per_minute:
-            window.suppressed += 1
-            return None
-        window.logged += 1
-        dropped, window.suppressed = window.suppressed, 0
-        return dropped
+def admit(
+    window: RefusalWindow | None, now: datetime, per_minute: int
+) -> tuple[RefusalWindow, int | None]:
+    """The window after one more refusal, and None if that refusal is over the limit (else
+    how many were dropped before it)."""
+    if window is None or (now - window.started).total_seconds() >= WINDOW_SECONDS:
+        carried = window.suppressed if window is not None else 0
+        window = RefusalWindow(started=now, suppressed=carried)
+    if window.logged >= per_minute:
+        return RefusalWindow(window.started, window.logged, window.suppressed + 1), None
+    return RefusalWindow(window.started, window.logged + 1, 0), window.suppressed
 
 
 def request_reference(body: bytes) -> dict[str, str]:
@@ -91,17 +89,15 @@ class RefusalRecorder:
     def __init__(
         self,
         *,
-        per_minute: int,
+        admit: Callable[[str], Awaitable[int | None]],
         is_registered: Callable[[str], Awaitable[bool]],
         record: Callable[[list[Event]], Awaitable[None]],
         count: Callable[[dict[str, str]], None],
-        monotonic: Callable[[], float],
     ) -> None:
-        self._limiter = RefusalLimiter(per_minute)
+        self._admit = admit
         self._is_registered = is_registered
         self._record = record
         self._count = count
-        self._monotonic = monotonic
 
     async def refused(self, *, keyid: str | None, reason: str, body: bytes) -> None:
         registered = keyid is not None and await self._is_registered(keyid)
@@ -109,7 +105,11 @@ class RefusalRecorder:
         if not registered or keyid is None:
             log.warning("regulator request refused", check=reason, key="unknown")
             return
-        suppressed = self._limiter.admit(keyid, self._monotonic())
+        try:
+            suppressed = await self._admit(keyid)
+        except Exception:  # the refusal stands whether or not its budget could be read
+            log.exception("regulator refusal could not be counted against its limit")
+            return
         if suppressed is None:
             log.warning("regulator request refused; over the audit limit", check=reason,
                         regulator_keyid=keyid)

@@ -138,3 +138,25 @@ async def test_a_refused_ruleset_changes_nothing(ns: Namespace) -> None:
             "table inet vpngw\ndelete table inet vpngw\ntable inet vpngw { chain x { nonsense } }\n"
         )
     assert run(*ns.cmd("nft", "list", "ruleset")) == before
+
+
+async def test_fast_passes_follow_moves_and_handovers_like_a_full_rebuild(ns: Namespace) -> None:
+    """Between full checks only the changed peers' elements are built and applied; the map
+    still ends equal to a full rebuild when addresses move or pass to another peer."""
+    sync = syncer(ns, full_check_seconds=3600, monotonic=lambda: 0.0)
+
+    def v4(key: int, n: int) -> PeerSpec:
+        return PeerSpec(bytes([key]) * 32, (f"10.100.0.{n}/32",))
+
+    passes = [
+        [v4(1, 2), v4(2, 3), v4(3, 4)],
+        [v4(1, 2), v4(2, 5), v4(3, 4)],  # peer 2 moves from .3 to .5
+        [v4(4, 5), v4(1, 2), v4(3, 4)],  # .5 passes from peer 2 to peer 4
+        [v4(3, 4)],
+    ]
+    for wanted in passes:
+        await sync.sync(wanted)
+        full = desired_elements(policy().egress, [(p.allowed_ips[0][:-3],) for p in wanted])
+        assert elements(ns) == {k: f"{b.address}:{b.first_port}-{b.last_port}"
+                                for k, b in full.ipv4.items()}
+        assert sync.status.peers_mapped == len(wanted)

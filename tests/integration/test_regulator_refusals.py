@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -95,3 +96,28 @@ async def test_unknown_key_ids_reach_only_the_metric(
     assert await metric(client, series) == 3
     text = await (await client.get("/metrics")).text()
     assert "made-up" not in text  # attacker-chosen names never become label values
+
+
+async def test_two_processes_share_one_refusal_budget(
+    client: TestClient[Any, Any], aiohttp_client: Any, clock: FakeClock
+) -> None:
+    """A second control-plane process on the same database gives a flood no second budget."""
+    other: TestClient[Any, Any] = await aiohttp_client(
+        create_app(client.app[appkeys.SETTINGS], clock=clock))
+    reg, _ = await setup_regulator(client, clock)
+    regs = [reg, dataclasses.replace(reg, client=other)]
+    body = body_of(QUERY)
+    for n in range(2 * LIMIT + 2):
+        sender = regs[n % 2]
+        await refused(sender, body, sender.sign(body, key=Ed25519PrivateKey.generate()),
+                      "signature")
+    await other.app[appkeys.SEQUENCER].drain()
+    assert len(await refusals(client)) == LIMIT
+
+    clock.advance(seconds=60)  # the next minute: the first refusal counts what was dropped
+    await refused(regs[1], body, regs[1].sign(body, key=Ed25519PrivateKey.generate()),
+                  "signature")
+    await other.app[appkeys.SEQUENCER].drain()
+    logged = await refusals(client)
+    assert len(logged) == LIMIT + 1
+    assert logged[-1]["suppressed"] == LIMIT + 2

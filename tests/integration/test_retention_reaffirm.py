@@ -21,7 +21,7 @@ from gateway.http import appkeys
 from gateway.regulator.answer import verify_exchange
 from gateway.settings import Settings
 from tests.conftest import FakeClock
-from tests.helpers import bearer, create_peer, opened, verified_tenant
+from tests.helpers import bearer, create_peer, opened, ops_token, verified_tenant
 from tests.integration.test_regulator_api import REQUEST_ID, Regulator, setup_regulator
 
 Client = TestClient[Any, Any]
@@ -185,3 +185,45 @@ async def test_egress_mapping_in_force_is_restated_and_still_attributes(
     before = await ask(reg, {"kind": "attribution.egress", "ip": PUBLIC,
                              "port": block.first_port + 3, "at": "2026-11-30T02:00:00Z"})
     assert before.records == []  # before the mapping was configured: nobody
+
+
+async def test_a_retired_gateways_mapping_is_restated_until_its_retirement_is_past_retention(
+    client: Client, clock: FakeClock
+) -> None:
+    """Restated while the retirement is inside the retention period (records of the peers
+    it carried may still be asked about), never after: nothing retained needs it then."""
+    ops = await ops_token(client)
+
+    async def register(name: str, address: str) -> str:
+        resp = await client.post("/ops/v1/gateways", headers=bearer(ops), json={
+            "name": name, "endpoint": f"{name}.vpn.test:51820",
+            "egress": {"addresses": [address]}})
+        assert resp.status == 201, await resp.text()
+        gateway_id: str = (await resp.json())["id"]
+        return gateway_id
+
+    async def retire(gateway_id: str) -> None:
+        resp = await client.post(f"/ops/v1/gateways/{gateway_id}/retirement",
+                                 headers=bearer(ops), json={"reason": "host moved"})
+        assert resp.status == 200, await resp.text()
+
+    early = await register("fra-1", "198.51.100.10")
+    recent = await register("fra-2", "198.51.100.11")
+    await retire(early)  # on day 0
+    clock.advance(days=RETENTION_DAYS - 10)
+    await retire(recent)  # on day 20
+
+    def restated(events: list[dict[str, Any]]) -> list[str]:
+        return [e["gateway_id"] for e in events]
+
+    clock.advance(days=11)  # day 31: both mappings' records are past the cut-off
+    await run_retention(client, clock.now())
+    assert restated(await readable(client, "egress.reaffirmed")) == [recent]
+
+    clock.advance(days=RETENTION_DAYS + 1)  # day 62: fra-2's retirement is past it too
+    await run_retention(client, clock.now())
+    assert restated(await readable(client, "egress.reaffirmed")) == []  # erased, not renewed
+    async with client.app[appkeys.DATABASE].read() as conn:
+        logged = (await conn.execute(select(log_entries.c.idx).where(
+            log_entries.c.type == "egress.reaffirmed"))).all()
+    assert len(logged) == 1

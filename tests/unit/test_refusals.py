@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
-from gateway.regulator.refusals import RefusalLimiter, refusal_event, request_reference
+from gateway.regulator.refusals import RefusalWindow, admit, refusal_event, request_reference
+
+START = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+
+
+class _Limiter:
+    """The windows of several key ids kept in memory, as the database keeps them."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.windows: dict[str, RefusalWindow] = {}
+
+    def admit(self, keyid: str, seconds: float) -> int | None:
+        window, dropped = admit(
+            self.windows.get(keyid), START + timedelta(seconds=seconds), self.per_minute
+        )
+        self.windows[keyid] = window
+        return dropped
 
 
 def test_limiter_admits_per_key_per_minute_and_reports_what_it_dropped() -> None:
-    limiter = RefusalLimiter(per_minute=2)
+    limiter = _Limiter(per_minute=2)
     assert [limiter.admit("pta", 0.0) for _ in range(5)] == [0, 0, None, None, None]
     assert limiter.admit("other", 1.0) == 0  # each key id has its own budget
     assert limiter.admit("pta", 59.9) is None
@@ -19,7 +37,7 @@ def test_limiter_admits_per_key_per_minute_and_reports_what_it_dropped() -> None
 
 
 def test_zero_per_minute_logs_nothing() -> None:
-    limiter = RefusalLimiter(per_minute=0)
+    limiter = _Limiter(per_minute=0)
     assert limiter.admit("pta", 0.0) is None
     assert limiter.admit("pta", 120.0) is None
 
