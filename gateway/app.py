@@ -52,6 +52,7 @@ from gateway.regulator import registry
 from gateway.regulator.index import index_entries
 from gateway.regulator.refusals import RefusalRecorder
 from gateway.regulator.request import QUERY_FIELDS
+from gateway.regulator.service import RegulatorService
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.statewatch import StateWatch, listen_forever
@@ -214,6 +215,10 @@ def witnessing_ctx(
                 answer_wait=settings.witness.answer_wait_seconds,
             )
             app[appkeys.WITNESSING] = witnessing
+            app[appkeys.REGULATOR] = RegulatorService(
+                db=app[appkeys.DATABASE], audit_log=audit_log, sequencer=app[appkeys.SEQUENCER],
+                witnessing=witnessing, clock=clock, settings=settings.regulator,
+            )
             for status in witnessing.statuses:
                 label = status.endpoint.label
                 metrics.gauges[f'witness_lag_entries{{witness="{label}"}}'] = (

@@ -11,14 +11,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.schema import (
-    address_intervals,
-    egress_intervals,
-    endpoint_intervals,
-    log_entries,
-)
+from gateway.audit.schema import log_entries
 from gateway.egress.mapping import Derivation, EgressMap
 from gateway.regulator.request import Query
+from gateway.regulator.schema import address_intervals, egress_intervals, endpoint_intervals
 
 
 @dataclass(frozen=True)
@@ -110,11 +106,14 @@ async def _egress_holder(conn: AsyncConnection, query: Query, limit: int) -> Fin
 
 
 async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> Findings:
-    """Log indexes answering the query, oldest first, at most `limit` of them."""
+    """Log indexes answering the query, oldest first.
+
+    At most `limit` intervals or entries are read, but an interval brings its end and its
+    subject's records, and some of these may have lost their payload to retention: the
+    caller reads the entries, keeps the readable ones and cuts the list at `limit`.
+    """
     if query.kind == "attribution.egress":
-        findings = await _egress_holder(conn, query, limit)
-        readable = await _readable(conn, set(findings.indexes))
-        return Findings(sorted(readable)[:limit], findings.derivation)
+        return await _egress_holder(conn, query, limit)
     if query.kind == "attribution.tunnel_ip":
         assert query.ip is not None and query.at is not None
         found = await _address_holders(conn, query.ip, query.at, limit)
@@ -156,19 +155,4 @@ async def find_entries(conn: AsyncConnection, query: Query, *, limit: int) -> Fi
             )
         ).all()
         found = {int(r.idx) for r in rows}
-    return Findings(sorted(await _readable(conn, found))[:limit])
-
-
-async def _readable(conn: AsyncConnection, indexes: set[int]) -> set[int]:
-    """Drop entries whose payload retention erased: an answer names only what it returns."""
-    readable: set[int] = set()
-    ordered = sorted(indexes)
-    for start in range(0, len(ordered), 500):
-        rows = await conn.execute(
-            select(log_entries.c.idx).where(
-                log_entries.c.idx.in_(ordered[start : start + 500]),
-                log_entries.c.leaf.is_not(None),
-            )
-        )
-        readable.update(int(r.idx) for r in rows)
-    return readable
+    return Findings(sorted(found))

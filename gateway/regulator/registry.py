@@ -14,8 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.schema import regulator_keys, regulator_nonces
 from gateway.crypto import ed25519_checks
+from gateway.regulator.schema import regulator_keys, regulator_nonces
 from provisioning import validation
 from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.events import Event, Outcome
