@@ -1,4 +1,4 @@
-"""RFC 9530 Content-Digest (sha-256) creation and verification, plus the refusal base class."""
+"""RFC 9530 Content-Digest (sha-256) creation and verification."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import ClassVar
 
+from gateway.regulator.signature_errors import DigestError, SignatureError
 from gateway.regulator.structured import (
     Item,
     StructuredFieldError,
@@ -21,27 +21,6 @@ __all__ = [
     "content_digest",
     "verify_content_digest",
 ]
-
-
-class SignatureError(Exception):
-    """Base of every signature refusal (map it to HTTP 401).
-
-    ``check`` is a short machine name of the failed check; ``str(error)`` starts with it
-    and then says what was wrong and what the sender must fix.  It lives in this module
-    because digest is the lowest layer; import it from ``gateway.regulator.httpsig``.
-    """
-
-    check: ClassVar[str] = "signature"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.check}: {message}")
-        self.reason = message
-
-
-class DigestError(SignatureError):
-    """Content-Digest missing, malformed, without sha-256, or not matching the body."""
-
-    check: ClassVar[str] = "digest"
 
 
 # Algorithms checked when present (RFC 9530 section 5); sha-256 is required.
