@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.schema import log_entries
@@ -28,26 +28,68 @@ class Findings:
         return self.derivation.as_dict() if self.derivation else None
 
 
+# Subjects of one statement: SQLite compounds at most 500 SELECTs.
+_SUBJECTS_PER_QUERY = 200
+
+
 async def _subject_entries(
     conn: AsyncConnection, peer_ids: set[str], tenant_ids: set[str]
 ) -> set[int]:
     """The entries that say who a peer belongs to and who its tenant is: the provisioning
-    and the tenant's creation, or their restatements once retention erased those."""
-    if not peer_ids and not tenant_ids:
-        return set()
+    and the tenant's creation, or their restatements once retention erased those.
+
+    A subject's creation is its first entry, which its (subject, ts) index finds at
+    once; asking for its creation by type instead walks every entry of a tenant (about
+    2,000 row reads per tenant in the benchmark). Only a subject whose first entry is no
+    readable creation (retention erased it) is looked up by type, for its restatements.
+    """
+    subjects = [(log_entries.c.peer_id, "peer", p) for p in sorted(peer_ids)]
+    subjects += [(log_entries.c.tenant_id, "tenant", t) for t in sorted(tenant_ids)]
+    found: set[int] = set()
+    restated_peers: list[str] = []
+    restated_tenants: list[str] = []
+    for start in range(0, len(subjects), _SUBJECTS_PER_QUERY):
+        firsts = [
+            select(log_entries.c.idx, log_entries.c.type,
+                   log_entries.c.leaf.is_not(None).label("readable"),
+                   literal(f"{kind}:{value}").label("subject"))
+            .where(column == value)
+            .order_by(log_entries.c.ts, log_entries.c.idx)
+            .limit(1)
+            .subquery()
+            for column, kind, value in subjects[start : start + _SUBJECTS_PER_QUERY]
+        ]
+        rows = (await conn.execute(union_all(*(select(first) for first in firsts)))).all()
+        created = {r.subject: int(r.idx) for r in rows
+                   if r.readable and r.type in _CREATIONS}
+        found.update(created.values())
+        for _, kind, value in subjects[start : start + _SUBJECTS_PER_QUERY]:
+            if f"{kind}:{value}" not in created:
+                (restated_peers if kind == "peer" else restated_tenants).append(value)
+    if restated_peers or restated_tenants:
+        found |= await _restatements(conn, restated_peers, restated_tenants)
+    return found
+
+
+_CREATIONS = frozenset({"peer.provisioned", "tenant.created"})
+
+
+async def _restatements(
+    conn: AsyncConnection, peer_ids: list[str], tenant_ids: list[str]
+) -> set[int]:
     conds = []
     if peer_ids:
         conds.append(
             and_(
                 log_entries.c.type.in_(("peer.provisioned", "peer.reaffirmed")),
-                log_entries.c.peer_id.in_(sorted(peer_ids)),
+                log_entries.c.peer_id.in_(peer_ids),
             )
         )
     if tenant_ids:
         conds.append(
             and_(
                 log_entries.c.type.in_(("tenant.created", "tenant.reaffirmed")),
-                log_entries.c.tenant_id.in_(sorted(tenant_ids)),
+                log_entries.c.tenant_id.in_(tenant_ids),
             )
         )
     rows = await conn.execute(
