@@ -126,7 +126,8 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.FACT_PROVIDERS] = (
-        *default_providers(settings.network.gateway_id), egress_in_force, *fact_providers
+        *default_providers(settings.network.gateway_id), registry.keys_in_force, egress_in_force,
+        *fact_providers
     )
     commands = Commands(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
