@@ -144,11 +144,7 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    witnessing = request.app[appkeys.WITNESSING]
-    await witnessing.cosign_newest()
-    async with request.app[appkeys.DATABASE].read() as conn:
-        size, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint(conn)
-        note = await witnessing.with_cosignatures(size, note, conn)
+    note = await request.app[appkeys.REGULATOR].checkpoint()
     return web.Response(
         text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"}
     )
@@ -216,8 +212,7 @@ async def add_regulator_key(request: web.Request) -> web.Response:
 
 async def list_regulator_keys(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
-    async with request.app[appkeys.DATABASE].read() as conn:
-        found = await registry.list_keys(conn)
+    found = await request.app[appkeys.REGULATOR].list_keys()
     return web.json_response({"items": [_key_view(k) for k in found]})
 
 

@@ -110,6 +110,17 @@ class RegulatorService:
         async with self.db.read() as conn:
             return await registry.active_key(conn, keyid)
 
+    async def list_keys(self) -> list[RegulatorKey]:
+        async with self.db.read() as conn:
+            return await registry.list_keys(conn)
+
+    async def checkpoint(self) -> str:
+        """The newest signed checkpoint with its cosignatures, as served publicly."""
+        await self.witnessing.cosign_newest()
+        async with self.db.read() as conn:
+            size, note = await self.audit_log.latest_checkpoint(conn)
+            return await self.witnessing.with_cosignatures(size, note, conn)
+
     async def answer(
         self, req: RegulatorRequest, document: Mapping[str, Any], *,
         verified: VerifiedRequest, body: bytes,
