@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, literal, or_, select, union_all
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.schema import log_entries
@@ -28,8 +28,20 @@ class Findings:
         return self.derivation.as_dict() if self.derivation else None
 
 
-# Subjects of one statement: SQLite compounds at most 500 SELECTs.
-_SUBJECTS_PER_QUERY = 200
+def _first_entry(column: Any) -> Select[Any]:
+    """A subject's first entry: one probe of its (subject, ts) index. Built once, so each
+    use is a cached statement whatever the number of subjects."""
+    return (
+        select(log_entries.c.idx, log_entries.c.type,
+               log_entries.c.leaf.is_not(None).label("readable"))
+        .where(column == bindparam("subject"))
+        .order_by(log_entries.c.ts, log_entries.c.idx)
+        .limit(1)
+    )
+
+
+_FIRST_ENTRY = {"peer": _first_entry(log_entries.c.peer_id),
+                "tenant": _first_entry(log_entries.c.tenant_id)}
 
 
 async def _subject_entries(
@@ -43,31 +55,17 @@ async def _subject_entries(
     2,000 row reads per tenant in the benchmark). Only a subject whose first entry is no
     readable creation (retention erased it) is looked up by type, for its restatements.
     """
-    subjects = [(log_entries.c.peer_id, "peer", p) for p in sorted(peer_ids)]
-    subjects += [(log_entries.c.tenant_id, "tenant", t) for t in sorted(tenant_ids)]
     found: set[int] = set()
-    restated_peers: list[str] = []
-    restated_tenants: list[str] = []
-    for start in range(0, len(subjects), _SUBJECTS_PER_QUERY):
-        firsts = [
-            select(log_entries.c.idx, log_entries.c.type,
-                   log_entries.c.leaf.is_not(None).label("readable"),
-                   literal(f"{kind}:{value}").label("subject"))
-            .where(column == value)
-            .order_by(log_entries.c.ts, log_entries.c.idx)
-            .limit(1)
-            .subquery()
-            for column, kind, value in subjects[start : start + _SUBJECTS_PER_QUERY]
-        ]
-        rows = (await conn.execute(union_all(*(select(first) for first in firsts)))).all()
-        created = {r.subject: int(r.idx) for r in rows
-                   if r.readable and r.type in _CREATIONS}
-        found.update(created.values())
-        for _, kind, value in subjects[start : start + _SUBJECTS_PER_QUERY]:
-            if f"{kind}:{value}" not in created:
-                (restated_peers if kind == "peer" else restated_tenants).append(value)
-    if restated_peers or restated_tenants:
-        found |= await _restatements(conn, restated_peers, restated_tenants)
+    restated: dict[str, list[str]] = {"peer": [], "tenant": []}
+    for kind, subjects in (("peer", peer_ids), ("tenant", tenant_ids)):
+        for subject in sorted(subjects):
+            first = (await conn.execute(_FIRST_ENTRY[kind], {"subject": subject})).first()
+            if first is not None and first.readable and first.type in _CREATIONS:
+                found.add(int(first.idx))
+            else:
+                restated[kind].append(subject)
+    if restated["peer"] or restated["tenant"]:
+        found |= await _restatements(conn, restated["peer"], restated["tenant"])
     return found
 
 
