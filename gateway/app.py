@@ -55,6 +55,7 @@ from gateway.regulator.index import index_entries
 from gateway.regulator.refusal_windows import RefusalWindows
 from gateway.regulator.refusals import RefusalRecorder
 from gateway.regulator.request import QUERY_FIELDS
+from gateway.regulator.service import RegulatorService
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.statewatch import StateWatch, listen_forever
@@ -130,7 +131,8 @@ def create_app(
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.FACT_PROVIDERS] = (
-        *default_providers(settings.network.gateway_id), egress_in_force, *fact_providers
+        *default_providers(settings.network.gateway_id), registry.keys_in_force, egress_in_force,
+        *fact_providers
     )
     commands = Commands(
         db=db, clock=clock, settings=settings, on_commit=sequencer.wake,
@@ -227,6 +229,10 @@ def witnessing_ctx(
                 answer_wait=settings.witness.answer_wait_seconds,
             )
             app[appkeys.WITNESSING] = witnessing
+            app[appkeys.REGULATOR] = RegulatorService(
+                db=app[appkeys.DATABASE], audit_log=audit_log, sequencer=app[appkeys.SEQUENCER],
+                witnessing=witnessing, clock=clock, settings=settings.regulator,
+            )
             for status in witnessing.statuses:
                 label = status.endpoint.label
                 metrics.gauges[f'witness_lag_entries{{witness="{label}"}}'] = (

@@ -121,6 +121,9 @@ class RegulatorSettings:
     max_signature_lifetime_seconds: int = 300
     # regulator.refused events per registered key id and minute (the rest are counted).
     refusal_log_per_minute: int = 10
+    # Longest a query waits for the sequencer to log it (or to log what committed before
+    # it) before it is refused with 503 and Retry-After.
+    log_wait_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -398,6 +401,8 @@ def validate(s: Settings) -> None:
         raise SettingsError("regulator.default_max_hits must be 1..regulator.max_hits_limit")
     if not 0 <= s.regulator.refusal_log_per_minute <= 10_000:
         raise SettingsError("regulator.refusal_log_per_minute must be 0-10000")
+    if not 0 < s.regulator.log_wait_seconds <= 300:
+        raise SettingsError("regulator.log_wait_seconds must be more than 0 and at most 300")
 
 
 def is_loopback_host(host: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -23,11 +22,10 @@ from gateway.http.problems import Problem, bad_request
 from gateway.http.routes import Reply, Route, json_reply, ref
 from gateway.keyfiles import GatewayKeys
 from gateway.regulator import httpsig, registry
-from gateway.regulator.queries import find_entries
-from gateway.regulator.request import check_scope, parse_request
+from gateway.regulator.request import parse_request
+from gateway.regulator.service import RegulatorService
 from provisioning import validation
 from provisioning.errors import DomainError
-from provisioning.events import Event
 from provisioning.tokens import Role
 
 log = structlog.get_logger("vpngw.regulator")
@@ -45,13 +43,13 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-async def _verify_signature(request: web.Request, body: bytes) -> httpsig.VerifiedRequest:
+async def _verify_signature(
+    request: web.Request, body: bytes, service: RegulatorService
+) -> httpsig.VerifiedRequest:
+    """Every profile check but the nonce's, which the service makes as it logs the query."""
     settings = request.app[appkeys.SETTINGS]
-    db = request.app[appkeys.DATABASE]
-    now = request.app[appkeys.CLOCK].now()
     keyid = httpsig.read_keyid(request.headers)
-    async with db.read() as conn:
-        key = await registry.active_key(conn, keyid)
+    key = await service.active_key(keyid)
     verified = httpsig.verify_request(
         headers=request.headers,
         method=request.method,
@@ -59,31 +57,12 @@ async def _verify_signature(request: web.Request, body: bytes) -> httpsig.Verifi
         path=request.rel_url.raw_path,
         query=request.rel_url.raw_query_string,
         body=body,
-        now=now.timestamp(),
+        now=request.app[appkeys.CLOCK].now().timestamp(),
         resolve_key=lambda k: key.ed25519() if key is not None and k == key.keyid else None,
         scheme=request.scheme,
         max_skew=settings.regulator.clock_skew_seconds,
         max_validity=settings.regulator.max_signature_lifetime_seconds,
     )
-    async with db.write() as conn:
-        # Nonces only matter until their signature expires (an expired signature is
-        # refused anyway); without this purge the table would grow forever.  The skew
-        # margin covers replicas whose clocks differ slightly.
-        await registry.forget_expired_nonces(
-            conn, now=now - timedelta(seconds=settings.regulator.clock_skew_seconds)
-        )
-        fresh = await registry.remember_nonce(
-            conn,
-            keyid=verified.keyid,
-            nonce=verified.nonce,
-            expires_at=datetime.fromtimestamp(verified.expires, UTC),
-            is_postgres=not db.is_sqlite,
-        )
-    if not fresh:
-        raise httpsig.NonceError(
-            f"nonce {verified.nonce!r} was already used with key {verified.keyid!r}; "
-            "sign every request with a fresh random nonce"
-        )
     structlog.contextvars.bind_contextvars(regulator_keyid=verified.keyid)
     return verified
 
@@ -109,6 +88,7 @@ async def query(request: web.Request) -> web.Response:
 
 
 async def _answer(request: web.Request, body: bytes) -> web.Response:
+    """Parse, verify the signature, let the service answer, sign the answer."""
     settings = request.app[appkeys.SETTINGS]
     if request.content_type != "application/json":
         raise Problem(
@@ -117,86 +97,16 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
             "Unsupported media type",
             "send Content-Type: application/json",
         )
-    verified = await _verify_signature(request, body)
+    service = request.app[appkeys.REGULATOR]
+    verified = await _verify_signature(request, body, service)
     doc = parse_json_object(body, allowed={"request_id", "authorisation", "query", "max_hits"})
     req = parse_request(
         doc,
         default_max_hits=settings.regulator.default_max_hits,
         max_hits_limit=settings.regulator.max_hits_limit,
     )
-    clock = request.app[appkeys.CLOCK]
-    check_scope(req, now=clock.now())
-
-    db = request.app[appkeys.DATABASE]
-    # Everything committed before the query is in the log (and its index) before the
-    # lookup, so an answer never misses an event that was still in the outbox.
-    await request.app[appkeys.SEQUENCER].drain()
-    audit_log = request.app[appkeys.AUDIT_LOG]
-    async with db.read() as conn:
-        findings = await find_entries(conn, req.query, limit=req.max_hits + 1)
-        # Read now, so the logged result_count is exactly what the answer carries even
-        # if retention erases one of them meanwhile.
-        entries = [
-            e for e in await audit_log.entries(findings.indexes, conn) if e.leaf is not None
-        ]
-    truncated = len(entries) > req.max_hits
-    entries = entries[: req.max_hits]
-    indexes = [e.index for e in entries]
-
-    # Accountability first: a query that cannot be logged is not answered.
-    event = Event(
-        "regulator.query",
-        {
-            "request_country": req.request_id["country"],
-            "request_authority": req.request_id["authority"],
-            "request_number": req.request_id["number"],
-            "key_id": verified.keyid,
-            "authorisation_reference": req.authorisation.reference,
-            # For the public transparency report's counts by legal basis.
-            "legal_basis": req.authorisation.legal_basis,
-            "query_kind": req.query.kind,
-            "body_sha256": hashlib.sha256(body).hexdigest(),
-            "result_count": len(indexes),
-        },
-    )
-    try:
-        await request.app[appkeys.COMMANDS].record([event])
-        await request.app[appkeys.SEQUENCER].drain()
-        witnessing = request.app[appkeys.WITNESSING]
-        await witnessing.cosign_newest()
-        # One read transaction: the checkpoint and the proofs agree.
-        async with db.read() as conn:
-            size, checkpoint = await audit_log.latest_checkpoint(conn)
-            checkpoint = await witnessing.with_cosignatures(size, checkpoint, conn)
-            proofs = await audit_log.inclusion_proofs(indexes, size, conn)
-    except (AuditLogError, OSError, RuntimeError) as exc:
-        log.exception("regulator query could not be logged")
-        raise Problem(
-            503,
-            "not-logged",
-            "Query not answered",
-            "the query could not be recorded in the audit log, so it is not answered; retry later",
-        ) from exc
-
-    records = [
-        {
-            "index": e.index,
-            "leaf": _b64(e.leaf or b""),
-            "event": e.event(),
-            "inclusion_proof": [_b64(h) for h in proofs[e.index]],
-        }
-        for e in entries
-    ]
-    answer: dict[str, Any] = {
-        "request_id": doc["request_id"],
-        "query": doc["query"],
-        "truncated": truncated,
-        "checkpoint": checkpoint,
-        "records": records,
-    }
-    derivation = findings.derivation_fields()
-    if derivation is not None and records:
-        answer["derivation"] = derivation
+    # Signature, scope and logging refusals render themselves (status, type, headers).
+    answer = await service.answer(req, doc, verified=verified, body=body)
     payload = json.dumps(answer, separators=(",", ":")).encode()
     keys = request.app[appkeys.KEYS]
     signed = httpsig.sign_response(
@@ -204,21 +114,16 @@ async def _answer(request: web.Request, body: bytes) -> web.Response:
         keyid=response_keyid(keys, settings.network.gateway_id),
         status=200,
         body=payload,
-        created=int(clock.now().timestamp()),
+        created=int(request.app[appkeys.CLOCK].now().timestamp()),
         request_signature=verified.signature,
     )
-    log.info(
-        "regulator query answered", kind=req.query.kind, records=len(records), truncated=truncated
-    )
+    log.info("regulator query answered", kind=req.query.kind, records=len(answer["records"]),
+             truncated=answer["truncated"])
     return web.Response(status=200, body=payload, headers=signed.headers())
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    witnessing = request.app[appkeys.WITNESSING]
-    await witnessing.cosign_newest()
-    async with request.app[appkeys.DATABASE].read() as conn:
-        size, note = await request.app[appkeys.AUDIT_LOG].latest_checkpoint(conn)
-        note = await witnessing.with_cosignatures(size, note, conn)
+    note = await request.app[appkeys.REGULATOR].checkpoint()
     return web.Response(
         text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"}
     )
@@ -291,8 +196,7 @@ async def add_regulator_key(request: web.Request) -> web.Response:
 
 async def list_regulator_keys(request: web.Request) -> web.Response:
     await require(request, Role.OPS)
-    async with request.app[appkeys.DATABASE].read() as conn:
-        found = await registry.list_keys(conn)
+    found = await request.app[appkeys.REGULATOR].list_keys()
     return web.json_response({"items": [_key_view(k) for k in found]})
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import storage
@@ -53,3 +53,11 @@ async def append_events(conn: AsyncConnection, events: Iterable[Event], *, now: 
     else:
         await conn.execute(_INSERT_OUTBOX, rows)
     return len(rows)
+
+
+async def has_pending(conn: AsyncConnection) -> bool:
+    """Whether any committed event still waits for the sequencer (as this snapshot sees it)."""
+    return await conn.scalar(_ANY_PENDING) is not None
+
+
+_ANY_PENDING = select(outbox.c.id).limit(1)

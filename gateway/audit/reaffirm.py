@@ -9,9 +9,9 @@ restatement is older than the cut-off; the events are logged (and sequenced) fir
 only then is anything erased.
 
 A provider is one async function per kind of fact: ``(conn, before) -> events``. The
-default list covers tenants, peers (with their addresses and current key) and regulator
-keys; another part of the gateway adds its own kind by passing a longer list to
-``redact_expired`` (e.g. egress settings in force: one ``egress.reaffirmed`` per gateway).
+default list covers tenants and peers (with their addresses and current key); another
+part of the gateway adds its own kind by passing a longer list to ``redact_expired``
+(e.g. regulator keys in force, or egress settings: one ``egress.reaffirmed`` per gateway).
 A provider must be idempotent over the cut-off: once its event for a fact is in the log
 with ``ts >= before``, it returns nothing more for that fact.
 """
@@ -22,12 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit import storage
 from gateway.audit.canonical import format_time
-from gateway.audit.schema import log_entries, regulator_keys
+from gateway.audit.schema import log_entries
 from provisioning.events import Event
 from provisioning.schema import addresses, peers, tenant_transitions, tenants
 
@@ -122,35 +121,10 @@ def peers_in_force(gateway_id: str) -> FactProvider:
     return provide
 
 
-async def regulator_keys_in_force(conn: AsyncConnection, before: datetime) -> list[Event]:
-    """Every regulator key not revoked: which public key may sign queries under a key id."""
-    restated = set()
-    opener = storage.Opener.of(conn)
-    for leaf, leaf_hash in await conn.execute(
-        select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
-            and_(log_entries.c.type == REGULATOR_KEY_REAFFIRMED, log_entries.c.ts >= before,
-                 log_entries.c.leaf.is_not(None))
-        )
-    ):
-        event = opener.event(leaf, leaf_hash)
-        if event is not None:
-            restated.add(event["key_id"])
-    rows = (await conn.execute(
-        select(regulator_keys).where(
-            regulator_keys.c.revoked_at.is_(None), regulator_keys.c.created_at < before
-        ).order_by(regulator_keys.c.keyid)
-    )).all()
-    return [
-        Event(REGULATOR_KEY_REAFFIRMED, {
-            "key_id": r.keyid, "public_key": r.public_key, "label": r.label,
-            "added_at": format_time(r.created_at), "reason": REASON,
-        })
-        for r in rows if r.keyid not in restated
-    ]
-
-
 def default_providers(gateway_id: str) -> tuple[FactProvider, ...]:
-    return (tenants_in_force, peers_in_force(gateway_id), regulator_keys_in_force)
+    """Tenants and peers; the regulator's keys and egress mappings come from their owners
+    (gateway.regulator.registry.keys_in_force, gateway.egress.store.egress_in_force)."""
+    return (tenants_in_force, peers_in_force(gateway_id))
 
 
 async def facts_in_force(

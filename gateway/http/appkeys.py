@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.keyfiles import GatewayKeys
     from gateway.metrics import Metrics
     from gateway.regulator.refusals import RefusalRecorder
+    from gateway.regulator.service import RegulatorService
     from gateway.runtime import Runtime
     from gateway.settings import Settings
     from gateway.statewatch import StateWatch
@@ -41,6 +42,8 @@ WITNESSING: web.AppKey[Witnessing] = web.AppKey("witnessing")
 # Wakes agent long-polls when a gateway's desired state changes.
 STATE_WATCH: web.AppKey[StateWatch] = web.AppKey("state_watch")
 REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("regulator_refusals")
+# Answers regulator queries (built once the witnesses are set up).
+REGULATOR: web.AppKey[RegulatorService] = web.AppKey("regulator")
 # What retention restates before erasing (gateway.audit.reaffirm); extend to add a kind.
 FACT_PROVIDERS: web.AppKey[tuple[FactProvider, ...]] = web.AppKey("fact_providers")
 # Two-person control (gateway.approvals).

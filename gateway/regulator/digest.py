@@ -1,4 +1,4 @@
-"""RFC 9530 Content-Digest (sha-256) creation and verification, plus the refusal base class."""
+"""RFC 9530 Content-Digest (sha-256) creation and verification."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import ClassVar
 
+from gateway.regulator.signature_errors import DigestError, SignatureError
 from gateway.regulator.structured import (
     Item,
     StructuredFieldError,
     parse_dictionary,
     serialize_dictionary,
 )
-from provisioning.errors import DomainError
 
 __all__ = [
     "DigestError",
@@ -22,35 +21,6 @@ __all__ = [
     "content_digest",
     "verify_content_digest",
 ]
-
-
-class SignatureError(DomainError):
-    """Base of every signature refusal: HTTP 401 `signature-<check>`.
-
-    ``check`` is a short machine name of the failed check; ``str(error)`` starts with it
-    and then says what was wrong and what the sender must fix.  It lives in this module
-    because digest is the lowest layer; import it from ``gateway.regulator.httpsig``.
-    """
-
-    check: ClassVar[str] = "signature"
-    status = 401
-    code = "signature-signature"
-    title = "Request signature refused"
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.code = f"signature-{cls.check}"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.check}: {message}", check=self.check)
-        self.reason = message
-        self.headers["WWW-Authenticate"] = 'Signature realm="vpngw-regulator", label="reg"'
-
-
-class DigestError(SignatureError):
-    """Content-Digest missing, malformed, without sha-256, or not matching the body."""
-
-    check: ClassVar[str] = "digest"
 
 
 # Algorithms checked when present (RFC 9530 section 5); sha-256 is required.

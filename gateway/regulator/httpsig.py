@@ -1,34 +1,50 @@
-"""RFC 9421 HTTP Message Signatures (Ed25519) and the fixed vpngw regulator API profile."""
+"""The vpngw regulator signature profile (DESIGN section 6) over RFC 9421 and RFC 9530.
+
+Requests: label ``reg``, tag ``vpngw-regulator-v1``; answers: label ``gw``, tag
+``vpngw-provider-v1``, bound to the request's signature. Every component, parameter and
+limit is fixed here; the generic signature-base code is gateway.regulator.rfc9421 and
+the refusals gateway.regulator.signature_errors (all re-exported here).
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.crypto import ed25519_checks
-from gateway.regulator.digest import (
+from gateway.regulator.digest import content_digest, verify_content_digest
+from gateway.regulator.rfc9421 import (
+    PARAMETER_ORDER,
+    Component,
+    Headers,
+    MessageView,
+    SignatureParams,
+    build_base,
+    canonical_authority,
+    check_components,
+    field_lines,
+    parse_received,
+    serialize_signature_params,
+    signature_base,
+    verify_ed25519,
+)
+from gateway.regulator.signature_errors import (
+    AlgError,
+    BadSignatureError,
+    ComponentsError,
+    CreatedError,
     DigestError,
+    ExpiresError,
+    KeyIdError,
+    LabelError,
+    MalformedError,
+    NonceError,
+    ParametersError,
     SignatureError,
-    content_digest,
-    verify_content_digest,
+    TagError,
 )
-from gateway.regulator.structured import (
-    BareItem,
-    InnerList,
-    Item,
-    Parameters,
-    StructuredFieldError,
-    parse_dictionary,
-    serialize_dictionary,
-    serialize_inner_list,
-    serialize_item,
-    serialize_member,
-)
+from gateway.regulator.structured import InnerList, Item, serialize_dictionary
 
 __all__ = [
     "ALG",
@@ -74,113 +90,6 @@ __all__ = [
     "verify_response",
 ]
 
-# --------------------------------------------------------------------------- refusals
-
-
-class MalformedError(SignatureError):
-    """Signature-Input or Signature is not valid RFC 8941, or a member has the wrong shape."""
-
-    check: ClassVar[str] = "malformed"
-
-
-class LabelError(SignatureError):
-    """The profile's signature label is absent from Signature-Input or Signature."""
-
-    check: ClassVar[str] = "label"
-
-
-class ComponentsError(SignatureError):
-    """Covered components differ from the profile, or one is missing from the message."""
-
-    check: ClassVar[str] = "components"
-
-
-class ParametersError(SignatureError):
-    """A signature parameter is missing, unknown, repeated or of the wrong type."""
-
-    check: ClassVar[str] = "parameters"
-
-
-class TagError(SignatureError):
-    """The ``tag`` parameter is not the profile's tag."""
-
-    check: ClassVar[str] = "tag"
-
-
-class AlgError(SignatureError):
-    """The ``alg`` parameter is not ``ed25519``."""
-
-    check: ClassVar[str] = "alg"
-
-
-class CreatedError(SignatureError):
-    """``created`` is too far from the verifier's clock."""
-
-    check: ClassVar[str] = "created"
-
-
-class ExpiresError(SignatureError):
-    """``expires`` is in the past, not after ``created``, or too far after it."""
-
-    check: ClassVar[str] = "expires"
-
-
-class KeyIdError(SignatureError):
-    """``keyid`` is unknown or revoked (the resolver returned no key)."""
-
-    check: ClassVar[str] = "keyid"
-
-
-class NonceError(SignatureError):
-    """``nonce`` is empty, or (raised by the caller's nonce store) was seen before."""
-
-    check: ClassVar[str] = "nonce"
-
-
-class BadSignatureError(SignatureError):
-    """The Ed25519 signature does not verify over the signature base."""
-
-    check: ClassVar[str] = "signature"
-
-
-# --------------------------------------------------------------------------- components
-
-
-_FIELD_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
-_REQUEST_DERIVED = frozenset(
-    {"@method", "@target-uri", "@authority", "@scheme", "@request-target", "@path", "@query"}
-)
-_SUPPORTED_COMPONENT_PARAMS = frozenset({"req", "key"})
-
-
-def _typed(params: Parameters) -> frozenset[tuple[str, str, BareItem]]:
-    # Typed so that ``;req`` (True) never equals ``;req=1``: bool is an int in Python.
-    return frozenset((k, type(v).__name__, v) for k, v in params)
-
-
-@dataclass(frozen=True)
-class Component:
-    """A component identifier: a derived name (``@method``) or a lowercase field name,
-    with optional parameters (``req`` and ``key`` are supported)."""
-
-    name: str
-    params: Parameters = ()
-
-    def to_item(self) -> Item:
-        return Item(self.name, self.params)
-
-    def serialize(self) -> str:
-        """The identifier as it appears in the signature base and Signature-Input."""
-        try:
-            return serialize_item(self.to_item())
-        except StructuredFieldError as exc:
-            raise ComponentsError(f"component identifier {self.name!r} is invalid: {exc}") from exc
-
-    def same_as(self, other: Component) -> bool:
-        """Identifier equality per RFC 9421 2.1 (parameter order is not significant)."""
-        return self.name == other.name and _typed(self.params) == _typed(other.params)
-
-
 REQUEST_COMPONENTS: tuple[Component, ...] = (
     Component("@method"),
     Component("@authority"),
@@ -208,280 +117,8 @@ MAX_CLOCK_SKEW = 60  # |created - now| may be at most this many seconds
 MAX_VALIDITY = 300  # expires - created may be at most this many seconds
 MAX_NONCE_LENGTH = 128  # the nonce store's column width
 
-_REQUEST_PARAMS = ("created", "expires", "nonce", "keyid", "alg", "tag")
+_REQUEST_PARAMS = PARAMETER_ORDER
 _RESPONSE_PARAMS = ("created", "keyid", "alg", "tag")
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class SignatureParams:
-    """Signature parameters; serialized in the order created, expires, nonce, keyid, alg, tag
-    (absent ones omitted)."""
-
-    created: int | None = None
-    expires: int | None = None
-    nonce: str | None = None
-    keyid: str | None = None
-    alg: str | None = None
-    tag: str | None = None
-
-    def to_parameters(self) -> Parameters:
-        out: list[tuple[str, BareItem]] = []
-        for name in _REQUEST_PARAMS:
-            value = getattr(self, name)
-            if value is not None:
-                out.append((name, value))
-        return tuple(out)
-
-    @classmethod
-    def from_parameters(cls, params: Parameters) -> SignatureParams:
-        """Read parsed parameters; refuses unknown names and wrong types (ParametersError)."""
-        ints: dict[str, int] = {}
-        strs: dict[str, str] = {}
-        for name, value in params:
-            if name in ints or name in strs:
-                raise ParametersError(f"parameter {name!r} appears twice; send it once")
-            if name in ("created", "expires"):
-                if type(value) is not int:
-                    raise ParametersError(
-                        f"{name} must be an Integer of Unix seconds (e.g. {name}=1700000000), "
-                        f"got {value!r}"
-                    )
-                ints[name] = value
-            elif name in ("nonce", "keyid", "alg", "tag"):
-                if type(value) is not str:
-                    raise ParametersError(
-                        f'{name} must be a quoted String (e.g. {name}="..."), got {value!r}'
-                    )
-                strs[name] = value
-            else:
-                raise ParametersError(
-                    f"unknown signature parameter {name!r}; the profile allows only "
-                    + ", ".join(_REQUEST_PARAMS)
-                )
-        return cls(
-            created=ints.get("created"),
-            expires=ints.get("expires"),
-            nonce=strs.get("nonce"),
-            keyid=strs.get("keyid"),
-            alg=strs.get("alg"),
-            tag=strs.get("tag"),
-        )
-
-
-def serialize_signature_params(components: Sequence[Component], params: SignatureParams) -> str:
-    """The ``@signature-params`` value: the inner list that also goes in Signature-Input."""
-    for component in components:
-        component.serialize()  # a bad identifier is a ComponentsError, not a parameter one
-    inner = InnerList(tuple(c.to_item() for c in components), params.to_parameters())
-    try:
-        return serialize_inner_list(inner)
-    except StructuredFieldError as exc:
-        raise ParametersError(f"signature parameters cannot be serialized: {exc}") from exc
-
-
-# --------------------------------------------------------------------------- messages
-
-
-# Header field lines: a mapping (a multidict's ``items()`` keeps repeats) or (name, value) pairs.
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
-
-
-def _field_lines(headers: Headers) -> tuple[tuple[str, str], ...]:
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((name.lower(), value) for name, value in pairs)
-
-
-@dataclass(frozen=True)
-class MessageView:
-    """What the signature base needs from one HTTP message.
-
-    A request sets ``method``/``authority``/``path``/``query`` (``query`` without the
-    ``?``; ``None`` or ``""`` when there is none; ``path`` and ``query`` exactly as sent,
-    still percent-encoded).  A response sets ``status`` and, for ``;req`` components,
-    ``request``.  ``headers`` holds field lines in order; names are lowercased.
-    """
-
-    headers: tuple[tuple[str, str], ...] = ()
-    method: str | None = None
-    scheme: str = "https"
-    authority: str | None = None
-    path: str | None = None
-    query: str | None = None
-    status: int | None = None
-    request: MessageView | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _field_lines(self.headers))
-
-    @classmethod
-    def for_request(
-        cls,
-        *,
-        method: str,
-        authority: str,
-        path: str,
-        query: str | None = None,
-        headers: Headers = (),
-        scheme: str = "https",
-    ) -> MessageView:
-        return cls(
-            headers=_field_lines(headers),
-            method=method,
-            scheme=scheme,
-            authority=authority,
-            path=path,
-            query=query,
-        )
-
-    @classmethod
-    def for_response(
-        cls, *, status: int, headers: Headers = (), request: MessageView | None = None
-    ) -> MessageView:
-        return cls(headers=_field_lines(headers), status=status, request=request)
-
-    def field_lines(self, name: str) -> list[str]:
-        """The values of every field line named ``name`` (case-insensitive), in order."""
-        wanted = name.lower()
-        return [value for n, value in self.headers if n == wanted]
-
-    def field_value(self, name: str) -> str | None:
-        """RFC 9421 2.1 combined value: each line trimmed, joined by ``", "``; None if absent."""
-        lines = self.field_lines(name)
-        if not lines:
-            return None
-        return ", ".join(line.strip(" \t") for line in lines)
-
-
-def canonical_authority(authority: str, scheme: str = "https") -> str:
-    """RFC 9421 2.2.3 ``@authority``: host lowercased, the scheme's default port removed."""
-    a = authority.strip().lower()
-    if a.startswith("["):
-        end = a.find("]")
-        if end < 0:
-            raise ComponentsError(f"@authority {authority!r} has an unterminated IPv6 literal")
-        host, rest = a[: end + 1], a[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ComponentsError(f"@authority {authority!r} is not host[:port]")
-        port = rest[1:]
-    else:
-        host, _, port = a.partition(":")
-        if ":" in port:
-            raise ComponentsError(f"@authority {authority!r} is not host[:port]")
-    if not host or "@" in host or any(c in host for c in " /?#,"):
-        raise ComponentsError(f"@authority {authority!r} is not a valid host[:port]")
-    if port and not port.isdigit():
-        raise ComponentsError(f"@authority {authority!r} has a non-numeric port")
-    default = {"https": "443", "http": "80"}.get(scheme.lower())
-    if not port or port == default:
-        return host
-    return f"{host}:{port}"
-
-
-# --------------------------------------------------------------------------- signature base
-
-
-def _derived_value(name: str, msg: MessageView) -> str:
-    if name in _REQUEST_DERIVED:
-        if msg.method is None or msg.authority is None or msg.path is None:
-            raise ComponentsError(f"{name} is a request component but the message is not a request")
-        path = msg.path or "/"
-        if not path.startswith("/"):
-            raise ComponentsError(f"@path {msg.path!r} must be an absolute path starting with '/'")
-        query = msg.query or ""
-        authority = canonical_authority(msg.authority, msg.scheme)
-        scheme = msg.scheme.lower()
-        suffix = f"?{query}" if query else ""
-        values = {
-            "@method": msg.method,
-            "@target-uri": f"{scheme}://{authority}{path}{suffix}",
-            "@authority": authority,
-            "@scheme": scheme,
-            "@request-target": f"{path}{suffix}",
-            "@path": path,
-            "@query": f"?{query}",
-        }
-        return values[name]
-    if name == "@status":
-        if msg.status is None:
-            raise ComponentsError(
-                "@status is a response component but the message is not a response"
-            )
-        if type(msg.status) is not int or not 100 <= msg.status <= 999:
-            raise ComponentsError(f"@status {msg.status!r} is not a three-digit status code")
-        return str(msg.status)
-    if name == "@signature-params":
-        raise ComponentsError('"@signature-params" must not be listed as a covered component')
-    raise ComponentsError(f"derived component {name!r} is not supported")
-
-
-def _component_value(component: Component, message: MessageView) -> str:
-    params: dict[str, BareItem] = {}
-    for param, param_value in component.params:
-        if param in params:
-            raise ComponentsError(f"component {component.name!r} repeats parameter {param!r}")
-        if param not in _SUPPORTED_COMPONENT_PARAMS:
-            raise ComponentsError(f"component parameter {param!r} is not supported")
-        params[param] = param_value
-    target = message
-    if "req" in params:
-        if params["req"] is not True:
-            raise ComponentsError(f"component {component.name!r}: req must be a bare flag (;req)")
-        if message.status is None or message.request is None:
-            raise ComponentsError(
-                f"component {component.name!r};req needs a response with its related request"
-            )
-        target = message.request
-    name = component.name
-    if name.startswith("@"):
-        if "key" in params:
-            raise ComponentsError(f"derived component {name!r} cannot take the key parameter")
-        return _derived_value(name, target)
-    if not _FIELD_NAME_RE.match(name):
-        raise ComponentsError(f"field component {name!r} must be a lowercase field name")
-    value = target.field_value(name)
-    if value is None:
-        where = "related request" if target is not message else "message"
-        raise ComponentsError(f"covered component {name!r} is missing from the {where}; send it")
-    if "key" not in params:
-        return value
-    key = params["key"]
-    if not isinstance(key, str):
-        raise ComponentsError(f"component {name!r}: key must be a quoted String")
-    try:
-        members = parse_dictionary(value)
-    except StructuredFieldError as exc:
-        raise ComponentsError(f"field {name!r} is not a structured dictionary: {exc}") from exc
-    if key not in members:
-        raise ComponentsError(f"field {name!r} has no dictionary member {key!r}")
-    return serialize_member(members[key])
-
-
-def _build_base(components: Sequence[Component], params_value: str, message: MessageView) -> bytes:
-    lines: list[str] = []
-    seen: list[Component] = []
-    for component in components:
-        if any(component.same_as(s) for s in seen):
-            raise ComponentsError(f"component {component.serialize()} is listed twice")
-        seen.append(component)
-        value = _component_value(component, message)
-        if not value.isascii() or "\n" in value or "\r" in value:
-            raise ComponentsError(
-                f"component {component.serialize()} has a value with non-ASCII or line-break "
-                "characters, which a signature base cannot carry"
-            )
-        lines.append(f"{component.serialize()}: {value}")
-    lines.append(f'"@signature-params": {params_value}')
-    return "\n".join(lines).encode("ascii")
-
-
-def signature_base(
-    components: Sequence[Component], params: SignatureParams, message: MessageView
-) -> bytes:
-    """The RFC 9421 section 2.5 signature base (ASCII bytes, no trailing newline)."""
-    return _build_base(components, serialize_signature_params(components, params), message)
 
 
 # --------------------------------------------------------------------------- signing
@@ -638,90 +275,6 @@ class VerifiedResponse:
     signature: bytes
 
 
-@dataclass(frozen=True)
-class _Received:
-    components: tuple[Component, ...]
-    params: SignatureParams
-    params_value: str
-    signature: bytes
-
-
-def _parse_received(message: MessageView, label: str, who: str) -> _Received:
-    si_value = message.field_value("signature-input")
-    sig_value = message.field_value("signature")
-    if si_value is None or sig_value is None:
-        missing = "Signature-Input" if si_value is None else "Signature"
-        raise LabelError(
-            f"the {who} has no {missing} header; sign it with RFC 9421 under label {label!r}"
-        )
-    try:
-        inputs = parse_dictionary(si_value, reject_duplicates=True)
-    except StructuredFieldError as exc:
-        raise MalformedError(
-            f"Signature-Input is not a valid RFC 8941 dictionary ({exc}); fix its serialization"
-        ) from exc
-    try:
-        sigs = parse_dictionary(sig_value, reject_duplicates=True)
-    except StructuredFieldError as exc:
-        raise MalformedError(
-            f"Signature is not a valid RFC 8941 dictionary ({exc}); fix its serialization"
-        ) from exc
-    for name, members in (("Signature-Input", inputs), ("Signature", sigs)):
-        if label not in members:
-            found = ", ".join(repr(k) for k in members) or "none"
-            raise LabelError(
-                f"{name} has no signature labelled {label!r} (labels found: {found}); "
-                f"use label {label!r}"
-            )
-    member = inputs[label]
-    if not isinstance(member, InnerList):
-        raise MalformedError(f"Signature-Input {label!r} must be an inner list of components")
-    components: list[Component] = []
-    for item in member.items:
-        if type(item.value) is not str:
-            raise MalformedError(
-                f"Signature-Input {label!r} component identifiers must be quoted strings, "
-                f"got {item.value!r}"
-            )
-        components.append(Component(item.value, item.params))
-    params = SignatureParams.from_parameters(member.params)
-    sig_member = sigs[label]
-    if (
-        not isinstance(sig_member, Item)
-        or not isinstance(sig_member.value, bytes)
-        or sig_member.params
-    ):
-        raise MalformedError(
-            f"Signature {label!r} must be a byte sequence without parameters (:<base64>:)"
-        )
-    return _Received(
-        components=tuple(components),
-        params=params,
-        params_value=serialize_inner_list(member),
-        signature=sig_member.value,
-    )
-
-
-def _describe(components: Sequence[Component]) -> str:
-    return "(" + " ".join(c.serialize() for c in components) + ")"
-
-
-def _check_components(got: Sequence[Component], expected: Sequence[Component]) -> None:
-    for want in expected:
-        if not any(want.same_as(c) for c in got):
-            raise ComponentsError(
-                f"covered component {want.serialize()} is missing; cover exactly "
-                f"{_describe(expected)}"
-            )
-    if len(got) != len(expected) or not all(
-        a.same_as(b) for a, b in zip(got, expected, strict=True)
-    ):
-        raise ComponentsError(
-            f"covered components are {_describe(got)}; cover exactly {_describe(expected)}, "
-            "in that order"
-        )
-
-
 def _check_params(
     params: SignatureParams,
     allowed: Sequence[str],
@@ -730,7 +283,7 @@ def _check_params(
     max_skew: int,
     max_validity: int,
 ) -> None:
-    for name in _REQUEST_PARAMS:
+    for name in PARAMETER_ORDER:
         present = getattr(params, name) is not None
         if name in allowed and not present:
             raise ParametersError(
@@ -781,34 +334,9 @@ def _resolve(resolve_key: Callable[[str], Ed25519PublicKey | None], keyid: str) 
     return key
 
 
-def _verify_signature(key: Ed25519PublicKey, signature: bytes, base: bytes, keyid: str) -> None:
-    if len(signature) != 64:
-        raise BadSignatureError(
-            f"signature is {len(signature)} bytes; an Ed25519 signature is 64 bytes"
-        )
-    try:
-        ed25519_checks.verify(key, signature, base)
-    except ed25519_checks.UnsafeKeyError as exc:
-        # A key stored before registration refused such keys is refused at use.
-        raise KeyIdError(
-            f"the key of keyid {keyid!r} is refused ({exc}): anyone could forge its "
-            "signatures; register a new key (`vpngw-regulator keygen`)"
-        ) from None
-    except ed25519_checks.UnsafeSignatureError as exc:
-        raise BadSignatureError(
-            f"{exc}; sign with a standard Ed25519 implementation (RFC 8032)"
-        ) from None
-    except InvalidSignature:
-        raise BadSignatureError(
-            f"signature does not verify with keyid {keyid!r}; sign the exact RFC 9421 signature "
-            "base with that key's private key, and make sure no covered component "
-            "(method, authority, path, query, Content-Type, Content-Digest) changes in transit"
-        ) from None
-
-
 def read_keyid(headers: Headers, label: str = REQUEST_LABEL) -> str:
     """The ``keyid`` claimed in Signature-Input (UNVERIFIED: only for pre-loading the key)."""
-    received = _parse_received(MessageView(headers=_field_lines(headers)), label, "message")
+    received = parse_received(MessageView(headers=field_lines(headers)), label, "message")
     if not received.params.keyid:
         raise ParametersError("required parameter 'keyid' is missing")
     return received.params.keyid
@@ -839,8 +367,8 @@ def verify_request(
     message = MessageView.for_request(
         method=method, authority=authority, path=path, query=query, headers=headers, scheme=scheme
     )
-    received = _parse_received(message, REQUEST_LABEL, "request")
-    _check_components(received.components, REQUEST_COMPONENTS)
+    received = parse_received(message, REQUEST_LABEL, "request")
+    check_components(received.components, REQUEST_COMPONENTS)
     params = received.params
     _check_params(params, _REQUEST_PARAMS, REQUEST_TAG, now, max_skew, max_validity)
     assert params.keyid is not None and params.nonce is not None
@@ -851,9 +379,9 @@ def verify_request(
             'send a fresh random nonce="..." (e.g. 22 base64url characters) with every request'
         )
     key = _resolve(resolve_key, params.keyid)
-    base = _build_base(received.components, received.params_value, message)
+    base = build_base(received.components, received.params_value, message)
     verify_content_digest(message.field_value("content-digest"), body)
-    _verify_signature(key, received.signature, base, params.keyid)
+    verify_ed25519(key, received.signature, base, params.keyid)
     return VerifiedRequest(
         keyid=params.keyid,
         nonce=params.nonce,
@@ -882,15 +410,15 @@ def verify_response(
     message = MessageView.for_response(
         status=status, headers=headers, request=_request_signature_view(request_signature)
     )
-    received = _parse_received(message, RESPONSE_LABEL, "response")
-    _check_components(received.components, RESPONSE_COMPONENTS)
+    received = parse_received(message, RESPONSE_LABEL, "response")
+    check_components(received.components, RESPONSE_COMPONENTS)
     params = received.params
     _check_params(params, _RESPONSE_PARAMS, RESPONSE_TAG, now, max_skew, MAX_VALIDITY)
     assert params.keyid is not None and params.created is not None
     key = _resolve(resolve_key, params.keyid)
-    base = _build_base(received.components, received.params_value, message)
+    base = build_base(received.components, received.params_value, message)
     verify_content_digest(message.field_value("content-digest"), body)
-    _verify_signature(key, received.signature, base, params.keyid)
+    verify_ed25519(key, received.signature, base, params.keyid)
     return VerifiedResponse(
         keyid=params.keyid, created=params.created, signature=received.signature
     )

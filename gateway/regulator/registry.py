@@ -1,4 +1,5 @@
-"""Regulator keys registered by ops, and the replay store for request nonces."""
+"""Regulator keys registered by ops (and restated before retention), and the replay store
+for request nonces."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.schema import regulator_keys, regulator_nonces
+from gateway.audit import storage
+from gateway.audit.canonical import format_time
+from gateway.audit.reaffirm import REASON, REGULATOR_KEY_REAFFIRMED
+from gateway.audit.schema import log_entries
 from gateway.crypto import ed25519_checks
+from gateway.regulator.schema import regulator_keys, regulator_nonces
 from provisioning import validation
 from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.events import Event, Outcome
@@ -174,3 +179,31 @@ async def remember_nonce(
 async def forget_expired_nonces(conn: AsyncConnection, *, now: datetime) -> int:
     result = await conn.execute(delete(regulator_nonces).where(regulator_nonces.c.expires_at < now))
     return int(result.rowcount or 0)
+
+
+async def keys_in_force(conn: AsyncConnection, before: datetime) -> list[Event]:
+    """Fact provider for retention (gateway.audit.reaffirm): every regulator key not
+    revoked, i.e. which public key may sign queries under a key id."""
+    restated = set()
+    opener = storage.Opener.of(conn)  # payloads are sealed at rest
+    for leaf, leaf_hash in await conn.execute(
+        select(log_entries.c.leaf, log_entries.c.leaf_hash).where(
+            and_(log_entries.c.type == REGULATOR_KEY_REAFFIRMED, log_entries.c.ts >= before,
+                 log_entries.c.leaf.is_not(None))
+        )
+    ):
+        event = opener.event(leaf, leaf_hash)
+        if event is not None:
+            restated.add(event["key_id"])
+    rows = (await conn.execute(
+        select(regulator_keys).where(
+            regulator_keys.c.revoked_at.is_(None), regulator_keys.c.created_at < before
+        ).order_by(regulator_keys.c.keyid)
+    )).all()
+    return [
+        Event(REGULATOR_KEY_REAFFIRMED, {
+            "key_id": r.keyid, "public_key": r.public_key, "label": r.label,
+            "added_at": format_time(r.created_at), "reason": REASON,
+        })
+        for r in rows if r.keyid not in restated
+    ]
