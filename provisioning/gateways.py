@@ -324,8 +324,10 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
     # A fixed number of statements however many gateways a change spans (a tenant's
     # suspension may touch them all): lock the rows in id order (concurrent changes never
     # deadlock), bump every revision at once, stamp each peer with its gateway's new one.
+    # FOR NO KEY UPDATE, the lock the UPDATE below takes anyway: it coexists with the FOR
+    # KEY SHARE that provisioning holds on its gateway, so two creates cannot deadlock.
     await conn.execute(select(gateways.c.id).where(gateways.c.id.in_(touched))
-                       .order_by(gateways.c.id).with_for_update())
+                       .order_by(gateways.c.id).with_for_update(key_share=True))
     await conn.execute(update(gateways).where(gateways.c.id.in_(touched))
                        .values(revision=gateways.c.revision + 1))
     new_revision = (select(gateways.c.revision).where(gateways.c.id == peers.c.gateway_id)
