@@ -421,7 +421,7 @@ async def key_owners(conn: AsyncConnection, keys: Iterable[bytes]) -> dict[bytes
     found: dict[bytes, KeyOwner] = {}
     names = sorted(wanted)
     for start in range(0, len(names), 500):
-        rows = (await conn.execute(_KEY_OWNERS, {"keys": names[start : start + 500]})).tuples()
+        rows = await conn.execute(_KEY_OWNERS, {"keys": names[start : start + 500]})
         for key, peer_id, tenant_id, gateway_id in rows:
             found[wanted[key]] = KeyOwner(peer_id, tenant_id, gateway_id)
     return found
