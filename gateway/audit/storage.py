@@ -113,6 +113,8 @@ class TimeColumns:
     def value(self, when: datetime) -> Any:
         """How UTCDateTime stores an aware time: SQLite text in UTC without a zone
         (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else."""
+        if when.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
         if not self.sqlite:
             return when
         text = self.by_time.get(when)
