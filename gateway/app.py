@@ -128,6 +128,7 @@ def create_app(
         log=audit_log,
         batch=settings.audit.sequencer_batch,
         interval=settings.audit.sequencer_interval_seconds,
+        checkpoint_seconds=settings.audit.checkpoint_seconds,
     )
     app[appkeys.SEQUENCER] = sequencer
     app[appkeys.FACT_PROVIDERS] = (

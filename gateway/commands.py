@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -498,6 +498,7 @@ class Commands:
                 if seen is not None:
                     return False
                 owners = await key_owners(conn, {e.public_key for e in observed})
+                times: dict[datetime, str] = {}  # a batch's events share few times
                 for index, e in enumerate(observed):
                     owner = owners.get(e.public_key)
                     if owner is None:
@@ -509,10 +510,12 @@ class Commands:
                             f"events[{index}] is about a peer of another gateway; an agent "
                             "reports only its own gateway's peers",
                             field=f"events[{index}].public_key")
-                    event = session_event(e, peer_id=owner.peer_id, tenant_id=owner.tenant_id,
-                                          gateway_id=gateway_id)
-                    events.append(Event(event.type, {**event.attrs,
-                                                     "observed_at": format_time(e.at)}))
+                    at = times.get(e.at)
+                    if at is None:
+                        at = times[e.at] = format_time(e.at)
+                    events.append(session_event(e, peer_id=owner.peer_id,
+                                                tenant_id=owner.tenant_id,
+                                                gateway_id=gateway_id, observed_at=at))
                 await conn.execute(insert(agent_batches).values(
                     gateway_id=gateway_id, batch_id=batch_id, events=len(observed),
                     received_at=self.clock.now()))

@@ -110,6 +110,7 @@ class AuditSettings:
     retention_days: int = 365
     sequencer_interval_seconds: float = 0.2
     sequencer_batch: int = 5000
+    checkpoint_seconds: float = 0.5
     retention_interval_seconds: float = 3600.0
 
 
@@ -391,6 +392,9 @@ def validate(s: Settings) -> None:
         raise SettingsError("audit.origin must be a non-empty single line")
     if s.audit.retention_days < 1:
         raise SettingsError("audit.retention_days must be >= 1")
+    if not 0 <= s.audit.checkpoint_seconds <= 1:
+        raise SettingsError("audit.checkpoint_seconds must be 0-1 (0: sign after every "
+                            "sequencer pass; default 0.5)")
     if not 0 < s.approvals.expiry_hours <= 24 * 30:
         raise SettingsError("approvals.expiry_hours must be > 0 and at most 720 (30 days)")
     _check_egress(s)

@@ -3,6 +3,7 @@ per-gateway revision that tells agents their desired state changed."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import re
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import addresses, ids, validation
@@ -422,21 +423,24 @@ class KeyOwner:
     gateway_id: str | None
 
 
+# Built once (an agent's every upload looks its keys up): one cached statement, its IN
+# list expanded per call.
+_KEY_OWNERS = (
+    select(public_keys.c.public_key, peers.c.id, peers.c.tenant_id, peers.c.gateway_id)
+    .join(peers, peers.c.id == public_keys.c.peer_id)
+    .where(public_keys.c.public_key.in_(bindparam("keys", expanding=True)))
+)
+
+
 async def key_owners(conn: AsyncConnection, keys: Iterable[bytes]) -> dict[bytes, KeyOwner]:
     """Raw public key → its peer (keys rotated away since included: they still name it)."""
-    import base64
-
     wanted = {base64.b64encode(k).decode("ascii"): k for k in keys}
     if not wanted:
         return {}
     found: dict[bytes, KeyOwner] = {}
     names = sorted(wanted)
     for start in range(0, len(names), 500):
-        rows = (await conn.execute(
-            select(public_keys.c.public_key, peers.c.id, peers.c.tenant_id, peers.c.gateway_id)
-            .join(peers, peers.c.id == public_keys.c.peer_id)
-            .where(public_keys.c.public_key.in_(names[start : start + 500]))
-        )).all()
-        for r in rows:
-            found[wanted[r.public_key]] = KeyOwner(r.id, r.tenant_id, r.gateway_id)
+        rows = await conn.execute(_KEY_OWNERS, {"keys": names[start : start + 500]})
+        for key, peer_id, tenant_id, gateway_id in rows:
+            found[wanted[key]] = KeyOwner(peer_id, tenant_id, gateway_id)
     return found

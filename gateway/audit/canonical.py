@@ -20,6 +20,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "CanonicalError",
     "canonical_json",
+    "canonical_many",
     "first_noncanonical",
     "format_time",
     "parse_canonical",
@@ -183,25 +184,54 @@ def _dump_canonical(value: object) -> bytes:
     return orjson.dumps(value, option=_ORJSON_CANONICAL)
 
 
-def _plain(objects: Sequence[dict[str, Any]]) -> bool:
+def _plain(objects: Sequence[dict[str, Any]], *, keys: bool = False,
+           limit: int | None = None) -> bool:
     """Every value under these objects is a str, an int, or a list or dict of them, at
-    most MAX_DEPTH deep (_validate's exact type rule), checked a level at a time."""
+    most MAX_DEPTH deep (_validate's exact type rule), checked a level at a time.
+
+    With `keys`, every object key (the top level's too) must be exactly a str: decoded
+    JSON needs no such check, a caller's values do. Past `limit` values on one level the
+    answer is False (a structure sharing one list many times, or a cycle, grows each
+    level; the caller's slow path then decides).
+    """
+    if keys and not set(map(type, itertools.chain.from_iterable(objects))) <= {str}:
+        return False
     level: list[Any] = list(itertools.chain.from_iterable(map(dict.values, objects)))
     for _ in range(MAX_DEPTH):
         kinds = set(map(type, level))
         if kinds <= _SCALARS:
             return True
-        if not kinds <= _ALLOWED:
+        if not kinds <= _ALLOWED or (limit is not None and len(level) > limit):
             return False
-        # isinstance is exact here: decoded JSON holds no subclasses.
+        # Exact types only: kinds <= _ALLOWED holds no subclass, so isinstance is exact.
         inner: list[Any] = []
         if list in kinds:
             inner.extend(itertools.chain.from_iterable(filter(_is_list, level)))
         if dict in kinds:
-            inner.extend(itertools.chain.from_iterable(map(dict.values,
-                                                           filter(_is_dict, level))))
+            inner_dicts = list(filter(_is_dict, level))
+            if keys and not set(map(type, itertools.chain.from_iterable(inner_dicts))) <= {str}:
+                return False
+            inner.extend(itertools.chain.from_iterable(map(dict.values, inner_dicts)))
         level = inner
     return not level
+
+
+def canonical_many(objects: Sequence[object]) -> list[bytes]:
+    """canonical_json of each object (a leaf: a dict), byte for byte, in one pass.
+
+    Objects of plain values (_plain with keys) are encoded by orjson, which writes exactly
+    canonical_json's bytes for them and itself refuses the rest of what _validate refuses
+    (integers past +-(2**53 - 1), lone surrogates). Anything else, or anything orjson
+    refuses, goes through canonical_json, which raises CanonicalError naming the problem.
+    """
+    if set(map(type, objects)) == {dict}:
+        documents: Sequence[dict[str, Any]] = objects  # type: ignore[assignment]
+        if _plain(documents, keys=True, limit=_SLICE * max(len(objects), 1)):
+            try:
+                return list(map(_dumps, documents))
+            except orjson.JSONEncodeError:
+                pass
+    return [canonical_json(obj) for obj in objects]
 
 
 def _fast_accepts(leaf: bytes) -> bool:

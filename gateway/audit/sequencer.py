@@ -21,16 +21,27 @@ class Sequencer:
     caller joins the next pass that has not started yet, because a pass already running
     may have read the outbox before the caller's commit. So a burst of wakes costs one
     pass, and no two passes of this process race for the log head.
+
+    Background passes sign a checkpoint at most every `checkpoint_seconds` (signing on
+    every small pass was a large part of its cost under a stream of commits); a head it
+    moved unsigned is signed at the latest that long after the last checkpoint (the task
+    wakes for it), and every poll signs a head another process left unsigned once that
+    time has passed. A pass that any drain() caller joined always ends with the head signed.
     """
 
-    def __init__(self, *, log: AuditLog, batch: int, interval: float) -> None:
+    def __init__(self, *, log: AuditLog, batch: int, interval: float,
+                 checkpoint_seconds: float = 0.5) -> None:
         self.log = log
         self.batch = batch
         self.interval = interval
+        self.checkpoint_seconds = checkpoint_seconds
         self._wake = asyncio.Event()
         self._stopping = False
         self._next: asyncio.Future[int] | None = None  # the pass not started yet
+        self._next_signs = False  # whether a caller of that pass needs the head signed
         self._worker: asyncio.Task[None] | None = None
+        self._signed_at = float("-inf")  # loop time of this process's last signing pass
+        self._unsigned = False  # this process moved the head since it last signed
         self.on_status: Callable[[bool, str], None] = lambda ok, detail: None
 
     def wake(self) -> None:
@@ -43,25 +54,27 @@ class Sequencer:
 
     async def drain(self) -> int:
         """Return once a pass that started after this call has emptied the outbox of every
-        event committed before it; the number of events that pass moved.
+        event committed before it and signed the head; the number of events it moved.
 
         A caller that stops waiting (a timeout, a cancelled request) leaves the pass
         running for the others.
         """
-        return await asyncio.shield(self._next_pass())
+        return await asyncio.shield(self._next_pass(sign=True))
 
-    def _next_pass(self) -> asyncio.Future[int]:
+    def _next_pass(self, *, sign: bool) -> asyncio.Future[int]:
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.create_task(self._passes(), name="sequencer-pass")
+        self._next_signs = self._next_signs or sign
         return self._next
 
     async def _passes(self) -> None:
         while self._next is not None:
             done, self._next = self._next, None
+            sign_always, self._next_signs = self._next_signs, False
             try:
-                moved = await self._sequence_all()
+                moved = await self._sequence_all(sign_always=sign_always)
             except asyncio.CancelledError:
                 done.cancel()
                 raise
@@ -71,26 +84,39 @@ class Sequencer:
             else:
                 done.set_result(moved)
 
-    async def _sequence_all(self) -> int:
-        # A batch that came back short took every row visible to it: the outbox held
-        # nothing more that committed before this pass started.
+    async def _sequence_all(self, *, sign_always: bool) -> int:
+        loop = asyncio.get_running_loop()
         total = 0
         while True:
-            moved = await self.log.sequence(batch=self.batch)
+            sign = sign_always or loop.time() - self._signed_at >= self.checkpoint_seconds
+            moved = await self.log.sequence(batch=self.batch, checkpoint=sign)
             total += moved
+            if sign:
+                self._signed_at, self._unsigned = loop.time(), False
+            elif moved:
+                self._unsigned = True
+            # A short batch read every row committed before this pass began (SQLite: under
+            # the write lock; PostgreSQL: the statement's snapshot); later commits of this
+            # process wake the task again, other processes' are found by the poll.
             if moved < self.batch:
                 return total
+
+    def _timeout(self, backoff: float) -> float:
+        if not self._unsigned:
+            return backoff
+        due = self._signed_at + self.checkpoint_seconds - asyncio.get_running_loop().time()
+        return max(0.0, min(backoff, due))
 
     async def run(self) -> None:
         backoff = self.interval
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._timeout(backoff))
             self._wake.clear()
             if self._stopping:
                 return
             try:
-                await self.drain()
+                await asyncio.shield(self._next_pass(sign=False))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

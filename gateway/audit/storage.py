@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -96,6 +96,7 @@ class TimeColumns:
         self.sqlite = conn.dialect.name == "sqlite"
         self.parsed: dict[str, datetime] = {}
         self.stored: dict[str, Any] = {}
+        self.by_time: dict[datetime, str] = {}
 
     def parse(self, text: str) -> datetime:
         when = self.parsed.get(text)
@@ -106,12 +107,20 @@ class TimeColumns:
     def column(self, text: str) -> Any:
         value = self.stored.get(text)
         if value is None:
-            when = self.parse(text)
-            # How UTCDateTime stores an aware UTC time: SQLite text without a zone
-            # (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else.
-            value = self.stored[text] = (when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite
-                                         else when)
+            value = self.stored[text] = self.value(self.parse(text))
         return value
+
+    def value(self, when: datetime) -> Any:
+        """How UTCDateTime stores an aware time: SQLite text in UTC without a zone
+        (SQLAlchemy's format, so comparisons stay consistent), a timestamptz else."""
+        if when.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if not self.sqlite:
+            return when
+        text = self.by_time.get(when)
+        if text is None:
+            text = self.by_time[when] = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return text
 
 
 async def delete_outbox(conn: AsyncConnection, ids: list[int]) -> None:

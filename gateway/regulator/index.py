@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, update
+from sqlalchemy import ColumnElement, Table, and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.canonical import parse_time
 from gateway.audit.log import SequencedEntry
 from gateway.audit.schema import address_intervals, egress_intervals, endpoint_intervals
@@ -33,15 +35,14 @@ async def _close(
 
 SESSION_TYPES = frozenset({"session.started", "session.roamed", "session.ended"})
 
-# Built once: the sequencer runs these for every batch of session events.
 _t = endpoint_intervals
-_CLOSE_PEER_ENDPOINTS = (
-    update(_t)
-    .where(_t.c.peer_id == bindparam("closing_peer"), _t.c.end_idx.is_(None))
-    .values(end_ts=bindparam("closing_ts", type_=_t.c.end_ts.type),
-            end_idx=bindparam("closing_idx", type_=_t.c.end_idx.type))
-)
-_INSERT_ENDPOINTS = insert(_t)
+# On the raw driver (gateway.audit.storage): the sequencer runs these for every batch of
+# session events, and SQLAlchemy's per-row parameter processing was most of their cost.
+_CLOSE_PEER_ENDPOINTS = (f"UPDATE {_t.name} SET end_ts = ?, end_idx = ? "  # noqa: S608
+                         "WHERE peer_id = ? AND end_idx IS NULL")
+_INSERT_ENDPOINTS = (f"INSERT INTO {_t.name} (endpoint_ip, endpoint_port, peer_id, "  # noqa: S608
+                     "tenant_id, start_ts, start_idx, end_ts, end_idx) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class SessionIntervals:
@@ -56,40 +57,38 @@ class SessionIntervals:
     """
 
     def __init__(self) -> None:
-        self.closes: dict[str, dict[str, object]] = {}  # peer → its first event's position
-        self.open: dict[str, dict[str, object]] = {}  # peer → row opened in this batch
-        self.rows: list[dict[str, object]] = []  # every row opened in this batch, log order
+        self.closes: dict[str, tuple[datetime, int]] = {}  # peer → its first event's position
+        # Rows in _INSERT_ENDPOINTS' column order; a row opened in this batch is ended in
+        # place (end_ts, end_idx) by the peer's next event.
+        self.open: dict[str, list[Any]] = {}  # peer → row opened in this batch
+        self.rows: list[list[Any]] = []  # every row opened in this batch, log order
 
     def add(self, entry: SequencedEntry) -> None:
         event = entry.event
         peer = event["peer_id"]
         opened = self.open.pop(peer, None)
         if opened is not None:
-            opened["end_ts"], opened["end_idx"] = entry.ts, entry.index
+            opened[6], opened[7] = entry.ts, entry.index
         elif peer not in self.closes:
-            self.closes[peer] = {"closing_peer": peer, "closing_ts": entry.ts,
-                                 "closing_idx": entry.index}
+            self.closes[peer] = (entry.ts, entry.index)
         if event["type"] != "session.ended":
             ip, port = split_endpoint(event["endpoint"])
-            row: dict[str, object] = {
-                "endpoint_ip": ip,
-                "endpoint_port": port,
-                "peer_id": peer,
-                "tenant_id": event.get("tenant_id"),
-                "start_ts": _session_start(event, entry),
-                "start_idx": entry.index,
-                "end_ts": None,
-                "end_idx": None,
-            }
+            row = [ip, port, peer, event.get("tenant_id"), _session_start(event, entry),
+                   entry.index, None, None]
             self.rows.append(row)
             self.open[peer] = row
 
     async def write(self, conn: AsyncConnection) -> None:
+        stored = storage.TimeColumns(conn).value
         # Closes first: they must not touch the rows this batch inserts.
         if self.closes:
-            await conn.execute(_CLOSE_PEER_ENDPOINTS, list(self.closes.values()))
+            await storage.executemany(conn, _CLOSE_PEER_ENDPOINTS, [
+                (stored(ts), idx, peer) for peer, (ts, idx) in self.closes.items()])
         if self.rows:
-            await conn.execute(_INSERT_ENDPOINTS, self.rows)
+            await storage.executemany(conn, _INSERT_ENDPOINTS, [
+                (ip, port, peer, tenant, stored(start), start_idx,
+                 None if end is None else stored(end), end_idx)
+                for ip, port, peer, tenant, start, start_idx, end, end_idx in self.rows])
 
 
 async def index_entries(conn: AsyncConnection, entries: Sequence[SequencedEntry]) -> None:

@@ -38,7 +38,9 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings, clock: FakeClock) -> Client:
-    client: Client = await aiohttp_client(create_app(settings, clock=clock))
+    # Every sequencer pass signs: many checkpoints, for the pairwise consistency checks.
+    every_pass = settings.replace(audit={"checkpoint_seconds": 0})
+    client: Client = await aiohttp_client(create_app(every_pass, clock=clock))
     return client
 
 

@@ -6,9 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.http import body
 from gateway.http.body import MAX_DEPTH, parse_json_object
 from gateway.http.problems import Problem
 from provisioning import ids, validation
@@ -130,3 +131,15 @@ def test_depth_check_agrees_with_the_decoder(value: object) -> None:
         assert 1 + depth(value) > MAX_DEPTH
         return
     assert 1 + depth(value) <= MAX_DEPTH
+
+
+# Text made of what the depth scan looks at (quotes, escapes, brackets), valid or not.
+structure_text = st.text(alphabet=st.sampled_from(list('[]{}"\\:,a1 ')), max_size=80)
+
+
+@settings(max_examples=500)
+@given(structure_text | st.builds(lambda d, s: "[" * d + s + "]" * d,
+                                  st.integers(0, MAX_DEPTH + 2), structure_text))
+def test_the_depth_screen_decides_as_the_full_scan(text: str) -> None:
+    """The C screen in front of the scan never changes the answer, on any text."""
+    assert body._too_deep(text) == body._deep_field(text)

@@ -24,9 +24,11 @@ class FakeLog:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail: Exception | None = None
+        self.signed: list[bool] = []  # each call's checkpoint flag
 
-    async def sequence(self, *, batch: int) -> int:
+    async def sequence(self, *, batch: int, checkpoint: bool = True) -> int:
         self.calls += 1
+        self.signed.append(checkpoint)
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
@@ -52,6 +54,7 @@ async def test_callers_that_ask_together_share_one_pass() -> None:
     moved = await asyncio.gather(*(seq.drain() for _ in range(5)))
     assert moved == [3] * 5
     assert log.calls == 1  # a short batch ends the pass: no extra empty transaction
+    assert log.signed == [True]  # a drain always ends with the head signed
 
 
 async def test_a_caller_arriving_during_a_pass_waits_for_the_next_one() -> None:

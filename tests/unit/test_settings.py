@@ -77,6 +77,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("[server]\nlisten = 8080\n", {}, "server.listen"),
         ('[database]\nurl = "mysql://x"\n', {}, "database.url"),
         ("[audit]\nretention_days = 0\n", {}, "audit.retention_days"),
+        ("[audit]\ncheckpoint_seconds = 5\n", {}, "audit.checkpoint_seconds"),
+        ("[audit]\ncheckpoint_seconds = -1\n", {}, "audit.checkpoint_seconds"),
         ('[serverz]\nlisten = "x"\n', {}, "unknown section"),
         ('[server]\nlisten_addr = "x"\n', {}, "unknown setting"),
         ("[server\n", {}, "not valid TOML"),
