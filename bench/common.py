@@ -75,6 +75,9 @@ class Server:
 
     pools: Sequence[str] = ()
     database_url: str | None = None
+    # "off" measures the API alone; "userspace" runs a wireguard-go interface (root only).
+    wireguard: str = "off"
+    interface: str = ""
     env: dict[str, str] = field(default_factory=dict)
     keep: bool = False
     port: int = field(default_factory=free_port)
@@ -103,7 +106,9 @@ class Server:
 
     def init(self) -> str:
         cmd = [PYTHON, "-m", "gateway.cli", "init", "--data-dir", str(self.data_dir), "--json",
-               "--listen", f"127.0.0.1:{self.port}", "--wireguard", "off"]
+               "--listen", f"127.0.0.1:{self.port}", "--wireguard", self.wireguard]
+        if self.interface:
+            cmd += ["--interface", self.interface]
         for pool in self.pools:
             cmd += ["--pool", pool]
         if self.database_url:

@@ -8,8 +8,10 @@ on wireguard-go interfaces, and times in one run:
    to a fresh interface: `Reconciler.reconcile()` (dump + plan_changes + one UAPI set
    through `UserspaceBackend.apply`) versus `wg syncconf <if> <file>` on another fresh
    interface with the same peers;
-2. one changed peer at --peers (a new allowed IP): our reconcile pass (dump + plan +
-   apply of the one change) versus `wg syncconf` with the full file containing it;
+2. one changed peer at --peers (a new allowed IP): our periodic reconcile pass (dump +
+   plan + apply of the one change) versus `wg syncconf` with the full file containing it,
+   and the commit-wake pass (`reconcile(full=False)`: the difference from the last pass,
+   no dump), which is what a provisioning commit costs;
 3. one collector cycle at --peers (`Collector.collect()`: dump + session tracker +
    events, trivial callbacks) beside a bare `wg show <if> dump`; and, with a temp
    SQLite database, the full cycle including `LocalFeed.peer_status`'s per-peer status
@@ -470,8 +472,9 @@ class Bench:
             one = changes_for_one(specs[k])
             took, _ = await timed(lambda: ours.backend.apply(one))  # noqa: B023
             apply_s.samples.append(took)
-        self.add(f"one changed peer at {self.peers:,}", ours_one, wg_one, "ours <= 10 ms",
-                 limit=0.010, note="ours: reconcile pass; C: wg syncconf full file")
+        self.add(f"one changed peer at {self.peers:,}, periodic pass", ours_one, wg_one, "",
+                 note="ours: full reconcile pass (dump+plan+apply); C: wg syncconf full file")
+        await self.one_change_on_wake(ours, specs)
         self.add("  of which: backend.dump()", dump_s, None, "", detail=True)
         self.add("  of which: plan_changes()", plan_s, None, "", detail=True)
         self.add("  of which: backend.apply(1 update)", apply_s, None, "", detail=True)
@@ -479,6 +482,23 @@ class Bench:
         self.add("  parse_get_response(), nothing reusable", cold_s, None, "", detail=True)
         self.add(f"  (not timed above) build {self.peers:,} PeerSpec", build_s, None, "",
                  detail=True)
+
+    async def one_change_on_wake(self, ours: Ours, specs: list[PeerSpec]) -> None:
+        """What a provisioning commit costs the data plane: `reconcile(full=False)` (the
+        commit wake) applies the difference from the last pass without a dump."""
+        ours_wake = Stat()
+        for i in range(self.repeat):
+            k = (i * 7927 + 1) % len(specs)
+            old = specs[k]
+            specs[k] = PeerSpec(old.public_key, (unused_host(specs, self.rng),),
+                                old.preshared_key, old.persistent_keepalive)
+            ours.desired.specs = fresh(specs)
+            result = await self.profiler.run(
+                ours_wake, "one_change_wake", lambda: ours.reconciler.reconcile(full=False))
+            assert result.applied.updates == (specs[k],), result.applied
+        self.add(f"one changed peer at {self.peers:,}, commit wake", ours_wake, None,
+                 "ours <= 10 ms", limit=0.010,
+                 note="ours: reconcile(full=False): load desired + diff + 1 UAPI set, no dump")
 
     async def collector(self, ours: Ours, wg: WgGoDaemon) -> None:
         async def on_events(events: Sequence[SessionEvent]) -> None:

@@ -23,7 +23,8 @@ from gateway.wireguard.keys import from_base64, to_base64
 from gateway.wireguard.sessions import SessionEvent
 from provisioning.addresses import host_prefix
 from provisioning.events import Event
-from provisioning.peers import DesiredPeer, desired_peers
+from provisioning.gateways import PeerEntry, desired_state
+from provisioning.peers import DesiredPeer
 from provisioning.schema import peer_status, peers, public_keys
 
 log = structlog.get_logger("vpngw.dataplane")
@@ -32,7 +33,7 @@ TRACKER_ROW = "tracker"
 Record = Callable[[list[Event]], Awaitable[None]]
 
 
-def peer_spec(p: DesiredPeer) -> PeerSpec:
+def peer_spec(p: DesiredPeer | PeerEntry) -> PeerSpec:
     # No keepalive from the gateway: the client keeps the NAT open.
     return PeerSpec(
         public_key=from_base64(p.public_key),
@@ -53,11 +54,25 @@ class LocalFeed:
         self._record = record
         self._gateway_id = gateway_id
         self._last_status: dict[bytes, PeerStatus] = {}
+        # The desired peers as of `_revision` of this gateway, kept between passes: after
+        # the first load a pass reads only the peers changed since (the agents' delta, see
+        # provisioning.gateways.desired_state), so a commit wake costs O(changes), not a
+        # rebuild of every peer (which took ~0.5 s at 10,000 peers).
+        self._specs: dict[str, PeerSpec] = {}
+        self._revision = 0
 
     async def desired_peers(self) -> list[PeerSpec]:
         async with self._db.read() as conn:
-            found = await desired_peers(conn, now=self._clock(), gateway_id=self._gateway_id)
-        return [peer_spec(p) for p in found]
+            state = await desired_state(
+                conn, self._gateway_id, since=self._revision, now=self._clock())
+        if state.full:
+            self._specs = {}
+        for entry in state.peers:
+            self._specs[entry.peer_id] = peer_spec(entry)
+        for peer_id in state.removed:
+            self._specs.pop(peer_id, None)
+        self._revision = state.revision
+        return list(self._specs.values())
 
     async def _owners(self, keys: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
         """public key → (peer id, tenant id), including keys rotated away since."""

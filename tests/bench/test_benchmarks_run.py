@@ -24,10 +24,11 @@ QUICK = {
     "soak": ["--duration", "8", "--window", "4", "--calibrate", "3", "--initial-peers", "20"],
     "egress": ["--elements", "300", "--seconds", "0.5", "--changes", "3", "--log-size", "3000",
                "--queries", "5"],
+    "liveness": ["--sizes", "100", "--samples", "5"],
     "agents": ["--peers", "300", "--agents", "1", "2", "--trials", "4", "--events", "400",
                "--repeat", "1"],
 }
-NEEDS_ROOT = {"dataplane", "egress", "agents"}
+NEEDS_ROOT = {"dataplane", "egress", "agents", "liveness"}
 
 
 def test_every_benchmark_is_listed() -> None:
