@@ -30,7 +30,6 @@ from provisioning.errors import (
     TenantNotVerified,
 )
 from provisioning.events import Event, Outcome
-from provisioning.schema import addresses as address_table
 from provisioning.schema import peers, public_keys, tenants
 from provisioning.tenants import (
     Tenant,
@@ -103,17 +102,6 @@ class Peer:
     def without_private_key(self) -> Peer:
         """The same peer with its one-time secrets dropped (they went into a sealed link)."""
         return dataclasses.replace(self, private_key=None, preshared_key=None)
-
-
-@dataclass(frozen=True)
-class DesiredPeer:
-    """What the interface should carry for one active peer."""
-
-    peer_id: str
-    tenant_id: str
-    public_key: str
-    preshared_key: str | None
-    tunnel_ips: tuple[str, ...]
 
 
 def _peer(row: Any, tunnel_ips: Sequence[str]) -> Peer:
@@ -554,33 +542,3 @@ async def rotate_peer_key(
         "public_key": new_key, "actor": actor, "key_origin": "server" if pair else "client",
     })
     return Outcome(peer, (event,))
-
-
-async def desired_peers(
-    conn: AsyncConnection, *, now: datetime, gateway_id: str | None = None
-) -> list[DesiredPeer]:
-    """Active, unexpired peers of verified tenants: exactly what the interface should carry
-    (of one gateway when `gateway_id` is given)."""
-    query = (
-        select(peers.c.id, peers.c.tenant_id, peers.c.public_key, peers.c.preshared_key)
-        .join(tenants, tenants.c.id == peers.c.tenant_id)
-        .where(tenants.c.status == TenantStatus.VERIFIED.value, peers.c.status == "active",
-               (peers.c.expires_at.is_(None)) | (peers.c.expires_at > now))
-    )
-    if gateway_id is not None:
-        query = query.where(peers.c.gateway_id == gateway_id)
-    rows = (await conn.execute(query)).all()
-    ips = await _all_addresses(conn)
-    return [DesiredPeer(r.id, r.tenant_id, r.public_key, r.preshared_key,
-                        tuple(ips.get(r.id, ()))) for r in rows]
-
-
-async def _all_addresses(conn: AsyncConnection) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    rows = await conn.execute(
-        select(address_table.c.peer_id, address_table.c.address)
-        .where(address_table.c.peer_id.is_not(None))
-    )
-    for row in rows:
-        found.setdefault(row.peer_id, []).append(row.address)
-    return found

@@ -41,6 +41,7 @@ from gateway.audit.payloadkeys import (
     sealed_day,
     unseal,
 )
+from gateway.audit.sqltext import numbered
 
 if TYPE_CHECKING:
     from gateway.db import Database
@@ -62,12 +63,6 @@ def dialect_sql(conn: AsyncConnection, sql: str) -> str:
     if conn.dialect.name != "postgresql":
         return sql
     return numbered(sql)
-
-
-def numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
 
 
 def placeholders(n: int) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import gc
-import itertools
 import json
 import pickle
 import re
@@ -25,10 +24,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from gateway.audit.payloadkeys import PayloadKeys, open_rows
+from gateway.audit.sqltext import numbered
 from gateway.audit.verify_chunk import check_chunk
 
-__all__ = ["FIRST", "LENGTH", "RowSource", "chunk_count", "chunk_start", "numbered",
-           "read_entries"]
+__all__ = ["FIRST", "LENGTH", "RowSource", "chunk_count", "chunk_start", "read_entries"]
 
 # Where the first chunk starts: below 0, so a row slipped in at a negative index shows.
 FIRST = -(1 << 62)
@@ -43,13 +42,6 @@ class RowSource(Protocol):
     def keys(self) -> PayloadKeys | None: ...
 
     async def rows(self, sql: str, *params: Any) -> list[Sequence[Any]]: ...
-
-
-def numbered(sql: str) -> str:
-    """qmark placeholders as PostgreSQL's $1, $2, ..."""
-    n = itertools.count(1)
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${next(n)}{p}" for p in parts[1:])
 
 
 async def read_entries(source: RowSource, start: int, end: int,

@@ -10,7 +10,7 @@ import pytest
 from gateway.app import create_app
 from gateway.http import appkeys
 from gateway.settings import Settings
-from provisioning.peers import desired_peers
+from provisioning.gateways import desired_state
 from tests.conftest import FakeClock
 from tests.helpers import assert_problem, bearer, create_peer, ops_token, verified_tenant
 
@@ -70,11 +70,16 @@ async def test_expired_peers_leave_the_desired_set(
     _, token = await verified_tenant(client, ops)
     peer = await create_peer(client, token, expires_at="2026-11-30T04:00:00Z")
     db = client.app[appkeys.DATABASE]
-    async with db.read() as conn:
-        assert [d.peer_id for d in await desired_peers(conn, now=clock.now())] == [peer["id"]]
+    gateway_id = client.app[appkeys.SETTINGS].network.gateway_id
+
+    async def desired_ids() -> list[str]:
+        async with db.read() as conn:
+            state = await desired_state(conn, gateway_id, since=0, now=clock.now())
+        return [entry.peer_id for entry in state.peers]
+
+    assert await desired_ids() == [peer["id"]]
     clock.advance(hours=1, seconds=1)
-    async with db.read() as conn:
-        assert await desired_peers(conn, now=clock.now()) == []
+    assert await desired_ids() == []
     await client.app[appkeys.COMMANDS].expire_due_peers()
     resp = await client.get(f"/v1/peers/{peer['id']}", headers=bearer(token))
     doc = await resp.json()

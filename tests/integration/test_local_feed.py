@@ -1,0 +1,62 @@
+"""The in-process feed keeps its desired peers between passes and reads only what changed
+since the gateway's last revision: after any change it must hand the reconciler exactly
+what a fresh, full read of the database gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.app import create_app
+from gateway.dataplane.local import LocalFeed
+from gateway.http import appkeys
+from gateway.wireguard.backend import PeerSpec
+from tests.conftest import FakeClock
+from tests.helpers import bearer, create_peer, ops_token, verified_tenant
+
+
+async def _ignore(_events: Any) -> None:
+    return None
+
+
+def feed_of(client: Any, clock: FakeClock) -> LocalFeed:
+    return LocalFeed(db=client.app[appkeys.DATABASE], clock=clock.now, record=_ignore,
+                     gateway_id=client.app[appkeys.SETTINGS].network.gateway_id)
+
+
+def keyed(specs: list[PeerSpec]) -> dict[bytes, PeerSpec]:
+    return {spec.public_key: spec for spec in specs}
+
+
+async def test_the_kept_peers_follow_every_kind_of_change(
+    aiohttp_client: Any, make_settings: Any, database_url: str, clock: FakeClock
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(database_url), clock=clock))
+    ops = await ops_token(client)
+    tenant, token = await verified_tenant(client, ops)
+    other, other_token = await verified_tenant(client, ops, registration_number="RC-2")
+    kept = feed_of(client, clock)
+
+    async def same_as_a_fresh_read() -> dict[bytes, PeerSpec]:
+        now = keyed(await kept.desired_peers())
+        assert now == keyed(await feed_of(client, clock).desired_peers())
+        return now
+
+    assert await same_as_a_fresh_read() == {}
+    first = [await create_peer(client, token) for _ in range(3)]
+    await create_peer(client, other_token)
+    assert len(await same_as_a_fresh_read()) == 4
+
+    revoked = await client.delete(f"/v1/peers/{first[0]['id']}", headers=bearer(token))
+    assert revoked.status in (200, 204), await revoked.text()
+    assert len(await same_as_a_fresh_read()) == 3
+
+    rotated = await client.post(f"/v1/peers/{first[1]['id']}/rotation", json={},
+                                headers=bearer(token))
+    assert rotated.status in (200, 201), await rotated.text()
+    assert len(await same_as_a_fresh_read()) == 3
+
+    suspended = await client.post(f"/ops/v1/tenants/{tenant['id']}/suspension",
+                                  json={"reason": "unpaid"}, headers=bearer(ops))
+    assert suspended.status in (200, 201), await suspended.text()
+    assert len(await same_as_a_fresh_read()) == 1  # only the other tenant's peer
+    assert other["id"] != tenant["id"]
