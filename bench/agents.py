@@ -12,18 +12,20 @@ Measures, each beside its target:
    faster than it drains is only a backlog.
 
 The control plane runs in this process (`create_app`, real HTTP on 127.0.0.1, SQLite in a
-temp dir unless --database-url names PostgreSQL). Agents are the agent's own HTTP client
-(`gateway.agent.client.ControlPlane`) long-polling one gateway each; peers are seeded
-with bulk SQL so the setup takes seconds, not the provisioning API's minutes.
+temp dir; with --postgres, a fresh PostgreSQL database for each agent count). Agents are
+the agent's own HTTP client (`gateway.agent.client.ControlPlane`) long-polling one gateway
+each; peers are seeded with bulk SQL so the setup takes seconds, not the provisioning API's minutes.
 
     sudo .venv/bin/python -m bench.agents                     # 10,000 peers, 1 and 4 agents
     sudo .venv/bin/python -m bench.agents --peers 2000 --trials 20
+    sudo .venv/bin/python -m bench.agents --postgres postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -42,6 +44,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import func, insert, select, update
 
+from bench.common import pg_database_async
 from bench.dataplane import (
     GW_PRIVATE,
     SOCKET_DIR,
@@ -292,43 +295,57 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[Row]:
         data = tmp / f"cp{agents}"
         data.mkdir()
         create_keys(data)
-        settings = load_settings(data, environ={}).replace(
-            database={"url": args.database_url or f"sqlite+aiosqlite:///{data / 'vpngw.db'}"},
-            egress={"enabled": False}, server={"log_level": "warning"})
-        app = create_app(settings)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        bench = Bench(f"http://127.0.0.1:{port}", app)
-        try:
-            _tenant, small = await setup(bench, args.peers, agents)
-            samples = await propagation(bench, agents, small, args.trials)
-            p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
-            rows.append(Row(f"propagation to {agents} agent(s), p50 / p99",
-                            f"{p50 * 1000:.1f} / {p99 * 1000:.1f} ms", "p99 <= 100 ms",
-                            p99 <= PROPAGATION_P99_LIMIT))
-            if agents == args.agents[0]:
-                rate, logged = await ingest(bench, "a1", args.events)
-                rows.append(Row("observation ingest (batches of 200, 4 uploads)",
-                                f"{rate:,.0f} events/s", ">= 10,000/s", rate >= INGEST_LIMIT))
-                rows.append(Row("  ... and sequenced into the log (indexed)",
-                                f"{logged:,.0f} events/s", "", None))
-                if args.no_netns:
-                    rows.append(Row("first sync", "skipped (--no-netns)", "", None))
-                else:
-                    ns = Namespace.create()
-                    try:
-                        ours, theirs = await first_sync(bench, ns, tmp, args.repeat)
-                    finally:
-                        ns.delete()
-                    o, t = statistics.median(ours), statistics.median(theirs)
-                    rows.append(Row(f"first sync of {args.peers:,} peers (fetch + apply)",
-                                    f"{o * 1000:.0f} ms vs wg syncconf {t * 1000:.0f} ms "
-                                    f"= {o / t:.2f}x", "<= 1.5x", o / t <= FIRST_SYNC_RATIO_LIMIT))
-        finally:
-            await runner.cleanup()
+        # Each agent count gets an empty database: the gateways of one run would
+        # otherwise still hold the address pools the next run registers.
+        async with contextlib.AsyncExitStack() as stack:
+            url = (await stack.enter_async_context(pg_database_async(args.postgres))
+                   if args.postgres else f"sqlite+aiosqlite:///{data / 'vpngw.db'}")
+            rows.extend(await run_one(args, tmp, data, url, agents))
+    return rows
+
+
+async def run_one(args: argparse.Namespace, tmp: Path, data: Path, url: str,
+                  agents: int) -> list[Row]:
+    """One control plane on `url` with `agents` agents: its propagation, and for the first
+    agent count also ingest and the first sync."""
+    rows: list[Row] = []
+    settings = load_settings(data, environ={}).replace(
+        database={"url": url},
+        egress={"enabled": False}, server={"log_level": "warning"})
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bench = Bench(f"http://127.0.0.1:{port}", app)
+    try:
+        _tenant, small = await setup(bench, args.peers, agents)
+        samples = await propagation(bench, agents, small, args.trials)
+        p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
+        rows.append(Row(f"propagation to {agents} agent(s), p50 / p99",
+                        f"{p50 * 1000:.1f} / {p99 * 1000:.1f} ms", "p99 <= 100 ms",
+                        p99 <= PROPAGATION_P99_LIMIT))
+        if agents == args.agents[0]:
+            rate, logged = await ingest(bench, "a1", args.events)
+            rows.append(Row("observation ingest (batches of 200, 4 uploads)",
+                            f"{rate:,.0f} events/s", ">= 10,000/s", rate >= INGEST_LIMIT))
+            rows.append(Row("  ... and sequenced into the log (indexed)",
+                            f"{logged:,.0f} events/s", "", None))
+            if args.no_netns:
+                rows.append(Row("first sync", "skipped (--no-netns)", "", None))
+            else:
+                ns = Namespace.create()
+                try:
+                    ours, theirs = await first_sync(bench, ns, tmp, args.repeat)
+                finally:
+                    ns.delete()
+                o, t = statistics.median(ours), statistics.median(theirs)
+                rows.append(Row(f"first sync of {args.peers:,} peers (fetch + apply)",
+                                f"{o * 1000:.0f} ms vs wg syncconf {t * 1000:.0f} ms "
+                                f"= {o / t:.2f}x", "<= 1.5x", o / t <= FIRST_SYNC_RATIO_LIMIT))
+    finally:
+        await runner.cleanup()
     return rows
 
 
@@ -339,7 +356,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="first-sync repetitions")
     parser.add_argument("--events", type=int, default=20_000, help="events uploaded for ingest")
-    parser.add_argument("--database-url", help="postgresql+asyncpg://... (default: SQLite)")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="run on PostgreSQL: a fresh database on this server for each "
+                             "agent count (default: SQLite)")
     parser.add_argument("--no-netns", action="store_true", help="skip the first-sync apply")
     args = parser.parse_args()
     if not args.no_netns:

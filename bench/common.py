@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,17 +260,34 @@ def pg_reachable(admin_url: str) -> bool:
     return True
 
 
+def _scratch_database(admin_url: str) -> tuple[str, str]:
+    """A fresh database name and its SQLAlchemy asyncpg URL on the admin URL's server."""
+    name = f"vpngw_bench_{secrets.token_hex(4)}"
+    base = _asyncpg_dsn(admin_url).rsplit("/", 1)[0]
+    return name, f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+
 @contextlib.contextmanager
 def pg_database(admin_url: str, *, keep: bool = False) -> Iterator[str]:
     """A fresh `vpngw_bench_<rand>` database; yields its SQLAlchemy asyncpg URL."""
-    name = f"vpngw_bench_{secrets.token_hex(4)}"
+    name, url = _scratch_database(admin_url)
     asyncio.run(_pg_exec(admin_url, f'CREATE DATABASE "{name}"'))
-    base = _asyncpg_dsn(admin_url).rsplit("/", 1)[0]
     try:
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+        yield url
     finally:
         if not keep:
             asyncio.run(_pg_exec(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.asynccontextmanager
+async def pg_database_async(admin_url: str) -> AsyncIterator[str]:
+    """pg_database for a benchmark already inside an event loop."""
+    name, url = _scratch_database(admin_url)
+    await _pg_exec(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield url
+    finally:
+        await _pg_exec(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- numbers and tables ------------------------------------------------------------------

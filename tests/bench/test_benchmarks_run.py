@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.components import require_or_skip
+from tests.conftest import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,20 +28,30 @@ QUICK = {
     "liveness": ["--sizes", "100", "--samples", "5"],
     "agents": ["--peers", "300", "--agents", "1", "2", "--trials", "4", "--events", "400",
                "--repeat", "1"],
+    # Two agent counts on PostgreSQL: each needs its own empty database.
+    "agents-postgres": ["--peers", "300", "--agents", "1", "2", "--trials", "4",
+                        "--events", "400", "--repeat", "1", "--postgres", PG_ADMIN_URL],
 }
-NEEDS_ROOT = {"dataplane", "egress", "agents", "liveness"}
+NEEDS_ROOT = {"dataplane", "egress", "agents", "agents-postgres", "liveness"}
+NEEDS_POSTGRES = {"agents-postgres"}
 
 
 def test_every_benchmark_is_listed() -> None:
     scripts = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"__init__", "common"}
-    assert scripts == set(QUICK), "give a new benchmark its quick arguments here"
+    listed = {name.split("-")[0] for name in QUICK}
+    assert scripts == listed, "give a new benchmark its quick arguments here"
 
 
 @pytest.mark.parametrize("name", sorted(QUICK))
-def test_benchmark_completes_and_prints_its_table(name: str) -> None:
+def test_benchmark_completes_and_prints_its_table(name: str, request: pytest.FixtureRequest
+                                                  ) -> None:
     if name in NEEDS_ROOT:
         require_or_skip(os.geteuid() == 0, f"bench.{name} needs root (namespaces)")
-    done = subprocess.run([sys.executable, "-m", f"bench.{name}", *QUICK[name]], cwd=ROOT,
+    if name in NEEDS_POSTGRES:
+        require_or_skip(request.getfixturevalue("pg_available"),
+                        f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    script = name.split("-")[0]
+    done = subprocess.run([sys.executable, "-m", f"bench.{script}", *QUICK[name]], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     # print_table underlines each header with dashes: at least one table was printed.
