@@ -260,6 +260,11 @@ class _InlineSQLite:
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (provisioning.driver runs pre-built SQL on it)."""
+        return self._conn
+
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self._conn.cursor())
 

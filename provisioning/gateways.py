@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import addresses, ids, validation
 from provisioning.addresses import Network
+from provisioning.driver import Driver
 from provisioning.errors import GatewayUnavailable, InvalidInput, NotFound, PoolOverlap
 from provisioning.events import Event, Outcome
 from provisioning.schema import gateways, peers, public_keys, tenants
@@ -317,6 +318,9 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
                          if e.type in TENANT_EVENTS and "tenant_id" in e.attrs})
     if not peer_ids and not tenant_ids:
         return []
+    known = _gateways_named(events)
+    if known is not None and not tenant_ids:
+        return await _bump_revisions(conn, known)
     which = peers.c.id.in_(peer_ids) | peers.c.tenant_id.in_(tenant_ids)
     touched = sorted(g for g in (await conn.scalars(
         select(peers.c.gateway_id).where(which).distinct())).all() if g is not None)
@@ -335,6 +339,41 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
                     .scalar_subquery())
     await conn.execute(update(peers).where(which, peers.c.gateway_id.in_(touched))
                        .values(revision=new_revision))
+    return touched
+
+
+def _gateways_named(events: Sequence[Event]) -> dict[str, list[str]] | None:
+    """gateway id -> its peers changed, when every peer event names the peer's gateway
+    (a create's does: nothing needs reading back), else None."""
+    known: dict[str, list[str]] = {}
+    for e in events:
+        if e.type not in PEER_EVENTS or "peer_id" not in e.attrs:
+            continue
+        if e.type != "peer.provisioned" or not e.attrs.get("gateway_id"):
+            return None
+        known.setdefault(str(e.attrs["gateway_id"]), []).append(str(e.attrs["peer_id"]))
+    return known
+
+
+_LOCK_GATEWAYS = "SELECT id FROM gateways WHERE {which} ORDER BY id FOR NO KEY UPDATE"
+_BUMP_REVISION = "UPDATE gateways SET revision = revision + 1 WHERE id = ? RETURNING revision"
+
+
+async def _bump_revisions(conn: AsyncConnection, changed: dict[str, list[str]]) -> list[str]:
+    """mark_changed for peers whose gateways are known, as text on the driver: one
+    revision bump per gateway and one stamp of its peers."""
+    db = await Driver.of(conn)
+    touched = sorted(changed)
+    if len(touched) > 1 and db.postgres:  # in id order, as mark_changed locks them
+        which, params = db.in_list("id", touched)
+        await db.fetch(_LOCK_GATEWAYS.format(which=which), params)
+    for gateway_id in touched:
+        revision = await db.fetchval(_BUMP_REVISION, (gateway_id,))
+        if revision is None:  # not a gateway (cannot happen: peers reference one)
+            continue
+        which, params = db.in_list("id", sorted(changed[gateway_id]))
+        await db.executemany(
+            f"UPDATE peers SET revision = ? WHERE {which}", [(revision, *params)])  # noqa: S608
     return touched
 
 
