@@ -32,7 +32,14 @@ _SECRET_PATTERNS = (
 REDACTED = "[redacted]"
 
 
+# What each pattern needs to match at all: one search decides whether any could (most
+# values, e.g. every request's summary line, contain none of these).
+_MAYBE_SECRET = re.compile(r"vgw_|/links/|(?i:bearer)")
+
+
 def _scrub_text(text: str) -> str:
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
     return text
@@ -78,6 +85,12 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    # Our renderers never show the caller's file and line, thread or process: skip
+    # looking them up for every record (the logging module's documented optimisations).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
