@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.log import AuditLog
 
@@ -18,6 +21,67 @@ SLICE_ROWS = 256
 # A background pass starts this long after the commit that woke it, so the commits of a
 # busy moment share one pass (each has a fixed cost: head, frontier, signature, commit).
 GATHER_SECONDS = 0.02
+
+
+# PostgreSQL: the session advisory lock held by the process that runs background passes.
+LEADER_LOCK = 0x7670_7371  # "vpsq"
+
+
+class Leadership:
+    """On PostgreSQL, one process at a time runs the background passes.
+
+    Every process's passes lock the log head, so two processes sequencing after each of
+    their commits mostly waited for each other and then found the outbox emptied (one
+    transaction each for nothing). The holder of a session advisory lock (on a connection
+    kept for it) sequences in the background, every process's rows alike, since the
+    outbox is shared; the others leave theirs to it and try for the lock now and then,
+    so a leader that stops (it unlocks) or dies (its session ends) is replaced within a
+    poll. Only an
+    optimisation: drain() passes run in any process, the head lock still serialises
+    passes, and if the lock's connection is lost two processes merely sequence as before.
+    """
+
+    def __init__(self, db: Any, *, retry_seconds: float) -> None:
+        self._db = db
+        self._retry_seconds = retry_seconds
+        self._conn: AsyncConnection | None = None
+        self._tried_at = float("-inf")
+
+    async def held(self) -> bool:
+        if self._conn is not None:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._tried_at < self._retry_seconds:
+            return False
+        self._tried_at = loop.time()
+        conn = await self._db.engine.connect()
+        try:
+            won = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"),
+                                    {"key": LEADER_LOCK})
+            await conn.commit()  # the session lock stays; no transaction is left open
+        except BaseException:
+            await conn.close()
+            raise
+        if won:
+            self._conn = conn
+            log.info("this process sequences the audit log in the background")
+            return True
+        await conn.close()
+        return False
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            # The pool would keep the session (and the lock) alive: unlock, then close.
+            await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK})
+            await conn.commit()
+        except Exception:  # the session is gone or broken: make sure it ends
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 class Sequencer:
@@ -55,6 +119,9 @@ class Sequencer:
         self._signed_at = float("-inf")  # loop time of this process's last signing pass
         self._unsigned = False  # this process moved the head since it last signed
         self.on_status: Callable[[bool, str], None] = lambda ok, detail: None
+        db = getattr(log, "db", None)
+        self.leadership = (Leadership(db, retry_seconds=max(interval, 0.2))
+                           if db is not None and not db.is_sqlite else None)
 
     def wake(self) -> None:
         self._wake.set()
@@ -121,6 +188,13 @@ class Sequencer:
         return max(0.0, min(backoff, due))
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.leadership is not None:
+                await self.leadership.release()
+
+    async def _run(self) -> None:
         backoff = self.interval
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
@@ -131,6 +205,8 @@ class Sequencer:
             if self._stopping:
                 return
             try:
+                if self.leadership is not None and not await self.leadership.held():
+                    continue  # another process sequences (its passes take our rows too)
                 await asyncio.shield(self._next_pass(sign=False))
             except asyncio.CancelledError:
                 raise
