@@ -60,6 +60,15 @@ class Driver:
         # SQLAlchemy's SQLite DATETIME storage format, naive UTC.
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
+    def from_time(self, value: Any) -> datetime | None:
+        """A UTC column's value as read on the driver, as UTCDateTime returns it."""
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite's text
+            value = datetime.fromisoformat(value)
+        when: datetime = value
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         try:
             if self._sqlite is not None:

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -261,6 +261,24 @@ async def set_tenant_default(
 
 
 _DEFAULT_GATEWAY = "SELECT default_gateway_id FROM tenants WHERE id = ?"
+_GATEWAY_COLUMNS = tuple(c.name for c in gateways.columns)
+_ACTIVE_GATEWAYS = (f"SELECT {', '.join(_GATEWAY_COLUMNS)} FROM gateways"  # noqa: S608
+                    " WHERE status = 'active' ORDER BY created_at, id")
+# The one active gateway, share-locked (as get_gateway(share=True)): a retirement that
+# committed since the read above refuses; one that starts later waits for our commit.
+_SHARE_GATEWAY = "SELECT status, public_key FROM gateways WHERE id = ? FOR KEY SHARE"
+_GATEWAY_TIMES = frozenset({"last_contact_at", "created_at", "retired_at"})
+
+
+class _DriverRow:
+    """A gateways row read on the driver, with the attributes _gateway() reads."""
+
+    def __init__(self, db: Driver, values: Sequence[Any]) -> None:
+        for name, value in zip(_GATEWAY_COLUMNS, values, strict=True):
+            setattr(self, name, db.from_time(value) if name in _GATEWAY_TIMES else value)
+
+    def __getattr__(self, name: str) -> Any:  # (for the type checker: set in __init__)
+        raise AttributeError(name)
 
 
 async def pick_gateway(
@@ -282,14 +300,18 @@ async def pick_gateway(
                 f"gateway {wanted} is {gateway.status}; choose an active gateway"
             )
         return gateway
-    rows = (await conn.execute(select(gateways).where(gateways.c.status == "active")
-                               .order_by(gateways.c.created_at, gateways.c.id))).all()
+    db = await Driver.of(conn)
+    rows = [_DriverRow(db, r) for r in await db.fetch(_ACTIVE_GATEWAYS)]
     if not rows:
         raise GatewayUnavailable("no active gateway; ask the provider to register one")
     if len(rows) == 1:  # nothing to choose between: skip counting every active peer
-        if conn.dialect.name == "sqlite":  # read under the one writer's lock: still true
+        if not db.postgres:  # read under SQLite's one writer's lock: still true
             return _gateway(rows[0])
-        return await _still_active(conn, rows[0].id)
+        locked = await db.fetch(_SHARE_GATEWAY, (rows[0].id,))
+        if not locked or locked[0][0] != "active":
+            raise GatewayUnavailable(f"gateway {rows[0].id} was retired meanwhile; retry")
+        # The key as the lock found it (an agent may have reported one meanwhile).
+        return replace(_gateway(rows[0]), public_key=locked[0][1])
     counts: dict[str, int] = {
         r[0]: int(r[1]) for r in (await conn.execute(
             select(peers.c.gateway_id, func.count()).where(peers.c.status == "active")
