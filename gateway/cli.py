@@ -199,6 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.egress.plan import plan_egress
+    from gateway.gcpolicy import settled_gc_ctx
     from gateway.logging import configure_logging
 
     settings = _settings(args)
@@ -214,6 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Refuse impossible egress settings before anything starts, naming what to change.
     egress = asyncio.run(plan_egress(settings, on_this_host=on_this_host))
     app = create_app(settings, egress=egress)
+    app.cleanup_ctx.append(settled_gc_ctx)  # last: freezes what start-up made
     web.run_app(
         app,
         host=settings.listen_host,

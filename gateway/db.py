@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -25,6 +27,7 @@ from gateway.audit.storage import KEYS_OPTION
 from gateway.privatefiles import create_private, require_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_log = structlog.get_logger("vpngw.db")
 _MIGRATION_LOCK = 0x7670_6777  # "vpgw": the advisory lock key held while migrating
 
 
@@ -61,7 +64,7 @@ class Database:
             # slower at 100,000 peers). Readers keep the default so memory does not
             # grow with the pool size.
             _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE", busy_timeout_ms=0,
-                              cache_kib=32768)
+                              cache_kib=32768, autocheckpoint=False)
             _configure_sqlite(self._reader, begin="BEGIN")
         else:
             self._writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
@@ -69,6 +72,7 @@ class Database:
             self._reader = self._writer
         # SQLite allows one writer; queueing here beats spinning on busy_timeout.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._checkpointer = _Checkpointer.for_url(url) if self.is_sqlite else None
 
     @classmethod
     def for_data_dir(cls, url: str, data_dir: Path, *, pool_size: int = 10) -> Database:
@@ -88,8 +92,11 @@ class Database:
             async with self._writer.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self._writer.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            async with self._writer.begin() as conn:
+                yield conn
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -105,6 +112,8 @@ class Database:
             await conn.run_sync(upgrade_schema)
 
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
@@ -125,7 +134,8 @@ def _secure_sqlite_file(url: str) -> None:
 
 
 def _configure_sqlite(
-    engine: AsyncEngine, *, begin: str, busy_timeout_ms: int = 10000, cache_kib: int = 0
+    engine: AsyncEngine, *, begin: str, busy_timeout_ms: int = 10000, cache_kib: int = 0,
+    autocheckpoint: bool = True,
 ) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -144,11 +154,78 @@ def _configure_sqlite(
         cursor.execute("PRAGMA temp_store=MEMORY")
         if cache_kib:
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        if not autocheckpoint:  # see _Checkpointer
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
+
+
+# --- WAL checkpoints off the event loop ---------------------------------------------------
+
+# Commits of this process's writer between two checkpoints (a group commit of creates
+# writes some 20-30 pages; SQLite's own default is one checkpoint per 1,000 pages).
+CHECKPOINT_EVERY_COMMITS = 32
+
+
+class _Checkpointer:
+    """PASSIVE WAL checkpoints on a worker thread, every CHECKPOINT_EVERY_COMMITS commits.
+
+    SQLite's automatic checkpoint runs inside the commit that takes the WAL past 1,000
+    pages, and the writer's commits run on the event loop's thread (_InlineSQLite): every
+    few dozen commits the loop stopped while pages were copied into the database file and
+    both files fsynced, a pause every request in flight waited for. The writer turns it
+    off (wal_autocheckpoint=0) and this runs it beside the loop on a connection of its
+    own instead. PASSIVE never waits for the writer or readers; what it cannot copy yet
+    (a reader still needs it) is copied by a later one. Other processes (the CLI) keep
+    SQLite's automatic checkpoints.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._commits = 0
+        self._running: asyncio.Future[None] | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def for_url(cls, url: str) -> _Checkpointer | None:
+        database = make_url(url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(database)
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY_COMMITS:
+            return
+        if self._running is not None and not self._running.done():
+            return  # the previous one is still copying: the next commit asks again
+        self._commits = 0
+        self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self._running.add_done_callback(_log_checkpoint_failure)
+
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None,
+                                         check_same_thread=False)
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    async def close(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await running
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        # Not fatal: the WAL only grows until a later checkpoint succeeds.
+        _log.warning("WAL checkpoint failed", error=repr(done.exception()))
 
 
 # --- the SQLite writer on the event loop thread ------------------------------------------
@@ -259,6 +336,11 @@ class _InlineSQLite:
     @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (provisioning.driver runs pre-built SQL on it)."""
+        return self._conn
 
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self._conn.cursor())

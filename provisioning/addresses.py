@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from provisioning.driver import Driver
 from provisioning.errors import PoolExhausted
 from provisioning.events import Event
 from provisioning.schema import address_pools, addresses
@@ -77,36 +78,31 @@ _TAKE_NEXT_OFFSET = (
 )
 _INSERT_ADDRESS = insert(addresses)
 
-# k never-used offsets at once (a group of provisioned peers): one statement per pool.
-_TAKE_NEXT_OFFSETS = (
-    update(address_pools)
-    .where(
-        address_pools.c.cidr == bindparam("pool_cidr"),
-        address_pools.c.next_offset + bindparam("k") <= bindparam("pool_end"),
-    )
-    .values(next_offset=address_pools.c.next_offset + bindparam("k"))
-    .returning(address_pools.c.next_offset)
-)
+# k never-used offsets at once (a group of provisioned peers): one statement per pool,
+# as text on the driver (see provisioning.driver).
+_BULK_TAKE_OFFSETS = (
+    "UPDATE address_pools SET next_offset = next_offset + ? WHERE cidr = ?"
+    " AND next_offset + ? <= ? RETURNING next_offset")
+_BULK_INSERT_ADDRESS = (
+    'INSERT INTO addresses (pool, "offset", address, peer_id, released_at)'
+    " VALUES (?, ?, ?, ?, NULL)")
 
 
 async def allocate_fresh(
-    conn: AsyncConnection, network: Network, peer_ids: Sequence[str]
+    db: Driver, network: Network, peer_ids: Sequence[str]
 ) -> list[str] | None:
     """One never-used address for each peer, in order; None if fewer than that are left
     (the caller then allocates one by one, recycling released addresses)."""
     cidr, k = str(network), len(peer_ids)
-    end = await conn.scalar(
-        _TAKE_NEXT_OFFSETS, {"pool_cidr": cidr, "k": k, "pool_end": end_offset(network)}
-    )
+    end = await db.fetchval(_BULK_TAKE_OFFSETS, (k, cidr, k, end_offset(network)))
     if end is None:
         return None
     first = int(end) - k
-    taken = [str(address_at(network, first + i)) for i in range(k)]
-    await conn.execute(_INSERT_ADDRESS, [
-        {"pool": cidr, "offset": first + i, "address": address, "peer_id": peer_id,
-         "released_at": None}
-        for i, (address, peer_id) in enumerate(zip(taken, peer_ids, strict=True))
-    ])
+    base = network.network_address
+    taken = [str(base + (first + i)) for i in range(k)]
+    await db.executemany(_BULK_INSERT_ADDRESS, [
+        (cidr, first + i, address, peer_id)
+        for i, (address, peer_id) in enumerate(zip(taken, peer_ids, strict=True))])
     return taken
 
 

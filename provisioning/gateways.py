@@ -8,7 +8,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import addresses, ids, validation
 from provisioning.addresses import Network
+from provisioning.driver import Driver
 from provisioning.errors import GatewayUnavailable, InvalidInput, NotFound, PoolOverlap
 from provisioning.events import Event, Outcome
 from provisioning.schema import gateways, peers, public_keys, tenants
@@ -259,14 +260,34 @@ async def set_tenant_default(
     return gateway_id
 
 
+_DEFAULT_GATEWAY = "SELECT default_gateway_id FROM tenants WHERE id = ?"
+_GATEWAY_COLUMNS = tuple(c.name for c in gateways.columns)
+_ACTIVE_GATEWAYS = (f"SELECT {', '.join(_GATEWAY_COLUMNS)} FROM gateways"  # noqa: S608
+                    " WHERE status = 'active' ORDER BY created_at, id")
+# The one active gateway, share-locked (as get_gateway(share=True)): a retirement that
+# committed since the read above refuses; one that starts later waits for our commit.
+_SHARE_GATEWAY = "SELECT status, public_key FROM gateways WHERE id = ? FOR KEY SHARE"
+_GATEWAY_TIMES = frozenset({"last_contact_at", "created_at", "retired_at"})
+
+
+class _DriverRow:
+    """A gateways row read on the driver, with the attributes _gateway() reads."""
+
+    def __init__(self, db: Driver, values: Sequence[Any]) -> None:
+        for name, value in zip(_GATEWAY_COLUMNS, values, strict=True):
+            setattr(self, name, db.from_time(value) if name in _GATEWAY_TIMES else value)
+
+    def __getattr__(self, name: str) -> Any:  # (for the type checker: set in __init__)
+        raise AttributeError(name)
+
+
 async def pick_gateway(
     conn: AsyncConnection, wanted: str | None, *, tenant_id: str | None = None
 ) -> Gateway:
     """The gateway asked for (must be active), else the tenant's default if ops set one,
     else the active gateway with the most free addresses."""
     if wanted is None and tenant_id is not None:
-        wanted = await conn.scalar(
-            select(tenants.c.default_gateway_id).where(tenants.c.id == tenant_id))
+        wanted = await (await Driver.of(conn)).fetchval(_DEFAULT_GATEWAY, (tenant_id,))
     if wanted is not None:
         if not ids.is_id(wanted) and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", wanted):
             raise InvalidInput("gateway_id", "must be a gateway id from GET /ops/v1/gateways")
@@ -279,12 +300,18 @@ async def pick_gateway(
                 f"gateway {wanted} is {gateway.status}; choose an active gateway"
             )
         return gateway
-    rows = (await conn.execute(select(gateways).where(gateways.c.status == "active")
-                               .order_by(gateways.c.created_at, gateways.c.id))).all()
+    db = await Driver.of(conn)
+    rows = [_DriverRow(db, r) for r in await db.fetch(_ACTIVE_GATEWAYS)]
     if not rows:
         raise GatewayUnavailable("no active gateway; ask the provider to register one")
     if len(rows) == 1:  # nothing to choose between: skip counting every active peer
-        return await _still_active(conn, rows[0].id)
+        if not db.postgres:  # read under SQLite's one writer's lock: still true
+            return _gateway(rows[0])
+        locked = await db.fetch(_SHARE_GATEWAY, (rows[0].id,))
+        if not locked or locked[0][0] != "active":
+            raise GatewayUnavailable(f"gateway {rows[0].id} was retired meanwhile; retry")
+        # The key as the lock found it (an agent may have reported one meanwhile).
+        return replace(_gateway(rows[0]), public_key=locked[0][1])
     counts: dict[str, int] = {
         r[0]: int(r[1]) for r in (await conn.execute(
             select(peers.c.gateway_id, func.count()).where(peers.c.status == "active")
@@ -317,6 +344,9 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
                          if e.type in TENANT_EVENTS and "tenant_id" in e.attrs})
     if not peer_ids and not tenant_ids:
         return []
+    known = _gateways_named(events)
+    if known is not None and not tenant_ids:
+        return await _bump_revisions(conn, known)
     which = peers.c.id.in_(peer_ids) | peers.c.tenant_id.in_(tenant_ids)
     touched = sorted(g for g in (await conn.scalars(
         select(peers.c.gateway_id).where(which).distinct())).all() if g is not None)
@@ -335,6 +365,41 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
                     .scalar_subquery())
     await conn.execute(update(peers).where(which, peers.c.gateway_id.in_(touched))
                        .values(revision=new_revision))
+    return touched
+
+
+def _gateways_named(events: Sequence[Event]) -> dict[str, list[str]] | None:
+    """gateway id -> its peers changed, when every peer event names the peer's gateway
+    (a create's does: nothing needs reading back), else None."""
+    known: dict[str, list[str]] = {}
+    for e in events:
+        if e.type not in PEER_EVENTS or "peer_id" not in e.attrs:
+            continue
+        if e.type != "peer.provisioned" or not e.attrs.get("gateway_id"):
+            return None
+        known.setdefault(str(e.attrs["gateway_id"]), []).append(str(e.attrs["peer_id"]))
+    return known
+
+
+_LOCK_GATEWAYS = "SELECT id FROM gateways WHERE {which} ORDER BY id FOR NO KEY UPDATE"
+_BUMP_REVISION = "UPDATE gateways SET revision = revision + 1 WHERE id = ? RETURNING revision"
+
+
+async def _bump_revisions(conn: AsyncConnection, changed: dict[str, list[str]]) -> list[str]:
+    """mark_changed for peers whose gateways are known, as text on the driver: one
+    revision bump per gateway and one stamp of its peers."""
+    db = await Driver.of(conn)
+    touched = sorted(changed)
+    if len(touched) > 1 and db.postgres:  # in id order, as mark_changed locks them
+        which, params = db.in_list("id", touched)
+        await db.fetch(_LOCK_GATEWAYS.format(which=which), params)
+    for gateway_id in touched:
+        revision = await db.fetchval(_BUMP_REVISION, (gateway_id,))
+        if revision is None:  # not a gateway (cannot happen: peers reference one)
+            continue
+        which, params = db.in_list("id", sorted(changed[gateway_id]))
+        await db.executemany(
+            f"UPDATE peers SET revision = ? WHERE {which}", [(revision, *params)])  # noqa: S608
     return touched
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioning import addresses, ids, keys, validation
+from provisioning.driver import Driver
 from provisioning.errors import (
     ConcurrentChange,
     DomainError,
@@ -222,8 +223,6 @@ _TAKE_QUOTA = (
 _TENANT_QUOTA = select(
     tenants.c.id, tenants.c.status, tenants.c.active_peers, tenants.c.max_peers
 ).where(tenants.c.id.in_(bindparam("ids", expanding=True)))
-_KEYS_IN_USE = select(public_keys.c.public_key).where(
-    public_keys.c.public_key.in_(bindparam("keys", expanding=True)))
 
 
 def _refusal(tenant: Any, tenant_id: str, *, taken_here: int = 0) -> DomainError:
@@ -321,15 +320,38 @@ async def provision_peers(
     return [r for r in results if r is not None]
 
 
+# The bulk path's statements, as text on the driver (see provisioning.driver).
+_BULK_INSERT_PEERS = (
+    "INSERT INTO peers (id, tenant_id, name, public_key, preshared_key, status, created_at,"
+    " expires_at, gateway_id) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)")
+_BULK_INSERT_KEYS = "INSERT INTO public_keys (public_key, peer_id, added_at) VALUES (?, ?, ?)"
+_BULK_TAKE_QUOTA = (
+    "UPDATE tenants SET active_peers = active_peers + ? WHERE id = ? AND status = ?"
+    " AND active_peers + ? <= max_peers RETURNING active_peers")
+
+
+@dataclass(frozen=True)
+class _QuotaRow:
+    id: str
+    status: str
+    active_peers: int
+    max_peers: int
+
+
 async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *, now: datetime
                           ) -> list[Provisioned]:
+    db = await Driver.of(conn)
     refused: dict[int, DomainError] = {}
     tenant_ids = sorted({p.request.tenant_id for p in planned})
-    tenant_rows = {r.id: r for r in (await conn.execute(_TENANT_QUOTA, {"ids": tenant_ids}))}
+    which, params = db.in_list("id", tenant_ids)
+    tenant_rows = {r[0]: _QuotaRow(r[0], r[1], int(r[2]), int(r[3])) for r in await db.fetch(
+        f"SELECT id, status, active_peers, max_peers FROM tenants WHERE {which}",  # noqa: S608
+        params)}
     room = {t: r.max_peers - r.active_peers for t, r in tenant_rows.items()}
     taken = dict.fromkeys(tenant_rows, 0)
-    in_use = set((await conn.scalars(
-        _KEYS_IN_USE, {"keys": sorted({p.public_key for p in planned})})).all())
+    which, params = db.in_list("public_key", sorted({p.public_key for p in planned}))
+    in_use = {r[0] for r in await db.fetch(
+        f"SELECT public_key FROM public_keys WHERE {which}", params)}  # noqa: S608
     for n, p in enumerate(planned):
         tenant_id = p.request.tenant_id
         tenant = tenant_rows.get(tenant_id)
@@ -346,9 +368,13 @@ async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *,
             taken[tenant_id] += 1
             in_use.add(p.public_key)  # a second request with the same key in this group
     accepted = [p for n, p in enumerate(planned) if n not in refused]
-    if accepted:
-        await conn.execute(_INSERT_PEER, [p.peer_row(now) for p in accepted])
-        await conn.execute(_INSERT_PUBLIC_KEY, [p.key_row(now) for p in accepted])
+    created = db.time(now)
+    await db.executemany(_BULK_INSERT_PEERS, [
+        (p.peer_id, p.request.tenant_id, p.request.new.name, p.public_key, p.preshared_key,
+         created, db.time(p.request.new.expires_at), p.request.policy.gateway_id)
+        for p in accepted])
+    await db.executemany(_BULK_INSERT_KEYS, [(p.public_key, p.peer_id, created)
+                                             for p in accepted])
     tunnel_ips: dict[tuple[str, addresses.Network], str] = {}
     by_network: dict[addresses.Network, list[str]] = {}
     for p in accepted:
@@ -356,14 +382,17 @@ async def _provision_bulk(conn: AsyncConnection, planned: Sequence[_Planned], *,
             by_network.setdefault(net, []).append(p.peer_id)
     # Pools in one order (by CIDR) in every group, so two groups never wait on each other.
     for net in sorted(by_network, key=str):
-        assigned = await addresses.allocate_fresh(conn, net, by_network[net])
+        assigned = await addresses.allocate_fresh(db, net, by_network[net])
         if assigned is None:
             raise _NotInBulk(f"pool {net} is nearly full")
         for peer_id, address in zip(by_network[net], assigned, strict=True):
             tunnel_ips[peer_id, net] = address
     # Last, so that on PostgreSQL the tenants' rows are locked only from here to the commit.
+    verified = TenantStatus.VERIFIED.value
     for tenant_id in sorted(taken):  # in id order, as every change locks tenants
-        if taken[tenant_id] and not await _take_quota(conn, tenant_id, taken[tenant_id]):
+        n_taken = taken[tenant_id]
+        if n_taken and await db.fetchval(
+                _BULK_TAKE_QUOTA, (n_taken, tenant_id, verified, n_taken)) is None:
             raise _NotInBulk(f"tenant {tenant_id} changed since it was read")
     return [refused[n] if n in refused else p.outcome(
         [tunnel_ips[p.peer_id, net] for net in p.request.policy.networks], now)

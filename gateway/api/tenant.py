@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -94,9 +95,11 @@ async def create_peer(request: web.Request) -> web.Response:
             headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
         )
     peer = await commands.provision_peer(who, new)
-    return web.json_response(
-        await _with_config(request, peer),
+    # The create hot path: one orjson encode of the document, straight to the body.
+    return web.Response(
+        body=orjson.dumps(await _with_config(request, peer)),
         status=201,
+        content_type="application/json",
         headers={"Location": f"/v1/peers/{peer.id}", "Cache-Control": "no-store"},
     )
 

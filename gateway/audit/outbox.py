@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit import storage
 from gateway.audit.canonical import canonical_many, format_time
 from gateway.audit.schema import outbox
+from provisioning.driver import Driver
 from provisioning.events import Event
 
 SALT_BYTES = 16
@@ -48,8 +49,9 @@ def leaves_of(events: Sequence[Event], *, ts: datetime) -> list[bytes]:
         for event, i in zip(events, range(0, len(salts), SALT_BYTES), strict=True)])
 
 
-# On the raw driver (gateway.audit.storage): every state change appends here, and
-# SQLAlchemy's per-row parameter processing was a large share of a big batch's cost.
+# On the raw driver (provisioning.driver: no SQLAlchemy cursor or result either): every
+# state change appends here, and SQLAlchemy's per-row parameter processing was a large
+# share of a big batch's cost.
 _INSERT_OUTBOX = (f"INSERT INTO {outbox.name} (leaf, leaf_hash, created_at) "  # noqa: S608
                   "VALUES (?, ?, ?)")
 
@@ -61,7 +63,7 @@ async def append_events(conn: AsyncConnection, events: Iterable[Event], *, now: 
         return 0
     # The plaintext never reaches the database, not even the outbox or its WAL records.
     created = storage.TimeColumns(conn).value(now)
-    await storage.executemany(conn, _INSERT_OUTBOX, [
+    await (await Driver.of(conn)).executemany(_INSERT_OUTBOX, [
         (stored, h, created) for stored, h in storage.seal_leaves(conn, leaves, ts=now)])
     return len(leaves)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -33,6 +35,35 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class _TokenCache:
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[float, Principal]] = {}
+        # Reads under way: the requests that miss together (all of a client's requests
+        # in flight when its entry expires) wait for one read instead of each doing one.
+        self._reading: dict[bytes, asyncio.Future[Principal | None]] = {}
+
+    async def look_up(
+        self, digest: bytes, read: Callable[[], Awaitable[Principal | None]]
+    ) -> Principal | None:
+        """The token's principal from one database read shared by concurrent misses (a
+        task of its own: a caller that goes away does not cancel it for the others)."""
+        pending = self._reading.get(digest)
+        if pending is None:
+            pending = self._reading[digest] = asyncio.ensure_future(
+                self._read_and_remember(digest, read))
+        return await asyncio.shield(pending)
+
+    async def _read_and_remember(
+        self, digest: bytes, read: Callable[[], Awaitable[Principal | None]]
+    ) -> Principal | None:
+        this = asyncio.current_task()
+        try:
+            principal = await read()
+        finally:
+            current = self._reading.get(digest) is this
+            if current:
+                del self._reading[digest]
+        # Not remembered if the cache was cleared meanwhile (a revocation may have raced it).
+        if principal is not None and current:
+            self.put(digest, principal, time.monotonic())
+        return principal
 
     def get(self, digest: bytes, now: float) -> Principal | None:
         entry = self._entries.get(digest)
@@ -52,6 +83,8 @@ class _TokenCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        # A read under way may have started before the revocation: nobody joins it now.
+        self._reading.clear()
 
 
 # One cache per database, so apps on different databases (tests) never share entries.
@@ -68,6 +101,11 @@ def _cache_for(db: Database) -> _TokenCache:
 def forget_cached_tokens(db: Database) -> None:
     """After a revocation made outside the ops API (the web console and portal)."""
     _cache_for(db).clear()
+
+
+async def _read_token(db: Database, token: str) -> Principal | None:
+    async with db.read() as conn:
+        return await authenticate(conn, token)
 
 
 _PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
@@ -106,10 +144,7 @@ async def _authenticate(request: web.Request) -> Principal:
     now = time.monotonic()
     principal = cache.get(digest, now)
     if principal is None:
-        async with db.read() as conn:
-            principal = await authenticate(conn, token)
-        if principal is not None:
-            cache.put(digest, principal, now)
+        principal = await cache.look_up(digest, lambda: _read_token(db, token))
     if principal is None:
         raise unauthorized(
             "the token is unknown or revoked; ask for a new one", code="invalid-token"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.logging import REDACTED, scrub_secrets
 
 TOKEN = "vgw_t_0123456789ab_" + "A" * 43
@@ -47,3 +49,32 @@ def test_request_log_line_has_no_token(capsys: object) -> None:
     with structlog.testing.capture_logs(processors=[scrub_secrets]) as logs:
         structlog.get_logger("t").info("auth failed", token=TOKEN, detail=f"bad {TOKEN}")
     assert logs[0]["token"] == REDACTED and TOKEN not in logs[0]["detail"]
+
+
+def test_our_lines_and_library_lines_share_one_format(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    import structlog
+
+    from gateway.logging import configure_logging
+
+    configure_logging(fmt="json", level="info")
+    try:
+        log = structlog.get_logger("vpngw.test")
+        log.info("request", status=201, detail=f"bad {TOKEN}")
+        log.debug("not at this level")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed", token=TOKEN)
+        logging.getLogger("somelib").warning("library says %s", "hi")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        structlog.reset_defaults()
+    assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
+        ("vpngw.test", "info", "request"), ("vpngw.test", "error", "failed"),
+        ("somelib", "warning", "library says hi")]
+    assert TOKEN not in lines[0]["detail"] and lines[1]["token"] == REDACTED
+    assert "ValueError: boom" in lines[1]["exception"]
+    assert all(x["timestamp"].endswith("Z") for x in lines)

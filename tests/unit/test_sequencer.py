@@ -107,3 +107,25 @@ async def test_a_failing_pass_fails_its_waiters_and_the_next_pass_runs_afresh() 
     log.fail = None
     assert await seq.drain() == 1
 
+
+
+async def test_a_backlog_moves_in_slices_and_requests_run_between_them() -> None:
+    log = FakeLog()
+    log.pending = 25
+    seq = Sequencer(log=cast(AuditLog, log), batch=5000, interval=60.0, slice_rows=10)
+    ran_between: list[int] = []
+
+    async def request() -> None:  # a request's turn of the loop while the pass runs
+        while log.pending:
+            ran_between.append(log.calls)
+            await asyncio.sleep(0)
+
+    moved, _ = await asyncio.gather(seq.drain(), request())
+    assert moved == 25
+    assert log.calls == 3  # 10 + 10 + 5: each slice its own transaction
+    assert {1, 2} <= set(ran_between)  # the loop was free after the first and second slice
+
+
+def test_a_slice_is_never_larger_than_the_batch() -> None:
+    seq = Sequencer(log=cast(AuditLog, FakeLog()), batch=4, interval=60.0, slice_rows=256)
+    assert seq.slice_rows == 4
