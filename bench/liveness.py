@@ -24,13 +24,22 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bench.common import Server, fmt, machine_note, percentile, print_table, run
+from bench.common import (
+    Server,
+    fmt,
+    machine_note,
+    percentile,
+    print_profile,
+    print_table,
+    run,
+)
 from bench.provision import onboard
 
 UAPI_DIR = "/var/run/wireguard"
@@ -97,7 +106,7 @@ async def wait_for_count(interface: str, count: int, within: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def measure(size: int, samples: int, keep: bool) -> Result:
+async def measure(size: int, samples: int, keep: bool, profile: Path | None) -> Result:
     interface = f"vlive{os.getpid() % 10000}"
     server = Server(pools=("10.64.0.0/10", "fd00:64::/64"), wireguard="userspace",
                     interface=interface, keep=keep)
@@ -109,6 +118,8 @@ async def measure(size: int, samples: int, keep: bool) -> Result:
             token = await onboard(session, server.ops_token, size + samples + 10)
             await fill(session, token, [new_public_key()[0] for _ in range(size)])
             await wait_for_count(interface, size, within=300)
+            if profile is not None and not server.start_profile(profile / f"live-{size}.raw"):
+                print("  py-spy is not installed: no profile")
             for _ in range(samples):
                 key, hexkey = new_public_key()
                 needle = b"public_key=" + hexkey.encode()
@@ -124,6 +135,7 @@ async def measure(size: int, samples: int, keep: bool) -> Result:
                         break
                     if time.perf_counter() - began > 10:
                         raise RuntimeError("a new peer was not on the interface after 10 s")
+        server.stop_profile()
     finally:
         server.stop()
         # The daemon outlives `serve` by design (wireguard.daemon_on_stop = keep): deleting
@@ -142,10 +154,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="peers already on the interface")
     parser.add_argument("--samples", type=int, default=100, help="new peers timed per size")
     parser.add_argument("--keep", action="store_true", help="keep the data dirs")
+    parser.add_argument("--profile", help="py-spy the server while sampling; raw files here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(machine_note())
-    results = [run(measure(size, args.samples, args.keep)) for size in sizes]
+    profile = Path(args.profile) if args.profile else None
+    results = [run(measure(size, args.samples, args.keep, profile)) for size in sizes]
     rows: list[dict[str, Any]] = []
     for r in results:
         p99 = percentile(r.latencies, 99)
@@ -160,6 +174,9 @@ def main() -> None:
                 "one at a time", rows,
                 ("peers", "samples", "201 p50 ms", "live p50 ms", "live p99 ms", "live max ms",
                  "dump p50 ms", "target"))
+    for size in sizes:
+        if profile is not None and (profile / f"live-{size}.raw").exists():
+            print_profile(profile / f"live-{size}.raw", top=25)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
 
 

@@ -21,13 +21,15 @@ from gateway.wireguard.backend import (
     WireGuardBackend,
 )
 from gateway.wireguard.keys import public_key_of, to_base64
-from gateway.wireguard.plan import plan_changes, plan_delta
+from gateway.wireguard.plan import DesiredChanges, plan_changed, plan_changes, plan_delta
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 LoadDesired = Callable[[], Awaitable[Sequence[PeerSpec]]]
+# The desired peers changed since the last load (of either kind); None: load them whole.
+LoadChanges = Callable[[], Awaitable[DesiredChanges | None]]
 # Brings state that follows the peers (the egress map) in line, in the same pass.
 FollowPeers = Callable[[Sequence[PeerSpec]], Awaitable[None]]
 
@@ -63,7 +65,9 @@ class Reconciler:
     A full pass dumps the interface and compares; it runs first, every `interval`, after
     any failure and when asked (`wake_full`, e.g. after a daemon restart). A pass woken by
     a commit only applies the difference between the desired set the last pass left on the
-    interface and the new one: no dump, so its cost follows the change, not the peer count.
+    interface and the new one: no dump. With `load_changes` that difference comes from the
+    source (the peers changed since its last load), so such a pass costs O(changes); without
+    it, or when the source answers None, the whole desired set is loaded and compared.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Reconciler:
         backend: WireGuardBackend,
         interface: InterfaceSpec,
         load_desired: LoadDesired,
+        load_changes: LoadChanges | None = None,
         interval: float = 30.0,
         initial_backoff: float = 1.0,
         max_backoff: float = 60.0,
@@ -84,6 +89,7 @@ class Reconciler:
         self._interface = interface
         self._public_key = public_key_of(interface.private_key)
         self._load_desired = load_desired
+        self._load_changes = load_changes
         self._interval = interval
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -95,6 +101,8 @@ class Reconciler:
         self._interface_ready = False
         # What the last successful pass left on the interface; None: unknown, dump first.
         self._applied: dict[bytes, PeerSpec] | None = None
+        # Desired peers the backend refused: not in `_applied`, retried by every pass.
+        self._rejected: dict[bytes, PeerSpec] = {}
         self._full_due = True
         self._status = ReconcilerStatus(ok=False, reason="not reconciled yet")
 
@@ -224,6 +232,9 @@ class Reconciler:
 
     async def _reconcile_delta(self) -> ReconcileResult:
         assert self._applied is not None
+        changed = None if self._load_changes is None else await self._load_changes()
+        if changed is not None:
+            return await self._reconcile_changed(self._applied, changed)
         wanted = await self._load_desired()
         desired = {spec.public_key: spec for spec in wanted}
         result = await self._apply(desired, plan_delta(self._applied, desired))
@@ -231,12 +242,41 @@ class Reconciler:
             await self._follow_peers(wanted)
         return result
 
+    async def _reconcile_changed(
+        self, applied: dict[bytes, PeerSpec], changed: DesiredChanges
+    ) -> ReconcileResult:
+        """Apply what the source says changed; `applied` is updated in place, not rebuilt."""
+        put = dict(self._rejected)  # refused before: try again, unless no longer wanted
+        for key in changed.gone:
+            put.pop(key, None)
+        for spec in changed.put:
+            put[spec.public_key] = spec
+        gone = [key for key in changed.gone if key not in put]
+        result = await self._apply_changes(plan_changed(applied, put.values(), gone))
+        rejected = set(result.rejected)
+        for key in gone:
+            applied.pop(key, None)
+            self._rejected.pop(key, None)
+        for key, spec in put.items():
+            if key in rejected:
+                applied.pop(key, None)
+                self._rejected[key] = spec
+            else:
+                applied[key] = spec
+                self._rejected.pop(key, None)
+        if self._follow_peers is not None:
+            # The egress map follows the whole set (O(peers), only with egress on).
+            await self._follow_peers([*applied.values(), *self._rejected.values()])
+        return result
+
     async def _apply(self, desired: dict[bytes, PeerSpec], changes: PeerChanges) -> ReconcileResult:
         result = await self._apply_changes(changes)
-        rejected = set(result.rejected)
         # What is on the interface now: the desired set less what the backend refused
         # (a refused peer is retried by the next pass, as it would be after a dump).
-        self._applied = {k: v for k, v in desired.items() if k not in rejected}
+        self._rejected = {k: desired[k] for k in result.rejected if k in desired}
+        if self._rejected:
+            desired = {k: v for k, v in desired.items() if k not in self._rejected}
+        self._applied = desired
         return result
 
     async def _apply_changes(self, changes: PeerChanges) -> ReconcileResult:
