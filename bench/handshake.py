@@ -9,9 +9,14 @@ Diffie-Hellman and a key look-up, whatever the peer count, and takes none of the
 configuration change waits for (a UAPI `get` holds the daemon's IPC lock for the whole dump,
 so a dump in progress delays the very change it is watching for).
 
-The same packet is resent (it is built once, before the clock starts): until the peer
-exists it is dropped, and the first one consumed after that is answered. Nothing else follows
-(no data packet), so the interface records no completed handshake for the peer.
+The same packet is resent (the first is built before the clock starts): until the peer
+exists it is dropped, and the first one consumed after that is answered. A fresh one (new
+ephemeral key and timestamp) replaces it every `REFRESH_EVERY`, in case an answer was lost:
+the interface takes each initiation once. A daemon under load (its handshake queue backed up)
+answers with a cookie reply instead, which the probe does not take up: it counts them and
+keeps trying, so such a sample shows as a slow one, not as a fast one. Nothing else follows
+(no data packet), so the interface records no completed handshake for the peer (it does
+learn the probe's address as the peer's endpoint).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ CONSTRUCTION = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
 IDENTIFIER = b"WireGuard v1 zx2c4 Jason@zx2c4.com"
 LABEL_MAC1 = b"mac1----"
 TAI64N_BASE = 0x400000000000000A
-INITIATION, RESPONSE = 1, 2
+INITIATION, RESPONSE, COOKIE_REPLY = 1, 2, 3
 RESPONSE_SIZE = 92
 PROBE_EVERY = 0.001  # seconds between initiations: the resolution of a figure
+REFRESH_EVERY = 0.1  # seconds between fresh initiations (the daemon's flood limit is 50 ms)
 
 
 def raw_public(key: X25519PrivateKey) -> bytes:
@@ -96,14 +102,17 @@ class Probe:
 
     def __init__(self, static: X25519PrivateKey, responder: bytes, port: int,
                  host: str = "127.0.0.1") -> None:
-        self.sender = int.from_bytes(static.public_key().public_bytes(
-            Encoding.Raw, PublicFormat.Raw)[:4], "little")
+        self.sender = int.from_bytes(raw_public(static)[:4], "little")
+        self._static = static
+        self._responder = responder
         self.packet = initiation(static, responder, self.sender)
+        self.cookie_replies = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.connect((host, port))
 
     def answered_at(self, deadline: float) -> float:
         """perf_counter() when the answer came; TimeoutError past `deadline` (perf_counter)."""
+        refresh_at = time.perf_counter() + REFRESH_EVERY
         with self._sock:
             while True:
                 self._sock.send(self.packet)
@@ -115,5 +124,11 @@ class Probe:
                         packet = b""
                     if is_answer(packet, self.sender):
                         return time.perf_counter()
-                if time.perf_counter() > deadline:
-                    raise TimeoutError("the interface never answered the new peer's handshake")
+                    self.cookie_replies += packet[:1] == bytes([COOKIE_REPLY])
+                now = time.perf_counter()
+                if now > deadline:
+                    raise TimeoutError(f"the interface never answered the new peer's handshake "
+                                       f"({self.cookie_replies} cookie replies)")
+                if now > refresh_at:
+                    self.packet = initiation(self._static, self._responder, self.sender)
+                    refresh_at = now + REFRESH_EVERY

@@ -69,6 +69,7 @@ class Result:
     polled: list[float] = field(default_factory=list)  # seconds, POST sent -> in a dump
     answers: list[float] = field(default_factory=list)  # seconds, POST sent -> 201 read
     dumps: list[float] = field(default_factory=list)  # seconds per raw dump
+    cookie_replies: int = 0  # the daemon was under load: see bench/handshake.py
 
 
 def new_public_key() -> tuple[str, str]:
@@ -93,7 +94,13 @@ async def live_by_handshake(session: aiohttp.ClientSession, token: str, interfac
     answered = asyncio.ensure_future(asyncio.to_thread(probe.answered_at, began + 10))
     await create(session, token, base64.b64encode(key).decode())
     result.answers.append(time.perf_counter() - began)
-    result.latencies.append(await answered - began)
+    try:
+        result.latencies.append(await answered - began)
+    except TimeoutError as exc:
+        held = b"public_key=" + key.hex().encode() in await asyncio.to_thread(raw_dump, interface)
+        raise RuntimeError(f"{exc}; its key is {'' if held else 'not '}in the dump") from None
+    finally:
+        result.cookie_replies += probe.cookie_replies
     dumped = time.perf_counter()
     dump = await asyncio.to_thread(raw_dump, interface)  # untimed: the two must agree
     result.dumps.append(time.perf_counter() - dumped)
@@ -217,14 +224,15 @@ def main() -> None:
             "201 p50 ms": ms(r.answers, 50), "live p50 ms": ms(r.latencies, 50),
             "live p99 ms": ms(r.latencies, 99), "live max ms": fmt(max(r.latencies) * 1000),
             "dump-polled p50": ms(r.polled, 50), "dump-polled p99": ms(r.polled, 99),
-            "dump p50 ms": ms(r.dumps, 50),
+            "dump p50 ms": ms(r.dumps, 50), "cookie replies": r.cookie_replies,
             "target": "met" if p99 <= 0.050 else "MISSED (p99 <= 50 ms)",
         })
     print_table("A new peer live on the interface (POST sent -> the interface answers its "
                 "handshake), one at a time; beside it the old method (POST sent -> key in a "
                 "UAPI dump, dumps back to back), alternate samples", rows,
                 ("peers", "samples", "201 p50 ms", "live p50 ms", "live p99 ms", "live max ms",
-                 "dump-polled p50", "dump-polled p99", "dump p50 ms", "target"))
+                 "dump-polled p50", "dump-polled p99", "dump p50 ms", "cookie replies",
+                 "target"))
     for size in sizes:
         if profile is not None and (profile / f"live-{size}.raw").exists():
             print_profile(profile / f"live-{size}.raw", top=25)
