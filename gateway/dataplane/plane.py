@@ -107,14 +107,16 @@ class DataPlane:
         self._writes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._source = source
+        # Looked up once: a runtime protocol check costs more than the pass it guards.
+        self._source_changes = (
+            source.desired_changes if isinstance(source, DesiredChangeSource) else None
+        )
         self._usable = UnusableKeyFilter(interface.private_key)
         self.reconciler = Reconciler(
             backend=backend,
             interface=interface,
             load_desired=self._desired_peers,
-            load_changes=(
-                self._desired_changes if isinstance(source, DesiredChangeSource) else None
-            ),
+            load_changes=self._desired_changes if self._source_changes else None,
             interval=reconcile_interval,
             clock=clock,
             follow_peers=egress.sync if egress else None,
@@ -125,8 +127,8 @@ class DataPlane:
         return self._usable(await self._source.desired_peers())
 
     async def _desired_changes(self) -> DesiredChanges | None:
-        assert isinstance(self._source, DesiredChangeSource)
-        changed = await self._source.desired_changes()
+        assert self._source_changes is not None
+        changed = await self._source_changes()
         if changed is None:
             return None
         return DesiredChanges(put=tuple(self._usable(changed.put)), gone=changed.gone)
