@@ -136,7 +136,10 @@ class LocalFeed:
             await self._record(audit)
 
     async def peer_status(self, snapshot: CollectorSnapshot) -> None:
-        changed = {k: s for k, s in snapshot.peers.items() if self._last_status.get(k) != s}
+        last = self._last_status
+        # The collector hands back the very same status for an unchanged peer: `is` first.
+        changed = {k: s for k, s in snapshot.peers.items()
+                   if (was := last.get(k)) is not s and was != s}
         owners = await self._owners(list(changed))
         async with self._db.write() as conn:
             state = json.dumps(snapshot.sessions, sort_keys=True)
