@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +97,11 @@ class Reconciler:
         self._clock = clock
         self._sleep = sleep
         self._wake = asyncio.Event()
+        # Timing spans for the applied log line: the first wake not yet served, and when
+        # the pass began and its desired peers were loaded (monotonic seconds).
+        self._woken_at: float | None = None
+        self._pass_began = 0.0
+        self._loaded_at = 0.0
         # Serialises passes when a caller reconciles directly while run() is active.
         self._lock = asyncio.Lock()
         self._interface_ready = False
@@ -112,6 +118,8 @@ class Reconciler:
 
     def wake(self) -> None:
         """Ask for a pass soon (after a provisioning commit)."""
+        if self._woken_at is None:
+            self._woken_at = time.monotonic()
         self._wake.set()
 
     def wake_full(self) -> None:
@@ -125,6 +133,10 @@ class Reconciler:
         `full=False` applies only the difference from the last pass when that is known.
         """
         async with self._lock:
+            woken_at, self._woken_at = self._woken_at, None
+            self._pass_began = self._loaded_at = time.monotonic()
+            if woken_at is not None:
+                self._pass_began = woken_at  # a commit wake's span starts at the wake
             try:
                 if full or self._applied is None:
                     result = await self._reconcile()
@@ -224,6 +236,7 @@ class Reconciler:
     async def _reconcile(self) -> ReconcileResult:
         dump = await self._current()
         wanted = await self._load_desired()
+        self._loaded_at = time.monotonic()
         desired = {spec.public_key: spec for spec in wanted}
         result = await self._apply(desired, plan_changes(desired, dump.peers))
         if self._follow_peers is not None:
@@ -233,9 +246,11 @@ class Reconciler:
     async def _reconcile_delta(self) -> ReconcileResult:
         assert self._applied is not None
         changed = None if self._load_changes is None else await self._load_changes()
+        self._loaded_at = time.monotonic()
         if changed is not None:
             return await self._reconcile_changed(self._applied, changed)
         wanted = await self._load_desired()
+        self._loaded_at = time.monotonic()
         desired = {spec.public_key: spec for spec in wanted}
         result = await self._apply(desired, plan_delta(self._applied, desired))
         if self._follow_peers is not None:
@@ -311,10 +326,15 @@ class Reconciler:
         return ReconcileResult(applied=merged, rejected=tuple(rejected))
 
     def _log_applied(self, changes: PeerChanges) -> None:
+        now = time.monotonic()
         log.info(
             "wireguard.reconcile.applied",
             interface=self._interface.name,
             adds=len(changes.adds),
             updates=len(changes.updates),
             removals=len(changes.removals),
+            # Where a commit wake's time goes: from the wake (or the pass's start) to the
+            # desired peers loaded, and from there to the backend having applied them.
+            load_ms=round(max(0.0, self._loaded_at - self._pass_began) * 1000, 1),
+            apply_ms=round(max(0.0, now - self._loaded_at) * 1000, 1),
         )
