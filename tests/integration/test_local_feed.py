@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+
 from gateway.app import create_app
 from gateway.dataplane.local import FULL_READ_EVERY, LocalFeed
 from gateway.http import appkeys
 from gateway.wireguard.backend import PeerSpec
+from gateway.wireguard.keys import to_base64
+from gateway.wireguard.plan import DesiredChanges
+from provisioning.schema import peers
 from tests.conftest import FakeClock
 from tests.helpers import bearer, create_peer, ops_token, verified_tenant
 
@@ -104,7 +109,13 @@ async def test_the_changes_it_tells_rebuild_what_a_fresh_read_gives(
     assert await follow() == (0, 2)
     assert len(mirror) == 1
 
+    # A row changed behind the application's back (no revision bump): the deltas miss it,
+    # the periodic full read hands it on like any other change.
+    last = next(p for p in mirror.values())
+    async with client.app[appkeys.DATABASE].write() as conn:
+        await conn.execute(update(peers).where(peers.c.public_key == to_base64(last.public_key))
+                           .values(status="revoked"))
+    assert await kept.desired_changes() == DesiredChanges()
     clock.advance(seconds=FULL_READ_EVERY.total_seconds())
-    assert await kept.desired_changes() is None, "the periodic full read is the caller's"
-    assert keyed(await kept.desired_peers()) == mirror
-    assert await follow() == (0, 0)
+    assert await follow() == (0, 1)
+    assert mirror == {}
