@@ -29,8 +29,8 @@ class DesiredChangeSource(DesiredStateSource, Protocol):
     """A source that can also say what changed, so a commit wake costs O(changes)."""
 
     async def desired_changes(self) -> DesiredChanges | None:
-        """The peers changed since the previous call of either method, or None when only a
-        whole read will do (the first, a periodic full read): call `desired_peers` then."""
+        """The peers changed since the previous call of either method, or None when the
+        source cannot tell: the caller then loads them whole with `desired_peers`."""
         ...
 
 
