@@ -10,8 +10,9 @@ on wireguard-go interfaces, and times in one run:
    interface with the same peers;
 2. one changed peer at --peers (a new allowed IP): our periodic reconcile pass (dump +
    plan + apply of the one change) versus `wg syncconf` with the full file containing it,
-   and the commit-wake pass (`reconcile(full=False)`: the difference from the last pass,
-   no dump), which is what a provisioning commit costs;
+   and the commit-wake pass (`reconcile(full=False)`: the change the feed tells applied
+   to what the last pass left, no dump, no whole load), which is what a provisioning
+   commit costs;
 3. one collector cycle at --peers (`Collector.collect()`: dump + session tracker +
    events, trivial callbacks) beside a bare `wg show <if> dump`; and, with a temp
    SQLite database, the full cycle including `LocalFeed.peer_status`'s per-peer status
@@ -65,7 +66,7 @@ from pyroute2 import netns as pyroute2_netns
 from gateway.wireguard.backend import InterfaceSpec, PeerChanges, PeerSpec
 from gateway.wireguard.collector import Collector, CollectorSnapshot
 from gateway.wireguard.keys import to_base64
-from gateway.wireguard.plan import plan_changes
+from gateway.wireguard.plan import DesiredChanges, plan_changes
 from gateway.wireguard.reconciler import Reconciler
 from gateway.wireguard.sessions import SessionEvent, SessionTracker
 from gateway.wireguard.uapi import GET_REQUEST, parse_get_response
@@ -277,11 +278,19 @@ def wg_allowed_ips(ifname: str) -> dict[str, str]:
 
 
 class Desired:
+    """The whole desired set, and (as the in-process feed does) what changed since."""
+
     def __init__(self, specs: Sequence[PeerSpec] = ()) -> None:
         self.specs = list(specs)
+        self.told: DesiredChanges | None = None
 
     async def __call__(self) -> Sequence[PeerSpec]:
+        self.told = None
         return self.specs
+
+    async def changes(self) -> DesiredChanges | None:
+        told, self.told = self.told, None
+        return told
 
 
 @dataclass
@@ -300,7 +309,8 @@ class Ours:
         )
         backend = UserspaceBackend.managed(interface=ifname, socket_dir=SOCKET_DIR)
         desired = Desired()
-        reconciler = Reconciler(backend=backend, interface=spec, load_desired=desired)
+        reconciler = Reconciler(backend=backend, interface=spec, load_desired=desired,
+                                load_changes=desired.changes)
         await reconciler.reconcile()
         return cls(ifname, backend, desired, reconciler)
 
@@ -485,7 +495,7 @@ class Bench:
 
     async def one_change_on_wake(self, ours: Ours, specs: list[PeerSpec]) -> None:
         """What a provisioning commit costs the data plane: `reconcile(full=False)` (the
-        commit wake) applies the difference from the last pass without a dump."""
+        commit wake) applies the change the feed tells, without a dump or a whole load."""
         ours_wake = Stat()
         for i in range(self.repeat):
             k = (i * 7927 + 1) % len(specs)
@@ -493,12 +503,13 @@ class Bench:
             specs[k] = PeerSpec(old.public_key, (unused_host(specs, self.rng),),
                                 old.preshared_key, old.persistent_keepalive)
             ours.desired.specs = fresh(specs)
+            ours.desired.told = DesiredChanges(put=(specs[k],))
             result = await self.profiler.run(
                 ours_wake, "one_change_wake", lambda: ours.reconciler.reconcile(full=False))
             assert result.applied.updates == (specs[k],), result.applied
         self.add(f"one changed peer at {self.peers:,}, commit wake", ours_wake, None,
                  "ours <= 10 ms", limit=0.010,
-                 note="ours: reconcile(full=False): load desired + diff + 1 UAPI set, no dump")
+                 note="ours: reconcile(full=False): the change told + 1 UAPI set, no dump")
 
     async def collector(self, ours: Ours, wg: WgGoDaemon) -> None:
         async def on_events(events: Sequence[SessionEvent]) -> None:

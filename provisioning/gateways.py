@@ -363,7 +363,9 @@ async def mark_changed(conn: AsyncConnection, events: Sequence[Event]) -> list[s
                        .values(revision=gateways.c.revision + 1))
     new_revision = (select(gateways.c.revision).where(gateways.c.id == peers.c.gateway_id)
                     .scalar_subquery())
-    await conn.execute(update(peers).where(which, peers.c.gateway_id.in_(touched))
+    # Not `gateway_id IN touched` (the same rows): SQLite would walk that gateway's every
+    # peer by its index, O(peers) on each provisioning commit, instead of the few in `which`.
+    await conn.execute(update(peers).where(which, peers.c.gateway_id.is_not(None))
                        .values(revision=new_revision))
     return touched
 

@@ -8,10 +8,11 @@ and collector never know which one they were given.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.wireguard.backend import PeerSpec
 from gateway.wireguard.collector import CollectorSnapshot
+from gateway.wireguard.plan import DesiredChanges
 from gateway.wireguard.sessions import SessionEvent
 
 SavedSessions = Mapping[str, Mapping[str, int | str]]
@@ -20,6 +21,16 @@ SavedSessions = Mapping[str, Mapping[str, int | str]]
 class DesiredStateSource(Protocol):
     async def desired_peers(self) -> Sequence[PeerSpec]:
         """Every peer the interface should carry right now."""
+        ...
+
+
+@runtime_checkable
+class DesiredChangeSource(DesiredStateSource, Protocol):
+    """A source that can also say what changed, so a commit wake costs O(changes)."""
+
+    async def desired_changes(self) -> DesiredChanges | None:
+        """The peers changed since the previous call of either method, or None when the
+        source cannot tell: the caller then loads them whole with `desired_peers`."""
         ...
 
 

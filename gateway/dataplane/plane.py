@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from gateway.dataplane.feed import DesiredStateSource, ObservationSink
+from gateway.dataplane.feed import DesiredChangeSource, DesiredStateSource, ObservationSink
 from gateway.dataplane.unusable import UnusableKeyFilter
 from gateway.egress.plan import EgressPlan
 from gateway.egress.ruleset import Policy
@@ -21,6 +21,7 @@ from gateway.wireguard.backend import BackendError, InterfaceSpec, PeerSpec, Wir
 from gateway.wireguard.collector import Collector, CollectorSnapshot
 from gateway.wireguard.netlink import KernelBackend
 from gateway.wireguard.off import NullBackend
+from gateway.wireguard.plan import DesiredChanges
 from gateway.wireguard.reconciler import Reconciler
 from gateway.wireguard.sessions import REJECT_AFTER_TIME, SessionEvent, SessionTracker
 from gateway.wireguard.userspace import UserspaceBackend
@@ -106,11 +107,16 @@ class DataPlane:
         self._writes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._source = source
+        # Looked up once: a runtime protocol check costs more than the pass it guards.
+        self._source_changes = (
+            source.desired_changes if isinstance(source, DesiredChangeSource) else None
+        )
         self._usable = UnusableKeyFilter(interface.private_key)
         self.reconciler = Reconciler(
             backend=backend,
             interface=interface,
             load_desired=self._desired_peers,
+            load_changes=self._desired_changes if self._source_changes else None,
             interval=reconcile_interval,
             clock=clock,
             follow_peers=egress.sync if egress else None,
@@ -119,6 +125,13 @@ class DataPlane:
 
     async def _desired_peers(self) -> list[PeerSpec]:
         return self._usable(await self._source.desired_peers())
+
+    async def _desired_changes(self) -> DesiredChanges | None:
+        assert self._source_changes is not None
+        changed = await self._source_changes()
+        if changed is None:
+            return None
+        return DesiredChanges(put=tuple(self._usable(changed.put)), gone=changed.gone)
 
     def wake(self) -> None:
         """The desired state changed: reconcile now."""

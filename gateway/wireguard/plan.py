@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from gateway.wireguard.backend import PeerChanges, PeerSpec, PeerState
+
+
+@dataclass(frozen=True)
+class DesiredChanges:
+    """How the desired peers changed since they were last loaded: peers new or changed
+    (`put`) and keys no longer wanted (`gone`). A key in both is wanted, as `put` says."""
+
+    put: tuple[PeerSpec, ...] = ()
+    gone: tuple[bytes, ...] = ()
 
 
 def _in_sync(desired: PeerSpec, actual: PeerState) -> bool:
@@ -44,3 +54,22 @@ def plan_delta(applied: Mapping[bytes, PeerSpec], desired: Mapping[bytes, PeerSp
     )
     removals = tuple(key for key in applied if key not in desired)
     return PeerChanges(adds=adds, updates=updates, removals=removals)
+
+
+def plan_changed(
+    applied: Mapping[bytes, PeerSpec], put: Iterable[PeerSpec], gone: Iterable[bytes]
+) -> PeerChanges:
+    """`plan_delta` for the changed peers only: costs O(changes), whatever is applied.
+
+    `gone` must hold no key of `put`.
+    """
+    adds: list[PeerSpec] = []
+    updates: list[PeerSpec] = []
+    for spec in put:
+        before = applied.get(spec.public_key)
+        if before is None:
+            adds.append(spec)
+        elif before != spec:
+            updates.append(spec)
+    removals = tuple(key for key in gone if key in applied)
+    return PeerChanges(adds=tuple(adds), updates=tuple(updates), removals=removals)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +22,15 @@ from gateway.wireguard.backend import (
     WireGuardBackend,
 )
 from gateway.wireguard.keys import public_key_of, to_base64
-from gateway.wireguard.plan import plan_changes, plan_delta
+from gateway.wireguard.plan import DesiredChanges, plan_changed, plan_changes, plan_delta
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 LoadDesired = Callable[[], Awaitable[Sequence[PeerSpec]]]
+# The desired peers changed since the last load (of either kind); None: load them whole.
+LoadChanges = Callable[[], Awaitable[DesiredChanges | None]]
 # Brings state that follows the peers (the egress map) in line, in the same pass.
 FollowPeers = Callable[[Sequence[PeerSpec]], Awaitable[None]]
 
@@ -63,7 +66,9 @@ class Reconciler:
     A full pass dumps the interface and compares; it runs first, every `interval`, after
     any failure and when asked (`wake_full`, e.g. after a daemon restart). A pass woken by
     a commit only applies the difference between the desired set the last pass left on the
-    interface and the new one: no dump, so its cost follows the change, not the peer count.
+    interface and the new one: no dump. With `load_changes` that difference comes from the
+    source (the peers changed since its last load), so such a pass costs O(changes); without
+    it, or when the source answers None, the whole desired set is loaded and compared.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class Reconciler:
         backend: WireGuardBackend,
         interface: InterfaceSpec,
         load_desired: LoadDesired,
+        load_changes: LoadChanges | None = None,
         interval: float = 30.0,
         initial_backoff: float = 1.0,
         max_backoff: float = 60.0,
@@ -84,17 +90,25 @@ class Reconciler:
         self._interface = interface
         self._public_key = public_key_of(interface.private_key)
         self._load_desired = load_desired
+        self._load_changes = load_changes
         self._interval = interval
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._clock = clock
         self._sleep = sleep
         self._wake = asyncio.Event()
+        # Timing spans for the applied log line: the first wake not yet served, and when
+        # the pass began and its desired peers were loaded (monotonic seconds).
+        self._woken_at: float | None = None
+        self._pass_began = 0.0
+        self._loaded_at = 0.0
         # Serialises passes when a caller reconciles directly while run() is active.
         self._lock = asyncio.Lock()
         self._interface_ready = False
         # What the last successful pass left on the interface; None: unknown, dump first.
         self._applied: dict[bytes, PeerSpec] | None = None
+        # Desired peers the backend refused: not in `_applied`, retried by every pass.
+        self._rejected: dict[bytes, PeerSpec] = {}
         self._full_due = True
         self._status = ReconcilerStatus(ok=False, reason="not reconciled yet")
 
@@ -104,6 +118,8 @@ class Reconciler:
 
     def wake(self) -> None:
         """Ask for a pass soon (after a provisioning commit)."""
+        if self._woken_at is None:
+            self._woken_at = time.monotonic()
         self._wake.set()
 
     def wake_full(self) -> None:
@@ -117,6 +133,10 @@ class Reconciler:
         `full=False` applies only the difference from the last pass when that is known.
         """
         async with self._lock:
+            woken_at, self._woken_at = self._woken_at, None
+            self._pass_began = self._loaded_at = time.monotonic()
+            if woken_at is not None:
+                self._pass_began = woken_at  # a commit wake's span starts at the wake
             try:
                 if full or self._applied is None:
                     result = await self._reconcile()
@@ -216,6 +236,7 @@ class Reconciler:
     async def _reconcile(self) -> ReconcileResult:
         dump = await self._current()
         wanted = await self._load_desired()
+        self._loaded_at = time.monotonic()
         desired = {spec.public_key: spec for spec in wanted}
         result = await self._apply(desired, plan_changes(desired, dump.peers))
         if self._follow_peers is not None:
@@ -224,19 +245,53 @@ class Reconciler:
 
     async def _reconcile_delta(self) -> ReconcileResult:
         assert self._applied is not None
+        changed = None if self._load_changes is None else await self._load_changes()
+        self._loaded_at = time.monotonic()
+        if changed is not None:
+            return await self._reconcile_changed(self._applied, changed)
         wanted = await self._load_desired()
+        self._loaded_at = time.monotonic()
         desired = {spec.public_key: spec for spec in wanted}
         result = await self._apply(desired, plan_delta(self._applied, desired))
         if self._follow_peers is not None:
             await self._follow_peers(wanted)
         return result
 
+    async def _reconcile_changed(
+        self, applied: dict[bytes, PeerSpec], changed: DesiredChanges
+    ) -> ReconcileResult:
+        """Apply what the source says changed; `applied` is updated in place, not rebuilt."""
+        put = dict(self._rejected)  # refused before: try again, unless no longer wanted
+        for key in changed.gone:
+            put.pop(key, None)
+        for spec in changed.put:
+            put[spec.public_key] = spec
+        gone = [key for key in changed.gone if key not in put]
+        result = await self._apply_changes(plan_changed(applied, put.values(), gone))
+        rejected = set(result.rejected)
+        for key in gone:
+            applied.pop(key, None)
+            self._rejected.pop(key, None)
+        for key, spec in put.items():
+            if key in rejected:
+                applied.pop(key, None)
+                self._rejected[key] = spec
+            else:
+                applied[key] = spec
+                self._rejected.pop(key, None)
+        if self._follow_peers is not None:
+            # The egress map follows the whole set (O(peers), only with egress on).
+            await self._follow_peers([*applied.values(), *self._rejected.values()])
+        return result
+
     async def _apply(self, desired: dict[bytes, PeerSpec], changes: PeerChanges) -> ReconcileResult:
         result = await self._apply_changes(changes)
-        rejected = set(result.rejected)
         # What is on the interface now: the desired set less what the backend refused
         # (a refused peer is retried by the next pass, as it would be after a dump).
-        self._applied = {k: v for k, v in desired.items() if k not in rejected}
+        self._rejected = {k: desired[k] for k in result.rejected if k in desired}
+        if self._rejected:
+            desired = {k: v for k, v in desired.items() if k not in self._rejected}
+        self._applied = desired
         return result
 
     async def _apply_changes(self, changes: PeerChanges) -> ReconcileResult:
@@ -271,10 +326,15 @@ class Reconciler:
         return ReconcileResult(applied=merged, rejected=tuple(rejected))
 
     def _log_applied(self, changes: PeerChanges) -> None:
+        now = time.monotonic()
         log.info(
             "wireguard.reconcile.applied",
             interface=self._interface.name,
             adds=len(changes.adds),
             updates=len(changes.updates),
             removals=len(changes.removals),
+            # Where a commit wake's time goes: from the wake (or the pass's start) to the
+            # desired peers loaded, and from there to the backend having applied them.
+            load_ms=round(max(0.0, self._loaded_at - self._pass_began) * 1000, 1),
+            apply_ms=round(max(0.0, now - self._loaded_at) * 1000, 1),
         )

@@ -12,7 +12,9 @@ from gateway.dataplane.plane import DataPlane
 from gateway.wireguard.backend import InterfaceSpec, PeerSpec
 from gateway.wireguard.collector import CollectorSnapshot
 from gateway.wireguard.keys import public_key_of
+from gateway.wireguard.plan import DesiredChanges
 from gateway.wireguard.sessions import SessionEvent
+from provisioning.keys import SMALL_ORDER_PUBLIC_KEYS
 from tests.fakes import MemoryBackend
 
 KEY = bytes(range(32))
@@ -104,3 +106,43 @@ async def test_a_restarted_plane_resumes_open_sessions_from_the_sink() -> None:
     await asyncio.wait_for(until(lambda: len(feed.events) == 2), timeout=10)
     await second.stop()
     assert [e.type for e in feed.events] == ["session.started", "session.ended"]
+
+
+class ChangeFeed(ListFeed):
+    """A feed that also says what changed since its last load (as the in-process one does)."""
+
+    def __init__(self, desired: list[PeerSpec]) -> None:
+        super().__init__(desired, {})
+        self.whole_loads = 0
+        self.told: list[DesiredChanges] = []
+
+    async def desired_peers(self) -> Sequence[PeerSpec]:
+        self.whole_loads += 1
+        return list(self.desired)
+
+    async def desired_changes(self) -> DesiredChanges | None:
+        return self.told.pop(0) if self.told else DesiredChanges()
+
+
+async def test_commit_wakes_take_only_the_changes_and_leave_unusable_keys_off() -> None:
+    first, second = (public_key_of(bytes([n] * 32)) for n in (11, 12))
+    unusable = sorted(SMALL_ORDER_PUBLIC_KEYS)[0]
+    feed = ChangeFeed([PeerSpec(first, ("10.0.0.2/32",))])
+    backend = MemoryBackend()
+    plane = DataPlane(
+        backend=backend, interface=InterfaceSpec("wgtest0", KEY, 51820, ("10.0.0.1/24",)),
+        source=feed, sink=feed, collect_interval=3600, reconcile_interval=3600,
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    await plane.start()
+    try:
+        assert set(backend.peers) == {first}
+        # The loop's own first pass is full too; the wake must come after it.
+        await asyncio.wait_for(until(lambda: feed.whole_loads == 2), timeout=10)
+        feed.desired = [PeerSpec(second, ("10.0.0.3/32",)), PeerSpec(unusable, ("10.0.0.4/32",))]
+        feed.told.append(DesiredChanges(put=tuple(feed.desired), gone=(first,)))
+        plane.wake()
+        await asyncio.wait_for(until(lambda: set(backend.peers) == {second}), timeout=10)
+        assert feed.whole_loads == 2, "a commit wake loads only what changed"
+    finally:
+        await plane.stop()

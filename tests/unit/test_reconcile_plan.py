@@ -22,7 +22,7 @@ from gateway.wireguard.backend import (
 )
 from gateway.wireguard.keys import preshared_key_digest
 from gateway.wireguard.off import NullBackend
-from gateway.wireguard.plan import plan_changes
+from gateway.wireguard.plan import DesiredChanges, plan_changes
 from gateway.wireguard.reconciler import Reconciler
 
 K1, K2, K3, K4 = (bytes([n]) * 32 for n in (0xA1, 0xB2, 0xC3, 0xD4))
@@ -396,3 +396,85 @@ async def test_commit_wakes_apply_deltas_and_the_interval_dumps() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert {p.public_key for p in (await backend.dump()).peers} == {K1, K2, K3}
+
+
+# --- commit wakes from a source that says what changed: O(changes) ------------------------
+
+
+class ChangingDesired(Desired):
+    """Desired peers that also say what changed since the last load, as LocalFeed does."""
+
+    def __init__(self, *specs: PeerSpec) -> None:
+        super().__init__(*specs)
+        self.whole_loads = 0
+        self._loaded: dict[bytes, PeerSpec] = {}
+
+    async def __call__(self) -> Sequence[PeerSpec]:
+        self.whole_loads += 1
+        self._loaded = {s.public_key: s for s in self.specs}
+        return self.specs
+
+    async def changes(self) -> DesiredChanges | None:
+        now = {s.public_key: s for s in self.specs}
+        put = tuple(s for k, s in now.items() if self._loaded.get(k) != s)
+        gone = tuple(k for k in self._loaded if k not in now)
+        self._loaded = now
+        return DesiredChanges(put=put, gone=gone)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(st.lists(spec_strategy, max_size=5), min_size=1, max_size=8),
+    refused=st.sets(st.sampled_from(KEYS), max_size=2),
+)
+async def test_any_sequence_of_told_changes_leaves_what_a_full_pass_would(
+    steps: list[list[PeerSpec]], refused: set[bytes],
+) -> None:
+    backend = CountingBackend()
+    backend.reject_keys = refused
+    desired = ChangingDesired()
+    rec = reconciler(backend, desired, load_changes=desired.changes)
+    await rec.reconcile()  # the first pass is full
+    with capture_logs():
+        for step in steps:
+            desired.specs = list({s.public_key: s for s in step}.values())
+            await rec.reconcile(full=False)
+        assert backend.dumps == 1 and desired.whole_loads == 1, "wakes load only the changes"
+        # A full pass now changes nothing: only the refused peers are tried (and refused).
+        result = await rec.reconcile()
+    wanted = {s.public_key: s for s in desired.specs}
+    assert result.applied.empty
+    assert set(result.rejected) == refused & wanted.keys()
+    dumped = {p.public_key: p for p in (await backend.dump()).peers}
+    assert dumped == {k: state(s) for k, s in wanted.items() if k not in refused}
+
+
+async def test_a_refused_peer_is_tried_again_by_the_next_commit_wake() -> None:
+    backend = CountingBackend()
+    backend.reject_keys = {K2}
+    desired = ChangingDesired(*PEERS)
+    rec = reconciler(backend, desired, load_changes=desired.changes)
+    with capture_logs():
+        assert (await rec.reconcile()).rejected == (K2,)
+    backend.reject_keys = set()
+    newcomer = PeerSpec(K4, ("10.100.0.9/32",))
+    desired.specs.append(newcomer)
+    result = await rec.reconcile(full=False)
+    assert set(result.applied.adds) == {PEERS[1], newcomer} and not result.rejected
+    assert {p.public_key for p in (await backend.dump()).peers} == {K1, K2, K3, K4}
+    assert (await rec.reconcile(full=False)).applied.empty
+
+
+async def test_a_source_that_cannot_tell_gets_a_whole_load() -> None:
+    backend = CountingBackend()
+    desired = ChangingDesired(*PEERS[:2])
+
+    async def cannot_tell() -> DesiredChanges | None:
+        return None
+
+    rec = reconciler(backend, desired, load_changes=cannot_tell)
+    await rec.reconcile()
+    desired.specs = [PEERS[2]]
+    result = await rec.reconcile(full=False)
+    assert result.applied == PeerChanges(adds=(PEERS[2],), removals=(K1, K2))
+    assert desired.whole_loads == 2 and backend.dumps == 1
