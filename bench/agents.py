@@ -35,6 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,6 +201,21 @@ async def propagation(bench: Bench, agents: int, small_tenant: str, trials: int)
     return samples
 
 
+@contextlib.contextmanager
+def executor_in_namespace() -> Iterator[None]:
+    """While the loop's thread is in a namespace, give it a fresh default executor: the
+    backend's link calls run on `asyncio.to_thread`, and the old pool's threads were born in
+    the root namespace (the server's own worker calls started them), where the link is not."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(thread_name_prefix="bench-ns")  # threads start lazily, in ns
+    loop.set_default_executor(pool)
+    try:
+        yield
+    finally:
+        loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="bench-root"))
+        pool.shutdown(wait=False)
+
+
 async def first_sync(bench: Bench, ns: Namespace, tmp: Path, repeat: int) -> tuple[list[float],
                                                                                 list[float]]:
     ours, theirs = [], []
@@ -212,7 +229,7 @@ async def first_sync(bench: Bench, ns: Namespace, tmp: Path, repeat: int) -> tup
         feed.apply(doc)
         fetched = time.perf_counter() - began
         await client.close()
-        with entered(ns):
+        with entered(ns), executor_in_namespace():
             ifname = unique("vbo")
             backend = UserspaceBackend.managed(interface=ifname, socket_dir=SOCKET_DIR)
             wanted: list[list[Any]] = [[]]

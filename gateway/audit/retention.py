@@ -170,8 +170,21 @@ async def retention_job(app: web.Application) -> None:
     settings = app[appkeys.SETTINGS]
     sequencer = app[appkeys.SEQUENCER]
     providers: tuple[FactProvider, ...] = app[appkeys.FACT_PROVIDERS]
-    await redact_expired(app[appkeys.DATABASE], now=app[appkeys.CLOCK].now(),
-                         retention_days=await retention_in_force(
-                             app[appkeys.DATABASE], settings.audit.retention_days),
-                         providers=providers, sequence=sequencer.drain,
-                         on_commit=sequencer.wake)
+    now = app[appkeys.CLOCK].now()
+    result = await redact_expired(app[appkeys.DATABASE], now=now,
+                                  retention_days=await retention_in_force(
+                                      app[appkeys.DATABASE], settings.audit.retention_days),
+                                  providers=providers, sequence=sequencer.drain,
+                                  on_commit=sequencer.wake)
+    if result.count or result.intervals_deleted or result.keys_deleted:
+        # /readyz shows the last erasure once it is complete on disk (WAL purge included).
+        report = last_erasure_report(result, at=now)
+        app[appkeys.RUNTIME].informational["retention"] = lambda: report
+
+
+def last_erasure_report(result: RedactionResult, *, at: datetime) -> dict[str, object]:
+    return {"last_erasure": {
+        "at": format_time(at), "before": format_time(result.before), "count": result.count,
+        "from_index": result.from_index, "to_index": result.to_index,
+        "intervals_deleted": result.intervals_deleted, "wal_truncated": result.wal_truncated,
+        "payload_keys_deleted": [format_time(d)[:10] for d in result.keys_deleted]}}
