@@ -6,7 +6,8 @@
    synchronous=NORMAL as the service runs it: a commit survives a process crash), which
    opens each payload. Beside it, measured in the same run on the same rows: the sealing
    alone (done at commit, before the outbox), SHA-256 of the leaves alone, and a bare
-   sqlite3 executemany of the same log_entries rows in batches of B (the raw limits).
+   sqlite3 executemany of the same (sealed) log_entries rows in batches of B on the
+   service's writer connection and schema (the raw limits).
 2. Proofs: a log of N leaves is bulk-built with sqlite3 and MerkleFrontier (every
    completed node stored, one signed checkpoint every 10,000 leaves), then
    AuditLog.inclusion_proofs / consistency_proof are timed for random indexes and sizes
@@ -122,7 +123,8 @@ async def bench_append(root: Path, count: int, batches: list[int],
         for attempt in range(repeat):  # best of `repeat`: the machine may be shared
             rate = max(rate, await _sequence_rate(root / f"append-{batch}-{attempt}", sample,
                                                   batch))
-            raw = max(raw, _raw_insert_rate(root / f"raw-{batch}-{attempt}.db", sample, batch))
+            raw = max(raw, await _raw_insert_rate(root / f"raw-{batch}-{attempt}", sample,
+                                                       batch))
         moved = count
         rows.append({"batch": batch, "events": moved, "sequence events/s": rate,
                      "sqlite3 executemany rows/s": raw, "SHA-256 leaves/s": sha_rate,
@@ -158,28 +160,34 @@ async def _sequence_rate(path: Path, sample: list[tuple[bytes, str, str, str]],
     return moved / elapsed
 
 
-def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]], batch: int) -> float:
-    """The same log_entries rows, same table and indexes, bare executemany per batch."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE log_entries (idx BIGINT NOT NULL PRIMARY KEY, leaf BLOB, "
-                 "leaf_hash BLOB NOT NULL, type VARCHAR(40) NOT NULL, tenant_id VARCHAR(36), "
-                 "peer_id VARCHAR(36), ts DATETIME NOT NULL, redacted_at DATETIME)")
-    for cols in ("tenant_id, ts", "peer_id, ts", "type, ts", "ts"):
-        conn.execute(f"CREATE INDEX ix_{cols.replace(', ', '_')} ON log_entries ({cols})")
+async def _raw_insert_rate(path: Path, sample: list[tuple[bytes, str, str, str]],
+                           batch: int) -> float:
+    """The rows AuditLog.sequence stores in log_entries (payloads sealed as the outbox holds
+    them), inserted by a bare sqlite3 executemany per batch on the service's own writer
+    connection: the same migrated schema (table and indexes), the same connection settings
+    and WAL checkpointing (gateway.db), so the baseline cannot drift from the product."""
+    data, url = make_data_dir(path.parent, path.name)
+    db = Database.for_data_dir(url, data, pool_size=2)
+    await db.migrate()
+    day = day_of(datetime(2026, 11, 30, tzinfo=UTC))
+    assert db.payload_keys is not None
+    aead = db.payload_keys.for_sealing(day)
+    rows = [(i, seal(aead, day, leaf, h), h, kind, tenant, peer, SQL_TS)
+            for i, (leaf, h, kind, tenant, peer) in enumerate(
+                (leaf, merkle.leaf_hash(leaf), kind, tenant, peer)
+                for leaf, kind, tenant, peer in sample)]
     started = time.perf_counter()
-    for lo in range(0, len(sample), batch):
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", (
-            (lo + i, leaf, hashlib.sha256(b"\x00" + leaf).digest(), kind, tenant, peer, SQL_TS)
-            for i, (leaf, kind, tenant, peer) in enumerate(sample[lo:lo + batch])))
-        conn.execute("COMMIT")
+    for lo in range(0, len(rows), batch):
+        async with db.write() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            raw.sqlite.executemany("INSERT INTO log_entries (idx, leaf, leaf_hash, type, "
+                                   "tenant_id, peer_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   rows[lo:lo + batch])
     elapsed = time.perf_counter() - started
-    conn.close()
-    for f in path.parent.glob(path.name + "*"):
+    await db.dispose()
+    for f in data.glob("vpngw.db*"):
         f.unlink()
-    return len(sample) / elapsed
+    return len(rows) / elapsed
 
 
 # --- 2. a big log, bulk-built ----------------------------------------------------------------
