@@ -120,32 +120,28 @@ class AuditLog:
         async with self.db.write() as conn:
             size, _ = await self._locked_head(conn)
             pending = await storage.outbox_batch(conn, batch)
-            if not pending:
+            if not pending.ids:
                 if checkpoint and size and not await self._has_checkpoint(conn, size):
                     await self._checkpoint(conn, await self._frontier(conn, size))
                 return 0
             frontier = await self._frontier(conn, size)
-            ids = [row[0] for row in pending]
-            stored = [row[1] for row in pending]
-            events = _parse_events([row[2] for row in pending])
-            hashes = [row[3] for row in pending]
-            nodes: list[tuple[Any, ...]] = []
-            append = frontier.append
-            for h in hashes:
-                for ref, node in append(h):
-                    nodes.append((ref.level, ref.index, node))
+            events = _parse_events(pending.leaves)
+            nodes = frontier.extend_levels(pending.hashes)
             times = storage.TimeColumns(conn)
-            # The payload goes in as the outbox held it: sealed, never re-encrypted.
+            # Column by column into the driver's executemany; the payload goes in as the
+            # outbox held it: sealed, never re-encrypted.
+            get = dict.get
             await storage.executemany(
                 conn, "INSERT INTO log_entries (idx, leaf, leaf_hash, type, tenant_id, peer_id, "
                 "ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(size + i, leaf, h, event["type"], event.get("tenant_id"), event.get("peer_id"),
-                  times.column(event["ts"]))
-                 for i, (leaf, h, event) in enumerate(zip(stored, hashes, events, strict=True))])
+                list(zip(range(size, size + len(events)), pending.stored, pending.hashes,
+                         [e["type"] for e in events], [get(e, "tenant_id") for e in events],
+                         [get(e, "peer_id") for e in events],
+                         [times.column(e["ts"]) for e in events], strict=True)))
             if nodes:
                 await storage.executemany(
                     conn, "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-            await storage.delete_outbox(conn, ids)
+            await storage.delete_outbox(conn, pending.ids)
             if self.indexers:
                 sequenced = [SequencedEntry(size + i, event, times.parse(event["ts"]))
                              for i, event in enumerate(events)]
@@ -155,7 +151,7 @@ class AuditLog:
                 await self._checkpoint(conn, frontier)
             else:
                 await self._move_head(conn, frontier)
-        return len(pending)
+        return len(events)
 
     async def _has_checkpoint(self, conn: AsyncConnection, size: int) -> bool:
         return bool(await conn.scalar(select(checkpoints.c.size).where(checkpoints.c.size == size)))

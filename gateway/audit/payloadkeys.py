@@ -44,6 +44,7 @@ KEY_FILE = "payload-keys.json"
 SEALED = 0x01
 PLAIN = 0x7B  # "{": a canonical JSON leaf stored as it is
 _HEADER = struct.Struct(">BI")
+SEALED_HEADER_SIZE = _HEADER.size  # marker and day: equal for the payloads of one key
 _NONCE = 12
 _OVERHEAD = _HEADER.size + _NONCE + 16
 _EPOCH = date(1970, 1, 1)
@@ -105,6 +106,22 @@ def unseal(aead: AESGCM, stored: bytes, leaf_hash: bytes) -> bytes:
     except InvalidTag:
         raise SealedPayloadError("sealed payload does not authenticate under its day's key "
                                  "and leaf hash") from None
+
+
+def unseal_many(aead: AESGCM, stored: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """unseal() of a batch sealed under one key: the plain leaves, in order; the first one
+    that does not authenticate raises SealedPayloadError as unseal() would."""
+    head, body = _HEADER.size, _HEADER.size + _NONCE
+    decrypt = aead.decrypt
+    try:
+        if stored and min(map(len, stored)) < _OVERHEAD:
+            raise InvalidTag
+        return [decrypt(s[head:body], s[body:], s[:head] + h)
+                for s, h in zip(stored, leaf_hashes, strict=True)]
+    except InvalidTag:
+        for s, h in zip(stored, leaf_hashes, strict=True):  # name the reason, as unseal does
+            unseal(aead, s, h)
+        raise SealedPayloadError("sealed payload does not authenticate") from None
 
 
 def open_rows(rows: list[Sequence[Any]], keys: PayloadKeys | None) -> list[Sequence[Any]]:

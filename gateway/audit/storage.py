@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.canonical import parse_time
 from gateway.audit.payloadkeys import (
+    SEALED_HEADER_SIZE,
     PayloadKeys,
     SealedPayloadError,
     day_of,
@@ -40,6 +42,7 @@ from gateway.audit.payloadkeys import (
     seal_many,
     sealed_day,
     unseal,
+    unseal_many,
 )
 from gateway.audit.sqltext import numbered
 
@@ -199,30 +202,49 @@ class Opener:
             return None
 
 
-async def outbox_batch(conn: AsyncConnection, batch: int) -> list[tuple[int, bytes, bytes, bytes]]:
-    """Up to `batch` outbox rows in id order: (id, stored bytes, plain leaf, leaf hash)."""
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    """Outbox rows in id order, column by column: the stored bytes go into the log as they
+    are (sealed, never re-encrypted), the plain leaves are parsed for the row's columns."""
+
+    ids: list[int]
+    stored: list[bytes]
+    leaves: list[bytes]
+    hashes: list[bytes]
+
+
+async def outbox_batch(conn: AsyncConnection, batch: int) -> OutboxBatch:
+    """Up to `batch` outbox rows in id order, their payloads opened."""
     rows = await fetch(conn, "SELECT id, leaf, leaf_hash FROM outbox ORDER BY id LIMIT ?",
                        (batch,))
-    keys = keys_of(conn)
-    aeads: dict[int, AESGCM | None] = {}  # a batch spans one day, rarely two
-    out = []
-    for row_id, stored, stored_hash in rows:
-        stored = bytes(stored)
-        if not is_sealed(stored):  # plaintext (no keys, or written before sealing existed)
-            out.append((int(row_id), stored, stored, leaf_hash(stored)))
-            continue
-        day = sealed_day(stored)
-        if day not in aeads:
-            aeads[day] = None if keys is None else keys.for_opening(day)
-        aead = aeads[day]
-        if aead is None:
-            raise SealedPayloadError(
-                f"outbox row {row_id} is sealed under the key of {day_start(day):%Y-%m-%d}, "
-                "which is missing from payload-keys.json; restore the key file from its backup")
+    ids = [int(r[0]) for r in rows]
+    stored = [bytes(r[1]) for r in rows]
+    headers = {s[:SEALED_HEADER_SIZE] for s in stored}
+    if len(headers) == 1 and is_sealed(stored[0]):  # the usual batch: one day's key
         # The leaf hash is authenticated with the payload: only a key holder made the pair.
-        out.append((int(row_id), stored, unseal(aead, stored, stored_hash or b""),
-                    bytes(stored_hash)))
-    return out
+        hashes = [bytes(r[2]) for r in rows]
+        aead = _opening_key(keys_of(conn), ids[0], sealed_day(stored[0]))
+        return OutboxBatch(ids, stored, unseal_many(aead, stored, hashes), hashes)
+    keys = keys_of(conn)
+    leaves, hashes = [], []
+    for row_id, data, (_, _, stored_hash) in zip(ids, stored, rows, strict=True):
+        if not is_sealed(data):  # plaintext (no keys, or written before sealing existed)
+            leaves.append(data)
+            hashes.append(leaf_hash(data))
+            continue
+        aead = _opening_key(keys, row_id, sealed_day(data))
+        leaves.append(unseal(aead, data, stored_hash or b""))
+        hashes.append(bytes(stored_hash))
+    return OutboxBatch(ids, stored, leaves, hashes)
+
+
+def _opening_key(keys: PayloadKeys | None, row_id: int, day: int) -> AESGCM:
+    aead = None if keys is None else keys.for_opening(day)
+    if aead is None:
+        raise SealedPayloadError(
+            f"outbox row {row_id} is sealed under the key of {day_start(day):%Y-%m-%d}, "
+            "which is missing from payload-keys.json; restore the key file from its backup")
+    return aead
 
 
 # --- reading the whole log (verify) -------------------------------------------------------

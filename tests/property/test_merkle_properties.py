@@ -161,6 +161,25 @@ def test_frontier_random_leaves(leaves: list[bytes], data: st.DataObject) -> Non
     assert resumed.root() == root_from_leaf_hashes(hashes)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 300), st.lists(st.integers(0, 70), max_size=6))
+def test_extend_levels_equals_appending_one_by_one(start: int, batches: list[int]) -> None:
+    """Batches hashed level by level complete the same nodes and leave the same frontier
+    as appending their leaves one at a time, from any starting size."""
+    one_by_one, batched = MerkleFrontier(), MerkleFrontier()
+    one_by_one.extend(HASHES[:start])
+    batched.extend(HASHES[:start])
+    size = start
+    for n in batches:
+        block = [leaf_hash(i.to_bytes(4, "big")) for i in range(size, size + n)]
+        expected = sorted((ref.level, ref.index, h) for ref, h in one_by_one.extend(block))
+        got = batched.extend_levels(block)
+        assert got == sorted(got) and got == expected
+        size += n
+        assert batched.size == one_by_one.size == size
+        assert batched.hashes == one_by_one.hashes and batched.root() == one_by_one.root()
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 5), max_size=40))
 def test_appending_whole_subtrees_equals_appending_their_leaves(levels: list[int]) -> None:

@@ -21,6 +21,7 @@ from gateway.audit.payloadkeys import (
     seal,
     sealed_day,
     unseal,
+    unseal_many,
 )
 from gateway.audit.storage import Opener
 
@@ -75,6 +76,22 @@ def test_ciphertexts_cannot_be_swapped_or_altered(tmp_path: Path) -> None:
             assert opened is None  # a day whose key does not exist: erased
     # Readers that must not fail report an altered payload as unreadable.
     assert Opener(keys).leaf(two, h1) is None
+
+
+def test_unseal_many_opens_a_batch_like_unseal_and_refuses_any_altered_one(
+    tmp_path: Path,
+) -> None:
+    aead = PayloadKeys.in_data_dir(tmp_path).for_sealing(DAY)
+    leaves = [LEAF, OTHER, LEAF]
+    hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+    stored = [seal(aead, DAY, leaf, h) for leaf, h in zip(leaves, hashes, strict=True)]
+    assert unseal_many(aead, stored, hashes) == leaves
+    assert unseal_many(aead, [], []) == []
+    for bad in ([stored[0], stored[1], stored[2][:-1]],  # altered
+                [stored[0], stored[1][:20], stored[2]],  # truncated
+                [stored[1], stored[0], stored[2]]):  # swapped between entries
+        with pytest.raises(SealedPayloadError):
+            unseal_many(aead, bad, hashes)
 
 
 def test_a_deleted_key_reads_as_erased(tmp_path: Path) -> None:
