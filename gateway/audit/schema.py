@@ -37,7 +37,9 @@ outbox = Table(
 log_entries = Table(
     "log_entries",
     metadata,
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite: the key is the rowid itself, no second b-tree to write per leaf.
+    Column("idx", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=False),
     # The canonical leaf sealed under its UTC day's key (or plaintext, from before sealing
     # existed: it starts with "{"). NULL once retention has erased the payload;
     # leaf_hash keeps every proof valid.
@@ -61,6 +63,7 @@ log_nodes = Table(
     Column("level", SmallInteger, primary_key=True, autoincrement=False),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,  # SQLite: one b-tree in (level, idx) order, no rowid beside it
 )
 
 # One row; its row lock serialises sequencers that share a PostgreSQL database.
