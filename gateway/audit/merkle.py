@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from provisioning.errors import DomainError
 
@@ -557,8 +558,9 @@ class MerkleFrontier:
         The same nodes and frontier as ``extend``, but each level is hashed in one list
         comprehension over the batch instead of a carry loop per leaf.
         """
-        for i, h in enumerate(leaf_hashes):
-            if type(h) is not bytes or len(h) != HASH_SIZE:
+        if not (set(map(type, leaf_hashes)) <= {bytes}
+                and set(map(len, leaf_hashes)) <= {HASH_SIZE}):  # checked in C; else name it
+            for i, h in enumerate(leaf_hashes):
                 _check_hash(h, f"leaf hash {i}", MerkleError)
         size = self._size
         # The frontier by level: bit b of the size holds a complete subtree at level b.
@@ -578,7 +580,7 @@ class MerkleFrontier:
                    for a, b in zip(row[::2], row[1::2], strict=True)]
             first >>= 1
             level += 1
-            completed.extend((level, first + k, h) for k, h in enumerate(row))
+            completed.extend(zip(repeat(level), range(first, first + len(row)), row))
         new.update(old)  # levels the batch did not reach keep their subtrees
         self._size = size + len(leaf_hashes)
         self._hashes = [new[b] for b in sorted(new, reverse=True)]

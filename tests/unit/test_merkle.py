@@ -495,3 +495,13 @@ def test_memory_tree_size_arguments(tree: MemoryTree) -> None:
     for missing in (NodeRef(4, 0), NodeRef(-1, 0), NodeRef(0, -1), NodeRef(0, 8)):
         with pytest.raises(KeyError):
             tree.nodes[missing]
+
+
+def test_extend_levels_refuses_a_bad_leaf_hash_before_changing_anything() -> None:
+    frontier = MerkleFrontier()
+    frontier.extend_levels([leaf_hash(b"a"), leaf_hash(b"b"), leaf_hash(b"c")])
+    before = (frontier.size, frontier.hashes)
+    with pytest.raises(MerkleError, match="leaf hash 1 must be 32 bytes"):
+        frontier.extend_levels([leaf_hash(b"d"), b"short"])
+    assert (frontier.size, frontier.hashes) == before
+    assert frontier.extend_levels([]) == [] and (frontier.size, frontier.hashes) == before
