@@ -79,6 +79,9 @@ async def fetch(conn: AsyncConnection, sql: str, params: Sequence[Any] = ()) -> 
     fetch_all = getattr(driver, "execute_fetchall", None)  # aiosqlite: one thread hop
     if fetch_all is not None:
         return list(await fetch_all(sql, tuple(params)))
+    inline = getattr(driver, "sqlite", None)  # the writer, in the caller's transaction
+    if inline is not None:  # no SQLAlchemy cursor and result rows around a plain query
+        return list(inline.execute(sql, tuple(params)).fetchall())
     return list((await conn.exec_driver_sql(sql, tuple(params))).all())
 
 
