@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit import storage
 from gateway.audit.schema import log_entries
 from gateway.egress.mapping import Derivation, EgressMap
 from gateway.regulator.request import Query
@@ -28,20 +30,27 @@ class Findings:
         return self.derivation.as_dict() if self.derivation else None
 
 
-def _first_entry(column: Any) -> Select[Any]:
-    """A subject's first entry: one probe of its (subject, ts) index. Built once, so each
-    use is a cached statement whatever the number of subjects."""
-    return (
-        select(log_entries.c.idx, log_entries.c.type,
-               log_entries.c.leaf.is_not(None).label("readable"))
-        .where(column == bindparam("subject"))
-        .order_by(log_entries.c.ts, log_entries.c.idx)
-        .limit(1)
-    )
+# One probe of a subject's (subject, ts) index for its first entry; a statement asks for
+# many subjects at once as a UNION ALL of such probes.
+_FIRST_ENTRY = ("SELECT * FROM (SELECT '{kind}' AS kind, {column} AS subject, idx, type, "
+                "leaf IS NOT NULL AS readable FROM log_entries WHERE {column} = ? "
+                "ORDER BY ts, idx LIMIT 1) AS first_{n}")
+_COLUMNS = {"peer": "peer_id", "tenant": "tenant_id"}
+_PROBES_PER_STATEMENT = 200  # SQLite allows 500 parts in one compound SELECT
 
 
-_FIRST_ENTRY = {"peer": _first_entry(log_entries.c.peer_id),
-                "tenant": _first_entry(log_entries.c.tenant_id)}
+async def _first_entries(
+    conn: AsyncConnection, subjects: list[tuple[str, str]]
+) -> list[Sequence[Any]]:
+    """(kind, subject, idx, type, readable) of each (kind, subject)'s first entry, in as
+    few statements as the dialects allow (one up to 200 subjects)."""
+    rows: list[Sequence[Any]] = []
+    for at in range(0, len(subjects), _PROBES_PER_STATEMENT):
+        chunk = subjects[at:at + _PROBES_PER_STATEMENT]
+        sql = " UNION ALL ".join(_FIRST_ENTRY.format(kind=kind, column=_COLUMNS[kind], n=n)
+                                 for n, (kind, _) in enumerate(chunk))
+        rows += await storage.fetch(conn, sql, [subject for _, subject in chunk])
+    return rows
 
 
 async def _subject_entries(
@@ -55,15 +64,18 @@ async def _subject_entries(
     2,000 row reads per tenant in the benchmark). Only a subject whose first entry is no
     readable creation (retention erased it) is looked up by type, for its restatements.
     """
+    subjects = ([("peer", p) for p in sorted(peer_ids)]
+                + [("tenant", t) for t in sorted(tenant_ids)])
     found: set[int] = set()
+    created: set[tuple[str, str]] = set()
+    for kind, subject, idx, type_, readable in await _first_entries(conn, subjects):
+        if readable and type_ in _CREATIONS:
+            found.add(int(idx))
+            created.add((kind, subject))
     restated: dict[str, list[str]] = {"peer": [], "tenant": []}
-    for kind, subjects in (("peer", peer_ids), ("tenant", tenant_ids)):
-        for subject in sorted(subjects):
-            first = (await conn.execute(_FIRST_ENTRY[kind], {"subject": subject})).first()
-            if first is not None and first.readable and first.type in _CREATIONS:
-                found.add(int(first.idx))
-            else:
-                restated[kind].append(subject)
+    for kind, subject in subjects:
+        if (kind, subject) not in created:
+            restated[kind].append(subject)
     if restated["peer"] or restated["tenant"]:
         found |= await _restatements(conn, restated["peer"], restated["tenant"])
     return found
