@@ -7,6 +7,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import and_, delete, insert, select, update
@@ -43,7 +44,13 @@ class RegulatorKey:
     revoked_at: datetime | None
 
     def ed25519(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
+        return _ed25519(self.public_key)
+
+
+@lru_cache(maxsize=1024)
+def _ed25519(public_key: str) -> Ed25519PublicKey:
+    """A registered key parsed once, not on each request signed with it."""
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
 
 
 def parse_public_key(value: object) -> str:

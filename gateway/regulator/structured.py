@@ -36,11 +36,16 @@ _MAX_DECIMAL_INTEGER_PART = 999_999_999_999
 
 _KEY_RE = re.compile(r"[a-z*][a-z0-9_\-.*]*\Z")
 _TOKEN_RE = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*\Z")
-_TCHAR_EXTRA = frozenset("!#$%&'*+-.^_`|~:/")
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 _DIGITS = frozenset("0123456789")
-_LCALPHA = frozenset("abcdefghijklmnopqrstuvwxyz")
-_KEY_CHARS = _LCALPHA | _DIGITS | frozenset("_-.*")
+# Fast paths of the parser, matched at the cursor; input they do not match goes through
+# the character-by-character code, which names what is wrong.
+_KEY_AT = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_TOKEN_AT = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_INTEGER_AT = re.compile(r"-?[0-9]{1,15}(?![0-9.])")
+_STRING_AT = re.compile(r'"((?:[ !#-\[\]-~]|\\["\\])*)"')  # printable; \" and \\ escaped
+_UNESCAPE = re.compile(r'\\(["\\])')
+_PRINTABLE = re.compile(r"[ -~]*\Z")
 
 
 class StructuredFieldError(ValueError):
@@ -201,13 +206,11 @@ class _Parser:
         return tuple(params.items())
 
     def key(self) -> str:
-        c = self.peek()
-        if not c or not (c in _LCALPHA or c == "*"):
+        m = _KEY_AT.match(self.s, self.i)
+        if m is None:
             raise self.fail("expected a key (lowercase letter or '*')")
-        start = self.i
-        while not self.eof() and self.s[self.i] in _KEY_CHARS:
-            self.i += 1
-        return self.s[start : self.i]
+        self.i = m.end()
+        return m.group()
 
     def bare_item(self) -> BareItem:
         c = self.peek()
@@ -224,6 +227,10 @@ class _Parser:
         raise self.fail("expected an item")
 
     def number(self) -> int | Decimal:
+        m = _INTEGER_AT.match(self.s, self.i)
+        if m is not None:
+            self.i = m.end()
+            return int(m.group())
         start = self.i
         negative = self.peek() == "-"
         if negative:
@@ -258,6 +265,11 @@ class _Parser:
         return Decimal(text)
 
     def string(self) -> str:
+        m = _STRING_AT.match(self.s, self.i)
+        if m is not None:
+            self.i = m.end()
+            text = m.group(1)
+            return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
         self.i += 1  # opening quote
         out: list[str] = []
         while not self.eof():
@@ -280,15 +292,10 @@ class _Parser:
         raise self.fail("unterminated string")
 
     def token(self) -> Token:
-        start = self.i
-        self.i += 1
-        while not self.eof():
-            c = self.s[self.i]
-            if c.isalnum() or c in _TCHAR_EXTRA:
-                self.i += 1
-            else:
-                break
-        return Token(self.s[start : self.i])
+        m = _TOKEN_AT.match(self.s, self.i)
+        assert m is not None  # bare_item() saw a letter or '*' here
+        self.i = m.end()
+        return Token(m.group())
 
     def byte_sequence(self) -> bytes:
         self.i += 1  # opening colon
@@ -383,7 +390,7 @@ def serialize_bare_item(value: BareItem) -> str:
     if isinstance(value, Decimal):
         return _serialize_decimal(value)
     if isinstance(value, str):
-        if not value.isascii() or any(not (" " <= c <= "~") for c in value):
+        if not _PRINTABLE.match(value):
             raise StructuredFieldError(f"string {value!r} has non-printable or non-ASCII text")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, Token):

@@ -150,3 +150,17 @@ def test_a_malleated_s_is_refused() -> None:
         malleated = signature[:32] + bad.to_bytes(32, "little")
         assert "S is not below the group order" in (checks.signature_defect(malleated) or "")
     assert checks.signature_defect(signature[:63]) == "must be 64 bytes, got 63"
+
+
+def test_an_r_off_the_curve_is_refused_by_verify_and_named() -> None:
+    """verify() asks whether R is on the curve only once OpenSSL has refused the
+    signature; the outcome and its reason are those of checking first."""
+    private = Ed25519PrivateKey.generate()
+    signature = private.sign(b"m")
+    off_curve = next(y for y in range(2, 100) if decompress(y, 0) is None)
+    forged = off_curve.to_bytes(32, "little") + signature[32:]
+    assert checks.signature_defect(forged) == "its R is not a point on the Ed25519 curve"
+    with pytest.raises(checks.UnsafeSignatureError, match="R is not a point on the Ed25519"):
+        checks.verify(private.public_key(), forged, b"m")
+    with pytest.raises(InvalidSignature):  # R on the curve, wrong message: plain refusal
+        checks.verify(private.public_key(), signature, b"other")
