@@ -131,7 +131,10 @@ def check_public_key(raw: bytes) -> None:
 
 def check_signature(signature: bytes) -> None:
     """Raise UnsafeSignatureError naming the defect of an unsafe signature."""
-    defect = signature_defect(signature)
+    _refuse(signature_defect(signature))
+
+
+def _refuse(defect: str | None) -> None:
     if defect is not None:
         raise UnsafeSignatureError(f"Ed25519 signature {defect}")
 
@@ -153,16 +156,12 @@ def verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
     at use, not only at registration.
     """
     check_public_key(raw_public_key(key))
-    defect = _cheap_signature_defect(signature)
-    if defect is not None:
-        raise UnsafeSignatureError(f"Ed25519 signature {defect}")
+    _refuse(_cheap_signature_defect(signature))
     try:
         key.verify(signature, message)
     except InvalidSignature:
         # Whether R is on the curve is asked only now: OpenSSL compares R with the
         # canonical encoding of the point it computes, so an R off the curve never
         # verifies, and the check can only name why a refused signature was refused.
-        defect = _r_curve_defect(signature)
-        if defect is not None:
-            raise UnsafeSignatureError(f"Ed25519 signature {defect}") from None
+        _refuse(_r_curve_defect(signature))
         raise

@@ -34,12 +34,11 @@ __all__ = [
 MAX_INTEGER = 999_999_999_999_999
 _MAX_DECIMAL_INTEGER_PART = 999_999_999_999
 
-_KEY_RE = re.compile(r"[a-z*][a-z0-9_\-.*]*\Z")
-_TOKEN_RE = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*\Z")
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 _DIGITS = frozenset("0123456789")
-# Fast paths of the parser, matched at the cursor; input they do not match goes through
-# the character-by-character code, which names what is wrong.
+# Keys and tokens, whole (fullmatch) or at the parser's cursor (match); the other fast
+# paths hand input they do not match to the character-by-character code, which names
+# what is wrong.
 _KEY_AT = re.compile(r"[a-z*][a-z0-9_\-.*]*")
 _TOKEN_AT = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _INTEGER_AT = re.compile(r"-?[0-9]{1,15}(?![0-9.])")
@@ -59,7 +58,7 @@ class Token:
     value: str
 
     def __post_init__(self) -> None:
-        if not _TOKEN_RE.match(self.value):
+        if not _TOKEN_AT.fullmatch(self.value):
             raise StructuredFieldError(f"invalid token {self.value!r}")
 
 
@@ -359,7 +358,7 @@ def parse_item(value: str, *, reject_duplicates: bool = False) -> Item:
 
 def serialize_key(key: str) -> str:
     """Serialize a dictionary or parameter key."""
-    if not _KEY_RE.match(key):
+    if not _KEY_AT.fullmatch(key):
         raise StructuredFieldError(f"invalid key {key!r}")
     return key
 
