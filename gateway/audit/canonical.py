@@ -260,9 +260,11 @@ def first_noncanonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
             objects = list(map(orjson.loads, part))
             if set(map(type, objects)) != {dict}:
                 raise TypeError("not every leaf is an object")
-            same = list(map(operator.eq, map(_dumps, objects), part))
-            if False in same or not _plain(objects):
-                same = [ok is True and _plain([o]) for o, ok in zip(objects, same, strict=True)]
+            if all(map(operator.eq, map(_dumps, objects), part)) and _plain(objects):
+                continue
+            same = [ok is True and _plain([o])
+                    for o, ok in zip(objects, map(operator.eq, map(_dumps, objects), part),
+                                     strict=True)]
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
             same = list(map(_fast_accepts, part))
         suspects.extend(start + i for i, ok in enumerate(same) if ok is not True)
