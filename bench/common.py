@@ -367,6 +367,36 @@ def summarize_profile(path: Path, *, top: int = 20) -> tuple[int, list[tuple[str
     return samples, own.most_common(top), total.most_common(top)
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process on this machine (backends, WAL writer,
+    checkpointer): the database's share of a run, measured as before/after differences."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+    return total
+
+
+def profile_split(path: Path, rules: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
+    """Share of a py-spy raw profile's samples per category: a sample counts for the first
+    rule whose marker occurs anywhere in its stack, else for "other"."""
+    counts: Counter[str] = Counter()
+    samples = 0
+    for raw in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = raw.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        samples += int(count_text)
+        name = next((name for name, marker in rules if marker in stack), "other")
+        counts[name] += int(count_text)
+    if not samples:
+        return []
+    order = [name for name, _ in rules] + ["other"]
+    return [(name, counts[name] / samples) for name in dict.fromkeys(order) if counts[name]]
+
+
 def print_profile(path: Path, *, top: int = 20) -> None:
     samples, own, inclusive = summarize_profile(path, top=top)
     if not samples:

@@ -29,7 +29,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import sqlite3
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,12 +50,15 @@ from bench.common import (
     DEFAULT_PG_ADMIN,
     RssSampler,
     Server,
+    free_port,
     machine_note,
     percentile,
     pg_database,
     pg_reachable,
+    postgres_cpu_seconds,
     print_profile,
     print_table,
+    profile_split,
     run,
 )
 
@@ -79,6 +84,7 @@ class Result:
     rss_at_n: float = 0.0
     rss_peak: float = 0.0
     server_cpu: float = 0.0
+    db_cpu: float = 0.0  # PostgreSQL's own processes (SQLite runs inside the server)
     client_cpu: float = 0.0
     host_cpu_pct: float = 0.0
     backlog: int = 0
@@ -226,10 +232,12 @@ async def drive(server: Server, args: argparse.Namespace, bodies: list[bytes],
                 print("  py-spy is not installed: no profile", file=sys.stderr)
                 profile = None
         cpu_before, client_before = cpu_seconds(), time.process_time()
+        db_before = postgres_cpu_seconds() if database_url else 0.0
         psutil.cpu_percent()  # starts the host-wide measurement interval
         with RssSampler(server) as rss:
             ids = await provision(session, token, bodies, args.concurrency, result, urls)
             result.server_cpu = cpu_seconds() - cpu_before
+            result.db_cpu = postgres_cpu_seconds() - db_before if database_url else 0.0
             result.client_cpu = time.process_time() - client_before
             # Busy share of all CPUs: shows when something besides this benchmark ran.
             result.host_cpu_pct = psutil.cpu_percent()
@@ -248,6 +256,32 @@ async def drive(server: Server, args: argparse.Namespace, bodies: list[bytes],
         result.rss_peak = rss.peak
     if profile is not None and profile.exists():
         print_profile(profile, top=args.top)
+        print_split(profile, result)
+
+
+# Where the server's time goes, coarsely: a sample counts for the first marker in its stack.
+SPLIT_RULES = (
+    ("WAL checkpoints (worker thread)", "_Checkpointer._checkpoint"),
+    ("audit log sequencing (outbox -> Merkle log)", "Sequencer._passes"),
+    ("commit", "_InlineSQLite.commit"),
+    ("SQL statements (driver)", "provisioning/driver.py"),
+    ("provisioning logic (quota, keys, addresses)", "provisioning/"),
+    ("audit events into the outbox", "gateway/audit/"),
+    ("vpngw HTTP layer (middleware, auth, body, handler)", "gateway/http/"),
+    ("vpngw HTTP layer (middleware, auth, body, handler)", "gateway/api/"),
+    ("group commit and commands", "gateway/groupcommit.py"),
+    ("group commit and commands", "gateway/commands.py"),
+    ("aiohttp (parse requests, write responses)", "aiohttp/"),
+    ("event loop and sockets", "asyncio/"),
+)
+
+
+def print_split(profile: Path, result: Result) -> None:
+    per_peer = 1e6 * result.server_cpu / result.peers if result.peers else 0.0
+    print_table(f"Server time per peer by part ({result.backend}; profile share x srv us/peer)",
+                [{"part": name, "share %": 100 * share, "us/peer": round(share * per_peer)}
+                 for name, share in profile_split(profile, SPLIT_RULES)],
+                ("part", "share %", "us/peer"))
 
 
 def bench_backend(backend: str, database_url: str | None, args: argparse.Namespace,
@@ -268,9 +302,81 @@ def bench_backend(backend: str, database_url: str | None, args: argparse.Namespa
     return result
 
 
+def bench_http_floor(args: argparse.Namespace, bodies: list[bytes]) -> Result:
+    """The same client, bodies and concurrency against bench/httpfloor.py (HTTP alone)."""
+    result = Result("http floor")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.httpfloor", "--port", str(port)],
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        async def drive_floor() -> None:
+            for _ in range(100):  # wait until it listens
+                try:
+                    async with aiohttp.ClientSession() as probe, probe.post(
+                            f"{base}/v1/peers", data=bodies[0],
+                            headers={"Authorization": "Bearer x"}) as resp:
+                        await resp.read()
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            connector = aiohttp.TCPConnector(limit=args.concurrency)
+            async with aiohttp.ClientSession(base, connector=connector) as session:
+                cpu_before, client_before = psutil.Process(proc.pid).cpu_times(), \
+                    time.process_time()
+                psutil.cpu_percent()
+                await provision(session, "x", bodies, args.concurrency, result,
+                                [f"{base}/v1/peers"])
+                after = psutil.Process(proc.pid).cpu_times()
+                result.server_cpu = (after.user + after.system) - (cpu_before.user
+                                                                   + cpu_before.system)
+                result.client_cpu = time.process_time() - client_before
+                result.host_cpu_pct = psutil.cpu_percent()
+
+        run(drive_floor())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return result
+
+
 def processes(args: argparse.Namespace, backend: str) -> int:
     """API processes sharing the load: --processes on PostgreSQL; SQLite has one writer."""
     return args.processes if backend == "postgres" else 1
+
+
+def cpu_bound(r: Result) -> float:
+    """Peers/s at which the server processes (one event loop each) or all CPUs run out."""
+    if not r.peers:
+        return 0.0
+    server, database = r.server_cpu / r.peers, r.db_cpu / r.peers
+    bounds = [r.processes / server] if server else []
+    if server + database:
+        bounds.append((os.cpu_count() or 1) / (server + database))
+    return min(bounds) if bounds else 0.0
+
+
+def report_floor(floor: Result, results: list[Result]) -> None:
+    rate = floor.peers / floor.seconds if floor.seconds else 0.0
+    per_request = 1e6 * floor.server_cpu / floor.peers if floor.peers else 0.0
+    seconds = floor.seconds or float("nan")
+    rows = [{"server": "bare aiohttp (bench/httpfloor.py): parse the body, answer 201",
+             "requests/s": rate, "p99 ms": ms(floor.latencies, 99),
+             "srv us/request": round(per_request), "srv cpu %": 100 * floor.server_cpu / seconds,
+             "client cpu %": 100 * floor.client_cpu / seconds}]
+    for r in results:
+        if r.peers:
+            mine = 1e6 * r.server_cpu / r.peers
+            rows.append({"server": f"vpngw, {r.backend}, {r.processes} process(es)",
+                         "requests/s": r.peers / r.seconds, "p99 ms": ms(r.latencies, 99),
+                         "srv us/request": round(mine),
+                         "srv cpu %": 100 * r.server_cpu / r.seconds,
+                         "client cpu %": 100 * r.client_cpu / r.seconds,
+                         "HTTP floor share": f"{per_request / mine:.0%}"})
+    print_table("The HTTP part alone, same client, bodies and concurrency (the limit beside it)",
+                rows, ("server", "requests/s", "p99 ms", "srv us/request", "srv cpu %",
+                       "client cpu %", "HTTP floor share"))
 
 
 def ms(values: list[float], p: float) -> float:
@@ -295,7 +401,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             "p99 ms": p99, "max ms": ms(r.latencies, 100),
             "srv cpu %": 100 * r.server_cpu / r.seconds if r.seconds else 0.0,
             # Server CPU time per peer: unlike peers/s, barely moved by other load.
-            "srv ms/peer": 1000 * r.server_cpu / r.peers if r.peers else 0.0,
+            "srv us/peer": round(1e6 * r.server_cpu / r.peers) if r.peers else 0,
+            "db us/peer": round(1e6 * r.db_cpu / r.peers) if r.peers else 0,
+            "cpu bound/s": cpu_bound(r),
             "client cpu %": 100 * r.client_cpu / r.seconds if r.seconds else 0.0,
             "host cpu %": r.host_cpu_pct,
             "audit backlog": r.backlog, "drain s": r.drain_seconds,
@@ -308,8 +416,11 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         rows.append(row)
     print_table("POST /v1/peers", rows, (
         "backend", "procs", "peers", "errors", "seconds", "peers/s", "p50 ms", "p90 ms", "p99 ms",
-        "max ms", "srv cpu %", "srv ms/peer", "client cpu %", "host cpu %", "audit backlog",
-        "drain s", "target"))
+        "max ms", "srv cpu %", "srv us/peer", "db us/peer", "cpu bound/s", "client cpu %",
+        "host cpu %", "audit backlog", "drain s", "target"))
+    print("cpu bound/s: the rate at which this host's CPUs would be used up by the server "
+          "processes (each one event loop: at most one CPU) and PostgreSQL's processes, at "
+          "the CPU per peer just measured, with no load generator beside them.")
     print_table("GET /v1/peers?limit=100 (one request in flight, "
                 f"{args.page_samples} samples each)",
                 [{"backend": r.backend, "first p50 ms": ms(r.first_page, 50),
@@ -351,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR",
                         help="record the server with py-spy during provisioning into DIR")
     parser.add_argument("--top", type=int, default=25, help="profile rows to print")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the HTTP-only limit (bench/httpfloor.py) run")
     parser.add_argument("--keep", action="store_true", help="keep data dirs and databases")
     args = parser.parse_args(argv)
     args.pool = args.pool or list(DEFAULT_POOLS)
@@ -370,7 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with pg_database(args.postgres, keep=args.keep) as url:
                 results.append(bench_backend("postgres", url, args, bodies))
+    floor = None if args.no_floor else bench_http_floor(args, bodies)
     report(results, args)
+    if floor is not None:
+        report_floor(floor, results)
     return 0
 
 
