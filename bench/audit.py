@@ -15,7 +15,9 @@
 3. `vpngw audit verify` throughput (verify_log) over the same N-leaf log: with one worker
    process per core, in one process, and in one process without the canonical-JSON
    check, beside the raw limits on one core: reading the rows with sqlite3, and SHA-256
-   of the leaves plus the tree's interior nodes.
+   of the leaves plus the tree's interior nodes; and the floor of any exact check (that
+   reading and hashing plus an orjson decode and re-encode of every leaf) in one process
+   and in one process per core at once.
 
     .venv/bin/python -m bench.audit                            # 1,000,000 leaves
     .venv/bin/python -m bench.audit --sizes 1000000,10000000   # the full run (minutes)
