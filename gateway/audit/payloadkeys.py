@@ -23,6 +23,7 @@ its first byte.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import operator
@@ -72,6 +73,8 @@ def day_start(day: int) -> datetime:
 
 _STORED = operator.itemgetter(1)
 _FIRST_BYTE = operator.itemgetter(0)
+_IDX, _HASH = operator.itemgetter(0), operator.itemgetter(2)
+_HEADER_OF = operator.itemgetter(slice(0, _HEADER.size))
 
 
 def is_sealed(stored: bytes) -> bool:
@@ -133,9 +136,20 @@ def open_rows(rows: list[Sequence[Any]], keys: PayloadKeys | None) -> list[Seque
     """(idx, leaf, leaf hash) rows with each sealed leaf opened: the plain leaf, None if
     its day's key is gone (erased), or the stored bytes as they are if they do not
     authenticate, so a leaf-hash check reports the row as edited."""
+    stored_leaves = list(map(_STORED, rows))
     # The common all-plaintext batch is found in C: no stored leaf starts with the marker.
-    if SEALED not in bytes(map(_FIRST_BYTE, filter(None, map(_STORED, rows)))):
+    if SEALED not in bytes(map(_FIRST_BYTE, filter(None, stored_leaves))):
         return rows
+    # The common sealed batch: every leaf sealed under one day's key that is still there.
+    headers = set(map(_HEADER_OF, stored_leaves)) if None not in stored_leaves else set()
+    if len(headers) == 1 and keys is not None:
+        header = headers.pop()
+        aead = (keys.for_opening(sealed_day(header))
+                if len(header) == _HEADER.size and is_sealed(header) else None)
+        if aead is not None:
+            with contextlib.suppress(SealedPayloadError):  # then row by row, below
+                opened = unseal_many(aead, stored_leaves, list(map(_HASH, rows)))
+                return list(zip(map(_IDX, rows), opened, map(_HASH, rows), strict=True))
     aeads: dict[int, AESGCM | None] = {}
     out: list[Sequence[Any]] = []
     for idx, stored, stored_hash in rows:

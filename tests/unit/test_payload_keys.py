@@ -18,6 +18,7 @@ from gateway.audit.payloadkeys import (
     day_of,
     day_start,
     is_sealed,
+    open_rows,
     seal,
     sealed_day,
     unseal,
@@ -105,6 +106,30 @@ def test_a_deleted_key_reads_as_erased(tmp_path: Path) -> None:
     assert Opener(PayloadKeys(keys.path)).strict(old, h) is None
     assert Opener(keys).strict(new, merkle.leaf_hash(OTHER)) == OTHER
     assert Opener(None).strict(old, h) is None  # no keys at all: erased too
+
+
+def test_open_rows_answers_each_row_whichever_way_the_batch_is_opened(tmp_path: Path) -> None:
+    keys = PayloadKeys.in_data_dir(tmp_path)
+    leaves = [LEAF, OTHER, LEAF]
+    hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+    sealed = [seal(keys.for_sealing(DAY), DAY, leaf, h) for leaf, h in zip(leaves, hashes, strict=True)]
+    rows = [(i, s, h) for i, (s, h) in enumerate(zip(sealed, hashes, strict=True))]
+    # One day's key for the whole batch (opened at once); plaintext rows come back as they are.
+    assert [tuple(r) for r in open_rows(rows, keys)] == list(zip(range(3), leaves, hashes, strict=True))
+    plain = [(i, leaf, h) for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True))]
+    assert open_rows(plain, keys) is plain
+    # One altered row: the others still open, it comes back as stored (so it hashes wrong).
+    altered = sealed[1][:-1] + bytes([sealed[1][-1] ^ 1])
+    opened = open_rows([rows[0], (1, altered, hashes[1]), rows[2]], keys)
+    assert [r[1] for r in opened] == [LEAF, altered, LEAF]
+    # Mixed days, plaintext and an erased payload (no stored bytes) row by row.
+    later = seal(keys.for_sealing(DAY + 1), DAY + 1, OTHER, hashes[1])
+    mixed = [rows[0], (1, later, hashes[1]), (2, LEAF, hashes[2]), (3, None, hashes[0])]
+    assert [r[1] for r in open_rows(mixed, keys)] == [LEAF, OTHER, LEAF, None]
+    # The day's key deleted: every payload of that day reads as erased.
+    keys.forget_before(DAY + 1)
+    assert [r[1] for r in open_rows(rows, PayloadKeys(keys.path))] == [None, None, None]
+    assert [r[1] for r in open_rows(rows, None)] == [None, None, None]
 
 
 def test_plaintext_rows_from_before_sealing_stay_readable(tmp_path: Path) -> None:
