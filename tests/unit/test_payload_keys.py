@@ -112,10 +112,12 @@ def test_open_rows_answers_each_row_whichever_way_the_batch_is_opened(tmp_path: 
     keys = PayloadKeys.in_data_dir(tmp_path)
     leaves = [LEAF, OTHER, LEAF]
     hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
-    sealed = [seal(keys.for_sealing(DAY), DAY, leaf, h) for leaf, h in zip(leaves, hashes, strict=True)]
+    aead = keys.for_sealing(DAY)
+    sealed = [seal(aead, DAY, leaf, h) for leaf, h in zip(leaves, hashes, strict=True)]
     rows = [(i, s, h) for i, (s, h) in enumerate(zip(sealed, hashes, strict=True))]
     # One day's key for the whole batch (opened at once); plaintext rows come back as they are.
-    assert [tuple(r) for r in open_rows(rows, keys)] == list(zip(range(3), leaves, hashes, strict=True))
+    expected = list(zip(range(3), leaves, hashes, strict=True))
+    assert [tuple(r) for r in open_rows(rows, keys)] == expected
     plain = [(i, leaf, h) for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True))]
     assert open_rows(plain, keys) is plain
     # One altered row: the others still open, it comes back as stored (so it hashes wrong).
