@@ -37,7 +37,8 @@ NEEDS_POSTGRES = {"agents-postgres"}
 
 
 def test_every_benchmark_is_listed() -> None:
-    helpers = {"__init__", "common", "handshake"}  # handshake: bench.liveness's probe
+    # handshake: bench.liveness's probe; httpfloor: bench.provision's HTTP-only server
+    helpers = {"__init__", "common", "handshake", "httpfloor"}
     scripts = {p.stem for p in (ROOT / "bench").glob("*.py")} - helpers
     listed = {name.split("-")[0] for name in QUICK}
     assert scripts == listed, "give a new benchmark its quick arguments here"
