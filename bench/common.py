@@ -380,16 +380,21 @@ def postgres_cpu_seconds() -> float:
 
 
 def profile_split(path: Path, rules: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
-    """Share of a py-spy raw profile's samples per category: a sample counts for the first
-    rule whose marker occurs anywhere in its stack, else for "other"."""
+    """Share of a py-spy raw profile's busy samples per category: a sample counts for the
+    first rule whose marker occurs in its stack below the event loop's own frames (the
+    server's entry point, aiohttp's run_app, sits at the root of every stack), else for
+    "other". Samples waiting in epoll are idle time, not counted."""
     counts: Counter[str] = Counter()
     samples = 0
     for raw in path.read_text(errors="replace").splitlines():
         stack, _, count_text = raw.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
+        if stack.rsplit(";", 1)[-1].startswith(("select (selectors.py", "EpollSelector.select")):
+            continue
+        inner = stack.partition("BaseEventLoop._run_once")[2] or stack
         samples += int(count_text)
-        name = next((name for name, marker in rules if marker in stack), "other")
+        name = next((name for name, marker in rules if marker in inner), "other")
         counts[name] += int(count_text)
     if not samples:
         return []
