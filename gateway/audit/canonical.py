@@ -7,7 +7,7 @@ import itertools
 import json
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,8 +173,6 @@ _SCALARS = frozenset({str, int})
 _ALLOWED = frozenset({str, int, list, dict})
 _SLICE = 256
 _dumps = functools.partial(orjson.dumps, option=_ORJSON_CANONICAL)
-_is_list: Callable[[object], bool] = list.__instancecheck__
-_is_dict: Callable[[object], bool] = dict.__instancecheck__
 
 
 def _dump_canonical(value: object) -> bytes:
@@ -203,12 +201,11 @@ def _plain(objects: Sequence[dict[str, Any]], *, keys: bool = False,
             return True
         if not kinds <= _ALLOWED or (limit is not None and len(level) > limit):
             return False
-        # Exact types only: kinds <= _ALLOWED holds no subclass, so isinstance is exact.
         inner: list[Any] = []
         if list in kinds:
-            inner.extend(itertools.chain.from_iterable(filter(_is_list, level)))
+            inner.extend(itertools.chain.from_iterable([v for v in level if type(v) is list]))
         if dict in kinds:
-            inner_dicts = list(filter(_is_dict, level))
+            inner_dicts = [v for v in level if type(v) is dict]
             if keys and not set(map(type, itertools.chain.from_iterable(inner_dicts))) <= {str}:
                 return False
             inner.extend(itertools.chain.from_iterable(map(dict.values, inner_dicts)))

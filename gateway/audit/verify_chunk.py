@@ -104,7 +104,8 @@ def check_chunk(rows: Sequence[Sequence[Any]], pos: int, sizes: Sequence[int], *
         good, problem = _first_gap(pos, idxs)
         del leaves[good:], stored[good:]
     # 2. leaf hashes (erased payloads: the stored hash only)
-    erased = None in leaves
+    # Any falsy leaf (None: erased; b"": empty) takes the row-by-row path below.
+    erased = not all(leaves)
     if erased:
         computed = [bytes(h) if leaf is None else _sha256(_LEAF + leaf).digest()
                     for leaf, h in zip(leaves, stored, strict=True)]
