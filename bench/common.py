@@ -163,8 +163,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        t = psutil.Process(self.proc.pid).cpu_times()
-        return float(t.user + t.system)
+        return process_cpu_seconds(self.proc.pid)
 
     # --- profiling (py-spy attaches to the running server) --------------------------------
 
@@ -347,17 +346,22 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
+def profile_stacks(path: Path) -> Iterator[tuple[str, int]]:
+    """(stack, sample count) of each line of a py-spy raw (collapsed) profile; frames in a
+    stack are separated by ";", outermost first."""
+    for raw in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = raw.rpartition(" ")
+        if stack and count_text.isdigit():
+            yield stack, int(count_text)
+
+
 def summarize_profile(path: Path, *, top: int = 20) -> tuple[int, list[tuple[str, int]],
                                                             list[tuple[str, int]]]:
     """(samples, top self-time functions, top inclusive functions) of a py-spy raw file."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for raw in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = raw.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for stack, count in profile_stacks(path):
         frames = [_frame_name(f) for f in stack.split(";")]
         frames = [f for f in frames if not f.startswith("process ")] or frames
         samples += count
@@ -365,6 +369,12 @@ def summarize_profile(path: Path, *, top: int = 20) -> tuple[int, list[tuple[str
         for name in set(frames):
             total[name] += count
     return samples, own.most_common(top), total.most_common(top)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far."""
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def postgres_cpu_seconds() -> float:
@@ -386,16 +396,12 @@ def profile_split(path: Path, rules: Sequence[tuple[str, str]]) -> list[tuple[st
     "other". Samples waiting in epoll are idle time, not counted."""
     counts: Counter[str] = Counter()
     samples = 0
-    for raw in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = raw.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
+    for stack, count in profile_stacks(path):
         if stack.rsplit(";", 1)[-1].startswith(("select (selectors.py", "EpollSelector.select")):
             continue
         inner = stack.partition("BaseEventLoop._run_once")[2] or stack
-        samples += int(count_text)
-        name = next((name for name, marker in rules if marker in inner), "other")
-        counts[name] += int(count_text)
+        samples += count
+        counts[next((name for name, marker in rules if marker in inner), "other")] += count
     if not samples:
         return []
     order = [name for name, _ in rules] + ["other"]

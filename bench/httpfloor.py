@@ -18,8 +18,8 @@ import uuid
 import orjson
 from aiohttp import web
 
-# About the size of vpngw's answer (a peer without its config), so the response costs the
-# same to build and send.
+# About the size of vpngw's answer (the peer and its client config), so the response costs
+# about the same to build and send.
 _ANSWER = {
     "id": "", "name": "", "status": "active", "public_key": "",
     "tunnel_ips": ["10.64.0.2", "fd00:64::2"], "gateway_id": "gw1",

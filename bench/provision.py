@@ -58,6 +58,7 @@ from bench.common import (
     postgres_cpu_seconds,
     print_profile,
     print_table,
+    process_cpu_seconds,
     profile_split,
     run,
 )
@@ -323,14 +324,11 @@ def bench_http_floor(args: argparse.Namespace, bodies: list[bytes]) -> Result:
                     await asyncio.sleep(0.1)
             connector = aiohttp.TCPConnector(limit=args.concurrency)
             async with aiohttp.ClientSession(base, connector=connector) as session:
-                cpu_before, client_before = psutil.Process(proc.pid).cpu_times(), \
-                    time.process_time()
+                cpu_before, client_before = process_cpu_seconds(proc.pid), time.process_time()
                 psutil.cpu_percent()
                 await provision(session, "x", bodies, args.concurrency, result,
                                 [f"{base}/v1/peers"])
-                after = psutil.Process(proc.pid).cpu_times()
-                result.server_cpu = (after.user + after.system) - (cpu_before.user
-                                                                   + cpu_before.system)
+                result.server_cpu = process_cpu_seconds(proc.pid) - cpu_before
                 result.client_cpu = time.process_time() - client_before
                 result.host_cpu_pct = psutil.cpu_percent()
 

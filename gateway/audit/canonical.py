@@ -257,11 +257,10 @@ def first_noncanonical(leaves: Sequence[bytes]) -> tuple[int, str] | None:
             objects = list(map(orjson.loads, part))
             if set(map(type, objects)) != {dict}:
                 raise TypeError("not every leaf is an object")
-            if all(map(operator.eq, map(_dumps, objects), part)) and _plain(objects):
-                continue
-            same = [ok is True and _plain([o])
-                    for o, ok in zip(objects, map(operator.eq, map(_dumps, objects), part),
-                                     strict=True)]
+            same = list(map(operator.eq, map(_dumps, objects), part))
+            if all(same) and _plain(objects):
+                continue  # the common slice: nothing suspect in it
+            same = [ok and _plain([o]) for o, ok in zip(objects, same, strict=True)]
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
             same = list(map(_fast_accepts, part))
         suspects.extend(start + i for i, ok in enumerate(same) if ok is not True)

@@ -147,9 +147,10 @@ def open_rows(rows: list[Sequence[Any]], keys: PayloadKeys | None) -> list[Seque
         aead = (keys.for_opening(sealed_day(header))
                 if len(header) == _HEADER.size and is_sealed(header) else None)
         if aead is not None:
+            hashes = list(map(_HASH, rows))
             with contextlib.suppress(SealedPayloadError):  # then row by row, below
-                opened = unseal_many(aead, stored_leaves, list(map(_HASH, rows)))
-                return list(zip(map(_IDX, rows), opened, map(_HASH, rows), strict=True))
+                opened = unseal_many(aead, stored_leaves, hashes)
+                return list(zip(map(_IDX, rows), opened, hashes, strict=True))
     aeads: dict[int, AESGCM | None] = {}
     out: list[Sequence[Any]] = []
     for idx, stored, stored_hash in rows:
