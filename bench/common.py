@@ -135,7 +135,11 @@ class Server:
         self.proc = subprocess.Popen(cmd, env=self._env(), cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        self.wait_ready(ready_timeout)
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self._end_process()  # a server that never became ready must not outlive the run
+            raise
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -193,6 +197,12 @@ class Server:
 
     def stop(self) -> None:
         self.stop_profile()
+        self._end_process()
+        if not self.keep:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _end_process(self) -> None:
+        """SIGINT (the server takes its interface down), then kill after 30 s."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -200,8 +210,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if not self.keep:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> Server:
         return self
